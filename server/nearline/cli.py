@@ -1,0 +1,337 @@
+"""``nearline``: serve, complete, prompt, models, demo, bench.
+
+Every user-facing failure is one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+
+log = logging.getLogger("nearline")
+
+
+class UserError(Exception):
+    """A problem the user can fix; printed as one line."""
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.WARNING),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _parse_hostport(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    try:
+        p = int(port)
+    except ValueError:
+        raise UserError(f"--tcp expects [HOST:]PORT, got {value!r}") from None
+    if not 0 <= p <= 65535:
+        raise UserError(f"--tcp port out of range: {p}")
+    return (host or "127.0.0.1").strip("[]"), p
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import faulthandler
+    import signal
+
+    from .lsp import LspLogHandler, build_server
+
+    # `kill -USR1 <pid>` dumps every thread's stack to stderr: how to see where a server hangs.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    server = build_server()
+    handler = LspLogHandler(server)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logging.getLogger("nearline").addHandler(handler)
+    logging.getLogger("nearline").setLevel(logging.INFO)
+    if args.tcp:
+        host, port = _parse_hostport(args.tcp)
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            log.warning("listening on %s: reachable from other machines; Nearline has no auth", host)
+        server.start_tcp(host, port)
+    else:
+        server.start_io()
+    return 0
+
+
+def _parse_location(loc: str) -> tuple[Path, int, int]:
+    parts = loc.rsplit(":", 2)
+    if len(parts) != 3:
+        raise UserError(f"expected PATH:LINE:COL (1-based), got {loc!r}")
+    path_s, line_s, col_s = parts
+    try:
+        line, col = int(line_s), int(col_s)
+    except ValueError:
+        raise UserError(f"LINE and COL must be numbers in {loc!r}") from None
+    if line < 1 or col < 1:
+        raise UserError(f"LINE and COL are 1-based, got {line}:{col}")
+    return Path(path_s), line, col
+
+
+def _settings_from_args(args: argparse.Namespace) -> Any:
+    from .config import parse_settings
+
+    raw: dict[str, Any] = {}
+    if getattr(args, "settings", None):
+        try:
+            raw = json.loads(args.settings)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"--settings is not valid JSON: {exc}") from None
+    if getattr(args, "model", None):
+        raw.setdefault("model", {})["id"] = args.model
+    if getattr(args, "model_path", None):
+        raw.setdefault("model", {})["path"] = args.model_path
+    if getattr(args, "composer", None):
+        raw.setdefault("context", {})["composer"] = args.composer
+    settings, problems = parse_settings(raw)
+    for p in problems:
+        print(f"warning: {p}", file=sys.stderr)
+    settings.completion.debounce_ms = 0
+    return settings
+
+
+def _query_for(args: argparse.Namespace) -> Any:
+    from .service import Query, language_for
+
+    path, line, col = _parse_location(args.location)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"no such file: {path}") from None
+    except IsADirectoryError:
+        raise UserError(f"{path} is a directory") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not UTF-8 text") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror}") from None
+    text = text.replace("\r\n", "\n")
+    lines = text.split("\n")
+    if line > len(lines):
+        raise UserError(f"{path}: line {line} is past the end ({len(lines)} lines)")
+    if col > len(lines[line - 1]) + 1:
+        raise UserError(
+            f"{path}:{line}: column {col} is past the end of the line ({len(lines[line - 1])} characters)"
+        )
+    root = Path(args.root).resolve() if args.root else path.resolve().parent
+    abspath = path.resolve()
+    try:
+        rel = abspath.relative_to(root).as_posix()
+    except ValueError:
+        rel = abspath.name
+    return Query(
+        uri=abspath.as_uri(), text=text, line=line - 1, col=col - 1, path=abspath, rel=rel,
+        language=language_for(abspath.name), root=root,
+    )  # fmt: skip
+
+
+def _make_service(args: argparse.Namespace, q: Any) -> Any:
+    from .service import CompletionService
+
+    settings = _settings_from_args(args)
+    index = None
+    if q.root is not None and settings.context.composer != "file-level":
+        index = _build_index(q.root, settings, q)
+    return CompletionService(
+        settings, index=index, on_message=lambda lvl, text: print(text, file=sys.stderr)
+    )
+
+
+def _build_index(root: Path, settings: Any, q: Any) -> Any:
+    try:
+        from .index import IndexSettings, WorkspaceIndex
+    except ImportError:  # index arrives with repository context
+        return None
+    idx = WorkspaceIndex(
+        [root],
+        IndexSettings(exclude=settings.index.exclude, max_file_bytes=settings.index.max_file_bytes),
+    )
+    idx.scan()
+    if q.path is not None:
+        idx.set_overlay(q.path, q.text)
+    return idx
+
+
+def cmd_complete(args: argparse.Namespace) -> int:
+    q = _query_for(args)
+    svc = _make_service(args, q)
+
+    async def run() -> int:
+        await svc.start()
+        if svc.state != "ready":
+            raise UserError(svc.error or "the model is not available")
+        if svc.index is not None and hasattr(svc.index, "count_tokens"):
+            pass
+        out = await svc.complete(q)
+        svc.close()
+        if out.suggestions:
+            print(out.suggestions[0].text)
+        if args.verbose and out.result is not None:
+            r = out.result
+            print(
+                f"[{out.source}] prompt={r.prompt_tokens} evaluated={r.evaluated_tokens} "
+                f"generated={r.generated_tokens} stop={r.stop_reason} {out.latency_s * 1000:.0f} ms",
+                file=sys.stderr,
+            )
+        return 0
+
+    return asyncio.run(run())
+
+
+def cmd_prompt(args: argparse.Namespace) -> int:
+    q = _query_for(args)
+    svc = _make_service(args, q)
+    prompt = svc.build_prompt(q)
+    total = svc.prompt_tokens(prompt)
+    if args.json:
+        print(prompt.to_json(total))
+    else:
+        sys.stdout.write(prompt.text)
+        sys.stdout.write("\n")
+        print(f"--- {total} tokens: " + ", ".join(
+            f"{p['kind']} {p['path'] or ''} {p['tokens']}".strip() for p in prompt.breakdown()
+        ), file=sys.stderr)  # fmt: skip
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .catalog import load_catalog
+    from .models import ModelError, pull, status, verify
+
+    cat = load_catalog()
+    if args.models_cmd == "list":
+        for m in cat.models:
+            st = status(m)
+            state = "missing"
+            if st.present:
+                state = "verified" if st.verified else ("present" if st.size_ok else "bad size")
+            default = " (default)" if m.id == cat.default_id else ""
+            size = f"{m.size / 1e6:.0f} MB" if m.size else "?"
+            print(f"{m.id:<40} {size:>8}  {state:<9} {m.name}{default}")
+        return 0
+    try:
+        entry = cat.get(args.id)
+    except KeyError as exc:
+        raise UserError(str(exc.args[0])) from None
+    if args.models_cmd == "pull":
+        try:
+            pull(entry, force=args.force)
+        except ModelError as exc:
+            raise UserError(str(exc)) from None
+        return 0
+    if args.models_cmd == "verify":
+        return 0 if verify(entry) else 1
+    if args.models_cmd == "path":
+        print(entry.path)
+        return 0
+    raise UserError(f"unknown models command {args.models_cmd}")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return asyncio.run(run_demo(model=args.model, lines=args.lines))
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    if args.bench_cmd == "latency":
+        from .bench.latency import run_latency
+
+        return asyncio.run(
+            run_latency(model=args.model, file=args.file, max_keystrokes=args.keystrokes,
+                        raw=not args.no_raw, out_json=args.json)
+        )  # fmt: skip
+    if args.bench_cmd == "index":
+        try:
+            from .bench.index_bench import run as run_index
+        except ImportError:
+            raise UserError("the index benchmark is not available in this build") from None
+        run_index(files=args.files)
+        return 0
+    raise UserError(f"unknown bench {args.bench_cmd}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="nearline", description="Local, offline code completion.")
+    p.add_argument("--version", action="version", version=f"nearline {__version__}")
+    p.add_argument("--log-level", default=os.environ.get("NEARLINE_LOG", "warning"))
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    s = sub.add_parser("serve", help="run the language server (stdio by default)")
+    s.add_argument("--tcp", metavar="[HOST:]PORT", help="listen on TCP (default host 127.0.0.1)")
+    s.add_argument("--stdio", action="store_true", help="use stdio (the default)")
+    s.set_defaults(func=cmd_serve)
+
+    def add_model_opts(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--root", help="workspace root (default: the file's directory)")
+        sp.add_argument("--model", help="catalog model id")
+        sp.add_argument("--model-path", help="a GGUF file")
+        sp.add_argument("--composer", help="context composer (path-distance, file-level)")
+        sp.add_argument("--settings", help="settings as JSON (same shape as initializationOptions)")
+
+    c = sub.add_parser("complete", help="print the suggestion at PATH:LINE:COL (1-based)")
+    c.add_argument("location")
+    c.add_argument("-v", "--verbose", action="store_true")
+    add_model_opts(c)
+    c.set_defaults(func=cmd_complete)
+
+    pr = sub.add_parser("prompt", help="print the exact prompt for PATH:LINE:COL")
+    pr.add_argument("location")
+    pr.add_argument("--json", action="store_true")
+    add_model_opts(pr)
+    pr.set_defaults(func=cmd_prompt)
+
+    m = sub.add_parser("models", help="list, pull and verify models")
+    msub = m.add_subparsers(dest="models_cmd", required=True)
+    msub.add_parser("list")
+    for name in ("pull", "verify", "path"):
+        mp = msub.add_parser(name)
+        mp.add_argument("id", nargs="?", default=None, help="catalog id (default: the default model)")
+        if name == "pull":
+            mp.add_argument("--force", action="store_true")
+    m.set_defaults(func=cmd_models)
+
+    d = sub.add_parser("demo", help="drive `nearline serve` like an editor on the sample project")
+    d.add_argument("--model", default=None)
+    d.add_argument("--lines", type=int, default=6)
+    d.set_defaults(func=cmd_demo)
+
+    b = sub.add_parser("bench", help="benchmarks")
+    bsub = b.add_subparsers(dest="bench_cmd", required=True)
+    bl = bsub.add_parser("latency", help="replay typing a file through the server")
+    bl.add_argument("--model", default=None)
+    bl.add_argument("--file", default=None, help="file of the sample project to type")
+    bl.add_argument("--keystrokes", type=int, default=300)
+    bl.add_argument("--no-raw", action="store_true", help="skip the raw llama-cpp-python run")
+    bl.add_argument("--json", default=None, help="write the numbers to this JSON file")
+    bi = bsub.add_parser("index", help="index a generated tree")
+    bi.add_argument("--files", type=int, default=10_000)
+    b.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.log_level)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"nearline: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

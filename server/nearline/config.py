@@ -1,0 +1,262 @@
+"""Settings: parsed from LSP ``initializationOptions`` / ``workspace/configuration``.
+
+Settings arrive as nested camelCase JSON (``{"completion": {"maxTokens": 32}}``); dotted keys
+(``{"completion.maxTokens": 32}``, as VS Code sends flat settings) are accepted too. A bad value
+never stops the server: the key keeps its default and the problem is reported, naming the key,
+so the LSP layer can show it to the user.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+ROPE_SCALING_TYPES = ("none", "linear", "yarn")
+COMPOSERS = ("path-distance", "file-level")
+BACKENDS = ("local",)
+
+
+@dataclass(kw_only=True)
+class ModelSettings:
+    id: str | None = None
+    """Catalog id; ``None`` means the catalog's default model."""
+    path: str | None = None
+    """An explicit GGUF file; overrides ``id``'s file (the catalog entry still gives the format)."""
+    context_length: int | None = None
+    """llama.cpp context window (n_ctx); default from the catalog entry."""
+    gpu_layers: int | None = None
+    """Layers to offload; ``None`` = all when the build supports GPU offload, else 0."""
+    threads: int | None = None
+    """Generation threads; ``None`` = physical cores (at most 8)."""
+    rope_freq_base: float | None = None
+    rope_scaling: str | None = None
+    rope_scaling_factor: float | None = None
+    yarn_orig_context: int | None = None
+    batch_size: int = 64
+    """Prompt tokens per llama_decode call: also the granularity at which a cold prompt can be
+    cancelled, so it stays small (64 tokens ≈ 0.3 s on 2 CPU cores)."""
+
+
+@dataclass(kw_only=True)
+class CompletionSettings:
+    enabled: bool = True
+    max_tokens: int = 48
+    debounce_ms: int = 75
+    timeout_ms: int = 5000
+    """Hard limit for one generation (prompt + tokens), after which whatever was produced is used."""
+    suffix_lines: int = 0
+    """Lines after the cursor's line given to FIM models (the rest of the cursor's line always is)."""
+
+
+@dataclass(kw_only=True)
+class ContextSettings:
+    composer: str = "path-distance"
+    budget_tokens: int | None = None
+    """Prompt budget; ``None`` = the catalog entry's ``budgetTokens``."""
+    same_language: bool = True
+
+
+@dataclass(kw_only=True)
+class IndexSettingsCfg:
+    exclude: list[str] = field(default_factory=list)
+    max_file_bytes: int = 1_000_000
+    watch: bool = True
+
+
+@dataclass(kw_only=True)
+class EngineSettings:
+    backend: str = "local"
+
+
+@dataclass(kw_only=True)
+class Settings:
+    model: ModelSettings = field(default_factory=ModelSettings)
+    completion: CompletionSettings = field(default_factory=CompletionSettings)
+    context: ContextSettings = field(default_factory=ContextSettings)
+    index: IndexSettingsCfg = field(default_factory=IndexSettingsCfg)
+    engine: EngineSettings = field(default_factory=EngineSettings)
+
+
+@dataclass(frozen=True)
+class SettingsProblem:
+    key: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"nearline.{self.key}: {self.problem}"
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(p[:1].upper() + p[1:] for p in rest)
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def _int_range(lo: int, hi: int) -> Callable[[Any], str | None]:
+    def check(v: Any) -> str | None:
+        return None if lo <= v <= hi else f"must be between {lo} and {hi}, got {v}"
+
+    return check
+
+
+def _one_of(options: tuple[str, ...]) -> Callable[[Any], str | None]:
+    def check(v: Any) -> str | None:
+        return None if v in options else f"must be one of {', '.join(options)}; got {v!r}"
+
+    return check
+
+
+def _positive(v: Any) -> str | None:
+    return None if v > 0 else f"must be positive, got {v}"
+
+
+def _existing_file(v: Any) -> str | None:
+    p = os.path.expanduser(v)
+    return None if os.path.isfile(p) else f"no such file: {v}"
+
+
+# Range checks beyond the type: (section, field) -> check returning a problem or None.
+_CHECKS: dict[tuple[str, str], Callable[[Any], str | None]] = {
+    ("model", "context_length"): _int_range(256, 1 << 20),
+    ("model", "gpu_layers"): _int_range(-1, 10_000),
+    ("model", "threads"): _int_range(1, 512),
+    ("model", "rope_freq_base"): _positive,
+    ("model", "rope_scaling"): _one_of(ROPE_SCALING_TYPES),
+    ("model", "rope_scaling_factor"): _positive,
+    ("model", "yarn_orig_context"): _int_range(1, 1 << 24),
+    ("model", "batch_size"): _int_range(8, 4096),
+    ("model", "path"): _existing_file,
+    ("completion", "max_tokens"): _int_range(1, 512),
+    ("completion", "debounce_ms"): _int_range(0, 10_000),
+    ("completion", "timeout_ms"): _int_range(50, 600_000),
+    ("completion", "suffix_lines"): _int_range(0, 200),
+    ("context", "composer"): _one_of(COMPOSERS),
+    ("context", "budget_tokens"): _int_range(64, 1 << 20),
+    ("index", "max_file_bytes"): _int_range(1, 1 << 30),
+    ("engine", "backend"): _one_of(BACKENDS),
+}
+
+
+def _coerce(value: Any, annotation: str) -> Any:
+    """Check ``value`` against a dataclass field annotation (given as a string, since this module
+    uses postponed annotations). Raises ``TypeError`` with a readable message."""
+    optional = "None" in annotation
+    base = annotation.replace(" | None", "").strip()
+    if value is None:
+        if optional:
+            return None
+        raise TypeError("must not be null")
+    if base == "bool":
+        if isinstance(value, bool):
+            return value
+        raise TypeError(f"must be true or false, got {value!r}")
+    if base == "int":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError(f"must be an integer, got {value!r}")
+        if isinstance(value, float) and not value.is_integer():
+            raise TypeError(f"must be an integer, got {value!r}")
+        return int(value)
+    if base == "float":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError(f"must be a number, got {value!r}")
+        return float(value)
+    if base == "str":
+        if isinstance(value, str):
+            return value
+        raise TypeError(f"must be a string, got {value!r}")
+    if base == "list[str]":
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return list(value)
+        raise TypeError(f"must be a list of strings, got {value!r}")
+    raise TypeError(f"unsupported setting type {annotation}")  # pragma: no cover
+
+
+def _nest(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """Turn dotted keys into nested dicts; nested input passes through."""
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        parts = str(key).split(".")
+        node = out
+        for part in parts[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {}
+                node[part] = child
+            node = child
+        last = parts[-1]
+        if isinstance(value, Mapping) and isinstance(node.get(last), dict):
+            node[last].update(_nest(value))
+        elif isinstance(value, Mapping):
+            node[last] = _nest(value)
+        else:
+            node[last] = value
+    return out
+
+
+def parse_settings(
+    raw: Any, base: Settings | None = None
+) -> tuple[Settings, list[SettingsProblem]]:
+    """Parse user settings over ``base`` (or the defaults).
+
+    Unknown keys are reported (a typo should not silently do nothing); every bad key keeps its
+    default. Never raises.
+    """
+    settings = dataclasses.replace(base) if base is not None else Settings()
+    # Copy nested sections so the caller's base is not mutated.
+    for f in fields(Settings):
+        setattr(settings, f.name, dataclasses.replace(getattr(settings, f.name)))
+    problems: list[SettingsProblem] = []
+    if raw is None:
+        return settings, problems
+    if not isinstance(raw, Mapping):
+        return settings, [SettingsProblem("", f"settings must be an object, got {raw!r}")]
+    nested = _nest(raw)
+    if isinstance(nested.get("nearline"), dict) and len(nested) == 1:
+        nested = nested["nearline"]
+    sections = {f.name: f for f in fields(Settings)}
+    for sec_name, sec_value in nested.items():
+        sec_key = _snake(sec_name)
+        if sec_key not in sections:
+            problems.append(SettingsProblem(sec_name, "unknown setting"))
+            continue
+        if not isinstance(sec_value, Mapping):
+            problems.append(SettingsProblem(sec_name, f"must be an object, got {sec_value!r}"))
+            continue
+        section = getattr(settings, sec_key)
+        sec_fields = {f.name: f for f in fields(section)}
+        for key, value in sec_value.items():
+            field_name = _snake(key)
+            dotted = f"{sec_name}.{key}"
+            if field_name not in sec_fields:
+                problems.append(SettingsProblem(dotted, "unknown setting"))
+                continue
+            annotation = str(sec_fields[field_name].type)
+            try:
+                coerced = _coerce(value, annotation)
+            except TypeError as exc:
+                problems.append(SettingsProblem(dotted, f"{exc}; using the default"))
+                continue
+            check = _CHECKS.get((sec_key, field_name))
+            if coerced is not None and check is not None and (msg := check(coerced)):
+                problems.append(SettingsProblem(dotted, f"{msg}; using the default"))
+                continue
+            setattr(section, field_name, coerced)
+    return settings, problems
+
+
+def settings_to_dict(settings: Settings) -> dict[str, Any]:
+    """The effective settings as nested camelCase (for logs and the prompt command)."""
+    return {
+        _camel(sec.name): {
+            _camel(f.name): getattr(getattr(settings, sec.name), f.name)
+            for f in fields(getattr(settings, sec.name))
+        }
+        for sec in fields(Settings)
+    }

@@ -1,0 +1,166 @@
+"""Which text goes into the prompt: the current file's prefix (and suffix) under a token budget,
+and repository context chosen by a composer.
+
+Composers (``context.composer``):
+
+* ``file-level`` — the file prefix only (the research baseline);
+* ``path-distance`` — repository files ordered by path distance from the current file,
+  farthest first and nearest last, right before the current file.
+
+Budget: ``budget`` tokens in all. The current file's prefix has priority (cut from the top at a
+line boundary); repository files fill what is left nearest-first; the last one that does not fit
+is cut at a line boundary, keeping its end (the part nearest to what follows it in the prompt).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Protocol
+
+from .prompt import RepoFile
+
+CountTokens = Callable[[str], int]
+
+# The prefix cut moves in steps of this many lines, so that while typing the start of the
+# prompt stays put and the KV cache stays valid (a moving cut would invalidate everything after it).
+PREFIX_CUT_STEP = 16
+
+
+class FileLike(Protocol):
+    @property
+    def path(self) -> Path: ...
+    @property
+    def rel(self) -> str: ...
+    @property
+    def language(self) -> str: ...
+
+
+class RepoSource(Protocol):
+    """What a composer needs from the workspace index."""
+
+    def files(self, language: str | None = None) -> Sequence[FileLike]: ...
+    def text(self, path: Path) -> str | None: ...
+    def tokens_for(self, path: Path) -> int: ...
+
+
+def path_distance(a: str, b: str) -> int:
+    """Steps through the directory tree from file ``a`` to file ``b``:
+    (parts(a) − common − 1) + (parts(b) − common − 1), ``common`` = shared leading components."""
+    pa, pb = PurePosixPath(a).parts, PurePosixPath(b).parts
+    common = 0
+    for x, y in zip(pa[:-1], pb[:-1], strict=False):
+        if x != y:
+            break
+        common += 1
+    return (len(pa) - common - 1) + (len(pb) - common - 1)
+
+
+def tail_lines_within(text: str, budget: int, count: CountTokens) -> tuple[str, int]:
+    """The longest tail of ``text`` starting at a line boundary whose token count fits."""
+    if budget <= 0 or not text:
+        return "", 0
+    total = count(text)
+    if total <= budget:
+        return text, total
+    lines = text.splitlines(keepends=True)
+    # Walk lines from the end using per-line counts (cheap), then confirm with an exact count;
+    # BPE merges rarely cross a newline, so the estimate is almost always exact.
+    acc, start = 0, len(lines)
+    while start > 0:
+        c = count(lines[start - 1])
+        if acc + c > budget:
+            break
+        acc += c
+        start -= 1
+    tail = "".join(lines[start:])
+    exact = count(tail)
+    while exact > budget and start < len(lines):
+        start += 1
+        tail = "".join(lines[start:])
+        exact = count(tail)
+    return tail, exact
+
+
+def cut_prefix(prefix: str, budget: int, count: CountTokens) -> tuple[str, int, int]:
+    """Cut the file prefix from the top at a line boundary so it fits ``budget``.
+
+    Returns (text, tokens, first_line_kept). The cut line is rounded up to a multiple of
+    ``PREFIX_CUT_STEP`` so it stays still for many keystrokes.
+    """
+    total = count(prefix)
+    if total <= budget:
+        return prefix, total, 0
+    lines = prefix.splitlines(keepends=True)
+    tail, _ = tail_lines_within(prefix, budget, count)
+    first = len(lines) - len(tail.splitlines(keepends=True))
+    # Never cut into the cursor's own line.
+    first = min(len(lines) - 1, -(-first // PREFIX_CUT_STEP) * PREFIX_CUT_STEP)
+    text = "".join(lines[first:])
+    tokens = count(text)
+    while tokens > budget and first < len(lines) - 1:
+        first += 1
+        text = "".join(lines[first:])
+        tokens = count(text)
+    if tokens > budget:
+        # A single cursor line longer than the whole budget: keep its end.
+        text = text[-budget * 2 :]
+        tokens = count(text)
+    return text, tokens, first
+
+
+@dataclass(frozen=True)
+class ComposeRequest:
+    current_rel: str
+    current_path: Path
+    language: str
+    budget: int
+    """Tokens available for repository files (already net of prefix, suffix and framing)."""
+    same_language: bool = True
+
+
+def frame_cost(path: str, count: CountTokens) -> int:
+    """Tokens of one file's framing (separator + path line): the separator is one token."""
+    return 1 + count(path + "\n")
+
+
+def compose_path_distance(
+    req: ComposeRequest, source: RepoSource, count: CountTokens
+) -> list[RepoFile]:
+    """Repository files by path distance, farthest first, nearest last."""
+    if req.budget <= 0:
+        return []
+    candidates = [
+        f
+        for f in source.files(req.language if req.same_language else None)
+        if f.path != req.current_path and f.rel != req.current_rel
+    ]
+    # Nearest first for filling; ties broken by path so the result is deterministic.
+    candidates.sort(key=lambda f: (path_distance(req.current_rel, f.rel), f.rel))
+    chosen: list[RepoFile] = []
+    left = req.budget
+    for f in candidates:
+        framing = frame_cost(f.rel, count)
+        if left <= framing:
+            break
+        text = source.text(f.path)
+        if not text:
+            continue
+        tokens = source.tokens_for(f.path)
+        if tokens + framing <= left:
+            chosen.append(RepoFile(f.rel, text, tokens))
+            left -= tokens + framing
+            continue
+        tail, n = tail_lines_within(text, left - framing, count)
+        if tail.strip():
+            chosen.append(RepoFile(f.rel, tail, n, truncated=True))
+        break
+    chosen.reverse()
+    return chosen
+
+
+COMPOSERS: dict[str, Callable[[ComposeRequest, RepoSource, CountTokens], list[RepoFile]]] = {
+    "file-level": lambda req, source, count: [],
+    "path-distance": compose_path_distance,
+}

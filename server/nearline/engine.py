@@ -1,0 +1,419 @@
+"""The model: load a GGUF with llama.cpp, keep its KV cache warm, generate one line.
+
+One ``LlamaEngine`` owns one llama.cpp context and must only be used from one thread (the
+service's model worker). The LSP never blocks on it: the service awaits the worker, and a
+``threading.Event`` set on cancel is checked between prompt batches and between tokens, so a
+cancelled request stops within one batch / one token.
+
+Prompt processing is the cost on a CPU (~195 tokens/s here against ~27 generated tokens/s), so
+every request reuses the longest common token prefix with what is already in the KV cache and
+evaluates only the rest. We drive llama.cpp's low-level API ourselves instead of
+``Llama.generate``: that gives cancellation inside a long prompt, greedy sampling without the
+sampler chain's overhead, and exact accounting of evaluated tokens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from .catalog import ModelEntry, PromptFormat
+from .config import ModelSettings
+
+log = logging.getLogger(__name__)
+
+StopReason = Literal["eol", "eog", "stop", "max_tokens", "timeout", "cancelled", "context_full"]
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    segments: Sequence[tuple[str, bool]]
+    """The prompt as (text, is_special) runs; see ``prompt.Prompt.segments``."""
+    max_tokens: int = 48
+    timeout_s: float | None = None
+    single_line: bool = True
+
+
+@dataclass
+class GenerationResult:
+    text: str
+    stop_reason: StopReason
+    prompt_tokens: int = 0
+    reused_tokens: int = 0
+    evaluated_tokens: int = 0
+    generated_tokens: int = 0
+    prompt_s: float = 0.0
+    first_token_s: float = 0.0
+    total_s: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Cancelled(Exception):
+    pass
+
+
+class Engine(Protocol):
+    """What the service needs from a model backend. Call only from the model worker thread."""
+
+    format: PromptFormat
+
+    def tokenize(self, segments: Sequence[tuple[str, bool]]) -> list[int]: ...
+
+    def generate(self, req: GenerationRequest, cancel: threading.Event) -> GenerationResult: ...
+
+    def info(self) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
+
+
+def default_threads() -> int:
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        n = os.cpu_count() or 2
+    return max(1, min(8, n))
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    path: Path
+    n_ctx: int
+    n_threads: int
+    n_gpu_layers: int
+    n_batch: int
+    rope_freq_base: float
+    rope_scaling: str
+    rope_scaling_factor: float
+    yarn_orig_ctx: int
+
+
+def load_options(entry: ModelEntry, path: Path, ms: ModelSettings) -> LoadOptions:
+    """Resolve load parameters: settings override the catalog; RoPE scaling switches on by itself
+    (YaRN) when the asked-for window exceeds what the model was trained on."""
+    import llama_cpp
+
+    n_ctx = ms.context_length or entry.context_length
+    scaling = ms.rope_scaling or entry.rope.scaling
+    factor = ms.rope_scaling_factor or entry.rope.factor
+    if scaling == "none" and n_ctx > entry.trained_context and ms.rope_scaling is None:
+        scaling, factor = "yarn", n_ctx / entry.trained_context
+    if ms.gpu_layers is not None:
+        gpu = ms.gpu_layers
+    else:
+        gpu = -1 if llama_cpp.llama_supports_gpu_offload() else 0
+    return LoadOptions(
+        path=path,
+        n_ctx=n_ctx,
+        n_threads=ms.threads or default_threads(),
+        n_gpu_layers=gpu,
+        n_batch=ms.batch_size,
+        rope_freq_base=ms.rope_freq_base or entry.rope.freq_base,
+        rope_scaling=scaling,
+        rope_scaling_factor=factor,
+        yarn_orig_ctx=ms.yarn_orig_context or entry.rope.yarn_orig_context or entry.trained_context,
+    )
+
+
+_QUIET_CB: Any = None
+
+
+def _silence_llama_logs() -> None:
+    """llama.cpp logs to stderr through a C callback; keep it off the terminal unless asked.
+    The callback object lives for the whole process: C keeps calling the pointer we give it."""
+    global _QUIET_CB
+    import llama_cpp
+
+    if os.environ.get("NEARLINE_LLAMA_LOG"):
+        return
+    with contextlib.suppress(Exception):
+        import llama_cpp._logger as llog
+
+        llog.logger.setLevel(logging.CRITICAL)
+    if _QUIET_CB is None:
+
+        @llama_cpp.llama_log_callback
+        def _quiet(level: int, text: bytes, user_data: Any) -> None:
+            return None
+
+        _QUIET_CB = _quiet
+    llama_cpp.llama_log_set(_QUIET_CB, None)
+
+
+def open_llama(**kwargs: Any) -> Any:
+    """``llama_cpp.Llama(...)`` that never touches file descriptors 1 and 2.
+
+    With ``verbose=False`` llama-cpp-python silences loading by ``dup2``-ing /dev/null over
+    stdout and stderr for the whole process. In a language server that runs the load in a
+    worker thread, every LSP message the event loop writes meanwhile vanishes and the client
+    hangs. So construct with ``verbose=True`` (no redirection), keep its Python-level prints
+    off the terminal by swapping ``sys.stderr`` for the duration, and silence llama.cpp's own
+    C-level log with a callback instead.
+    """
+    import io
+    import sys
+
+    import llama_cpp
+
+    _silence_llama_logs()
+    saved = sys.stderr
+    if not os.environ.get("NEARLINE_LLAMA_LOG"):
+        sys.stderr = io.StringIO()
+    try:
+        llm = llama_cpp.Llama(verbose=True, **kwargs)
+    finally:
+        sys.stderr = saved
+    llm.verbose = False
+    # Llama() re-installs its logger level; our C callback stays in place.
+    _silence_llama_logs()
+    return llm
+
+
+class Utf8Accumulator:
+    """Turns a stream of token byte pieces into text without splitting multi-byte characters."""
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self.text = ""
+
+    def push(self, piece: bytes) -> str:
+        self._buf += piece
+        try:
+            new = self._buf.decode("utf-8")
+            self._buf = b""
+        except UnicodeDecodeError as exc:
+            if exc.reason == "unexpected end of data" or exc.start > 0:
+                new = self._buf[: exc.start].decode("utf-8", errors="replace")
+                self._buf = self._buf[exc.start :]
+                if len(self._buf) > 4:  # not a split character: a genuinely bad byte
+                    new += self._buf.decode("utf-8", errors="replace")
+                    self._buf = b""
+            else:
+                new = self._buf.decode("utf-8", errors="replace")
+                self._buf = b""
+        self.text += new
+        return new
+
+
+class LlamaEngine:
+    """llama.cpp in-process via llama-cpp-python."""
+
+    def __init__(self, opts: LoadOptions, fmt: PromptFormat, model_id: str) -> None:
+        import llama_cpp
+
+        _silence_llama_logs()
+        self.opts = opts
+        self.format = fmt
+        self.model_id = model_id
+        scaling_types = {
+            "none": llama_cpp.LLAMA_ROPE_SCALING_TYPE_NONE,
+            "linear": llama_cpp.LLAMA_ROPE_SCALING_TYPE_LINEAR,
+            "yarn": llama_cpp.LLAMA_ROPE_SCALING_TYPE_YARN,
+        }
+        t0 = time.perf_counter()
+        self.llm = open_llama(
+            model_path=str(opts.path),
+            n_ctx=opts.n_ctx,
+            n_batch=opts.n_batch,
+            n_ubatch=opts.n_batch,
+            n_threads=opts.n_threads,
+            n_threads_batch=opts.n_threads,
+            n_gpu_layers=opts.n_gpu_layers,
+            rope_scaling_type=scaling_types[opts.rope_scaling],
+            rope_freq_base=opts.rope_freq_base,
+            rope_freq_scale=(1.0 / opts.rope_scaling_factor) if opts.rope_scaling != "none" else 0.0,
+            yarn_orig_ctx=opts.yarn_orig_ctx if opts.rope_scaling == "yarn" else 0,
+            logits_all=False,
+        )
+        self.load_s = time.perf_counter() - t0
+        self._lib = llama_cpp
+        self._vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
+        self._n_vocab = self.llm.n_vocab()
+        self._add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
+        self._bos = self.llm.token_bos()
+        # Tokens already in the KV cache, position by position.
+        self._cached: list[int] = []
+        self._stop_ids = self._special_ids(fmt.stop)
+        self._piece_cache: dict[int, bytes] = {}
+        self._seg_cache: dict[tuple[str, bool], list[int]] = {}
+        log.info(
+            "model %s loaded in %.2fs (n_ctx=%d, threads=%d, gpu_layers=%d, rope base=%g %s x%g)",
+            model_id, self.load_s, opts.n_ctx, opts.n_threads, opts.n_gpu_layers,
+            opts.rope_freq_base, opts.rope_scaling, opts.rope_scaling_factor,
+        )  # fmt: skip
+
+    # -- tokens ---------------------------------------------------------------------------
+    def _special_ids(self, pieces: Sequence[str]) -> set[int]:
+        ids: set[int] = set()
+        for p in pieces:
+            toks = self.llm.tokenize(p.encode(), add_bos=False, special=True)
+            if len(toks) == 1:
+                ids.add(toks[0])
+        return ids
+
+    def tokenize(self, segments: Sequence[tuple[str, bool]]) -> list[int]:
+        out: list[int] = [self._bos] if self._add_bos and self._bos >= 0 else []
+        for text, special in segments:
+            key = (text, special)
+            toks = self._seg_cache.get(key)
+            if toks is None:
+                toks = self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=special)
+                # Repository context is long and repeats across keystrokes: cache its runs.
+                if len(text) > 2048:
+                    if len(self._seg_cache) > 64:
+                        self._seg_cache.clear()
+                    self._seg_cache[key] = toks
+            out.extend(toks)
+        return out
+
+    def _piece(self, tok: int) -> bytes:
+        b = self._piece_cache.get(tok)
+        if b is None:
+            b = self.llm.detokenize([tok], special=False)
+            self._piece_cache[tok] = b
+        return b
+
+    # -- evaluation -----------------------------------------------------------------------
+    def _truncate_to(self, keep: int) -> None:
+        if keep < len(self._cached):
+            self.llm._ctx.kv_cache_seq_rm(-1, keep, -1)
+            del self._cached[keep:]
+        self.llm.n_tokens = len(self._cached)
+
+    def _eval(self, tokens: Sequence[int], cancel: threading.Event, deadline: float | None) -> None:
+        step = self.opts.n_batch
+        for i in range(0, len(tokens), step):
+            if cancel.is_set():
+                raise Cancelled
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError
+            batch = list(tokens[i : i + step])
+            try:
+                self.llm.eval(batch)
+            except Exception:
+                # A failed decode leaves the cache in an unknown state: start clean next time.
+                self.reset()
+                raise
+            self._cached.extend(batch)
+
+    def _argmax(self) -> tuple[int, float]:
+        import numpy as np
+
+        ptr = self._lib.llama_get_logits_ith(self.llm.ctx, -1)
+        logits = np.ctypeslib.as_array(ptr, shape=(self._n_vocab,))
+        tok = int(np.argmax(logits))
+        return tok, float(logits[tok])
+
+    def prefill(self, tokens: Sequence[int], cancel: threading.Event, deadline: float | None) -> tuple[int, int]:
+        """Bring the KV cache to ``tokens`` (re-evaluating at least the last one so its logits are
+        fresh). Returns (reused, evaluated)."""
+        common = 0
+        for a, b in zip(self._cached, tokens, strict=False):
+            if a != b:
+                break
+            common += 1
+        keep = min(common, len(tokens) - 1)
+        self._truncate_to(keep)
+        todo = tokens[keep:]
+        self._eval(todo, cancel, deadline)
+        return keep, len(todo)
+
+    def generate(self, req: GenerationRequest, cancel: threading.Event) -> GenerationResult:
+        t0 = time.monotonic()
+        deadline = t0 + req.timeout_s if req.timeout_s else None
+        tokens = self.tokenize(req.segments)
+        n_ctx = self.opts.n_ctx
+        if len(tokens) + 1 >= n_ctx:
+            # The composer budgets below n_ctx; this only guards a misconfiguration.
+            tokens = tokens[-(n_ctx - req.max_tokens - 1) :]
+        res = GenerationResult(text="", stop_reason="eol", prompt_tokens=len(tokens))
+        try:
+            res.reused_tokens, res.evaluated_tokens = self.prefill(tokens, cancel, deadline)
+        except Cancelled:
+            res.stop_reason = "cancelled"
+            res.total_s = time.monotonic() - t0
+            return res
+        except TimeoutError:
+            res.stop_reason = "timeout"
+            res.total_s = time.monotonic() - t0
+            return res
+        res.prompt_s = time.monotonic() - t0
+        acc = Utf8Accumulator()
+        reason: StopReason = "max_tokens"
+        for i in range(req.max_tokens):
+            if cancel.is_set():
+                reason = "cancelled"
+                break
+            tok, _ = self._argmax()
+            if i == 0:
+                res.first_token_s = time.monotonic() - t0
+            if tok in self._stop_ids or self._lib.llama_vocab_is_eog(self._vocab, tok):
+                reason = "eog"
+                break
+            if self._lib.llama_vocab_is_control(self._vocab, tok):
+                reason = "stop"
+                break
+            acc.push(self._piece(tok))
+            res.generated_tokens += 1
+            if req.single_line and "\n" in acc.text:
+                acc.text = acc.text.split("\n", 1)[0]
+                reason = "eol"
+                break
+            if len(self._cached) + 1 >= n_ctx:
+                reason = "context_full"
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                reason = "timeout"
+                break
+            try:
+                # Feeding the token back keeps it in the cache: if the user types what we
+                # suggested, the next prompt's common prefix covers it for free.
+                self._eval([tok], cancel, None)
+            except Cancelled:
+                reason = "cancelled"
+                break
+        res.text = acc.text
+        res.stop_reason = reason
+        res.total_s = time.monotonic() - t0
+        return res
+
+    def reset(self) -> None:
+        with contextlib.suppress(Exception):
+            self.llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+        self._cached.clear()
+        self.llm.n_tokens = 0
+
+    @property
+    def cached_tokens(self) -> int:
+        return len(self._cached)
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "backend": "local",
+            "model": self.model_id,
+            "path": str(self.opts.path),
+            "n_ctx": self.opts.n_ctx,
+            "threads": self.opts.n_threads,
+            "gpu_layers": self.opts.n_gpu_layers,
+            "gpu_offload_supported": bool(self._lib.llama_supports_gpu_offload()),
+            "rope_freq_base": self.opts.rope_freq_base,
+            "rope_scaling": self.opts.rope_scaling,
+            "rope_scaling_factor": self.opts.rope_scaling_factor,
+            "load_s": round(self.load_s, 3),
+        }
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.llm.close()
+
+
+def system_info() -> str:
+    import llama_cpp
+
+    return llama_cpp.llama_print_system_info().decode(errors="replace")

@@ -1,0 +1,361 @@
+"""The language server: capabilities, document sync, settings, thin handlers.
+
+Handlers are ``async`` so ``$/cancelRequest`` reaches them (pygls cancels the handler's task;
+the service turns that into the engine's cancel flag). Long work never runs on the event loop:
+the model has its own worker thread, the workspace scan its own thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from lsprotocol import types
+from pygls.lsp.server import LanguageServer
+from pygls.uris import to_fs_path
+from pygls.workspace import TextDocument
+
+from . import __version__
+from .config import Settings, SettingsProblem, parse_settings, settings_to_dict
+from .service import CompletionService, EngineFactory, OutOfRange, Query, language_for
+
+log = logging.getLogger(__name__)
+
+PROMPT_COMMAND = "nearline.prompt"
+STATUS_COMMAND = "nearline.status"
+
+
+class LspLogHandler(logging.Handler):
+    """Forward Nearline's own log records to the client's log (``window/logMessage``); pygls's
+    own records stay out, they would echo every message back to the client."""
+
+    LEVELS = {
+        logging.ERROR: types.MessageType.Error,
+        logging.WARNING: types.MessageType.Warning,
+        logging.INFO: types.MessageType.Info,
+    }
+
+    def __init__(self, server: LanguageServer) -> None:
+        super().__init__(logging.INFO)
+        self.server = server
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not record.name.startswith("nearline"):
+            return
+        try:
+            kind = self.LEVELS.get(record.levelno, types.MessageType.Log)
+            self.server.window_log_message(
+                types.LogMessageParams(type=kind, message=self.format(record))
+            )
+        except Exception:  # pragma: no cover - logging must never raise
+            pass
+
+
+class NearlineServer(LanguageServer):
+    def __init__(self, engine_factory: EngineFactory | None = None) -> None:
+        super().__init__("nearline", __version__, text_document_sync_kind=types.TextDocumentSyncKind.Incremental)
+        self.settings = Settings()
+        self.engine_factory = engine_factory
+        self.service: CompletionService | None = None
+        self.roots: list[Path] = []
+        self.pending_problems: list[SettingsProblem] = []
+        self.tasks: set[asyncio.Task[Any]] = set()
+
+    # -- helpers -------------------------------------------------------------------------
+    def spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
+        """Keep background tasks referenced and log their failures instead of losing them."""
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self.tasks.add(task)
+
+        def done(t: asyncio.Task[Any]) -> None:
+            self.tasks.discard(t)
+            if not t.cancelled() and (exc := t.exception()) is not None:
+                log.error("background task %s failed: %s", name, exc, exc_info=exc)
+
+        task.add_done_callback(done)
+        return task
+
+    def show(self, level: str, text: str) -> None:
+        kind = {
+            "error": types.MessageType.Error,
+            "warning": types.MessageType.Warning,
+        }.get(level, types.MessageType.Info)
+        with contextlib.suppress(Exception):
+            self.window_show_message(types.ShowMessageParams(type=kind, message=text))
+        (log.error if level == "error" else log.warning if level == "warning" else log.info)(text)
+
+    def report_problems(self, problems: list[SettingsProblem]) -> None:
+        if problems:
+            self.show("warning", "Nearline settings: " + "; ".join(str(p) for p in problems))
+
+    def apply_settings(self, raw: Any) -> bool:
+        """Parse settings over the defaults; returns True when the model must be reloaded."""
+        new, problems = parse_settings(raw)
+        self.report_problems(problems)
+        old, self.settings = self.settings, new
+        if self.service is not None:
+            self.service.settings = new
+        return old.model != new.model or old.engine != new.engine
+
+    def query(self, uri: str, position: types.Position) -> Query | None:
+        """Convert an LSP position (in the negotiated encoding) into a service query; None for
+        unopened documents and positions outside the text."""
+        doc: TextDocument | None = self.workspace.text_documents.get(uri)
+        if doc is None:
+            return None
+        lines = doc.lines
+        if position.line < 0 or position.line > len(lines):
+            return None
+        if position.line == len(lines):
+            # The position just past a final newline is a valid empty last line.
+            if not doc.source.endswith("\n") and position.line != 0:
+                return None
+            line_text = ""
+        else:
+            line_text = lines[position.line]
+        bare = line_text.rstrip("\r\n")
+        if position.character > doc.position_codec.client_num_units(bare):
+            return None
+        pos = doc.position_codec.position_from_client_units(lines, position)
+        path: Path | None = None
+        rel: str | None = None
+        root: Path | None = None
+        if uri.startswith("file:"):
+            fs = to_fs_path(uri)
+            if fs:
+                path = Path(fs)
+                for r in self.roots:
+                    with contextlib.suppress(ValueError):
+                        rel = path.relative_to(r).as_posix()
+                        root = r
+                        break
+        return Query(
+            uri=uri,
+            text=doc.source,
+            line=position.line,
+            col=pos.character,
+            path=path,
+            rel=rel or (path.name if path else None),
+            language=language_for(path.name if path else uri),
+            root=root,
+        )
+
+
+def build_server(engine_factory: EngineFactory | None = None) -> NearlineServer:
+    server = NearlineServer(engine_factory)
+
+    @server.feature(types.INITIALIZE)
+    def on_initialize(ls: NearlineServer, params: types.InitializeParams) -> None:
+        roots: list[Path] = []
+        for folder in params.workspace_folders or []:
+            if (p := to_fs_path(folder.uri)) is not None:
+                roots.append(Path(p))
+        if not roots and params.root_uri and (p := to_fs_path(params.root_uri)):
+            roots.append(Path(p))
+        elif not roots and params.root_path:
+            roots.append(Path(params.root_path))
+        ls.roots = roots
+        settings, problems = parse_settings(params.initialization_options)
+        ls.settings = settings
+        ls.pending_problems = problems
+        ls.service = CompletionService(settings, ls.engine_factory, on_message=ls.show)
+
+    @server.feature(types.INITIALIZED)
+    async def on_initialized(ls: NearlineServer, params: types.InitializedParams) -> None:
+        ls.report_problems(ls.pending_problems)
+        ls.pending_problems = []
+        ws = ls.client_capabilities.workspace
+        if ws is not None and ws.configuration:
+            ls.spawn(pull_configuration(ls, reload_only_if_changed=True), "pull-configuration")
+        else:
+            ls.spawn(start_model(ls), "load-model")
+
+    @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
+    async def on_config(ls: NearlineServer, params: types.DidChangeConfigurationParams) -> None:
+        raw = params.settings
+        if isinstance(raw, dict) and ("nearline" in raw or not raw):
+            if ls.apply_settings(raw.get("nearline", {})):
+                ls.spawn(start_model(ls), "reload-model")
+            return
+        ws = ls.client_capabilities.workspace
+        if ws is not None and ws.configuration:
+            ls.spawn(pull_configuration(ls, reload_only_if_changed=True), "pull-configuration")
+        elif raw is not None and ls.apply_settings(raw):
+            ls.spawn(start_model(ls), "reload-model")
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
+    def on_close(ls: NearlineServer, params: types.DidCloseTextDocumentParams) -> None:
+        if ls.service is not None:
+            ls.service.forget(params.text_document.uri)
+
+    @server.feature(
+        types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions()
+    )
+    async def on_inline(
+        ls: NearlineServer, params: types.InlineCompletionParams
+    ) -> types.InlineCompletionList | None:
+        q = ls.query(params.text_document.uri, params.position)
+        if q is None or ls.service is None:
+            return types.InlineCompletionList(items=[])
+        outcome = await complete(ls, q)
+        pos = params.position
+        items = [
+            types.InlineCompletionItem(
+                insert_text=s.text,
+                range=types.Range(start=pos, end=pos),
+            )
+            for s in (outcome.suggestions if outcome else [])
+        ]
+        return types.InlineCompletionList(items=items)
+
+    @server.feature(
+        types.TEXT_DOCUMENT_COMPLETION,
+        types.CompletionOptions(trigger_characters=[".", "(", "[", "{", ",", "=", ":"]),
+    )
+    async def on_completion(
+        ls: NearlineServer, params: types.CompletionParams
+    ) -> types.CompletionList:
+        q = ls.query(params.text_document.uri, params.position)
+        if q is None or ls.service is None:
+            return types.CompletionList(is_incomplete=True, items=[])
+        outcome = await complete(ls, q)
+        doc = ls.workspace.get_text_document(params.text_document.uri)
+        line = q.text.split("\n")[q.line]
+        before = line[: q.col]
+        # Clients filter items by the word before the cursor: replace that word and start the
+        # new text with it, so the item survives filtering and inserts the full suggestion.
+        i = len(before)
+        while i > 0 and (before[i - 1].isalnum() or before[i - 1] == "_"):
+            i -= 1
+        word = before[i:]
+        start = doc.position_codec.position_to_client_units(
+            doc.lines, types.Position(line=q.line, character=i)
+        )
+        items = []
+        for s in outcome.suggestions if outcome else []:
+            new_text = word + s.text
+            items.append(
+                types.CompletionItem(
+                    label=new_text.strip() or s.text,
+                    kind=types.CompletionItemKind.Text,
+                    detail="Nearline",
+                    filter_text=new_text,
+                    sort_text="0000",
+                    preselect=True,
+                    insert_text_format=types.InsertTextFormat.PlainText,
+                    text_edit=types.TextEdit(
+                        range=types.Range(start=start, end=params.position), new_text=new_text
+                    ),
+                )
+            )
+        # Incomplete: the client asks again as the user types, so it sees fresh suggestions.
+        return types.CompletionList(is_incomplete=True, items=items)
+
+    @server.command(PROMPT_COMMAND)
+    async def prompt_command(ls: NearlineServer, *args: Any) -> dict[str, Any] | None:
+        uri, position = _command_position(args)
+        if uri is None or position is None:
+            return {"error": "usage: nearline.prompt(uri, {line, character})"}
+        q = ls.query(uri, position)
+        if q is None or ls.service is None:
+            return {"error": f"no open document {uri} with position {position}"}
+        prompt = ls.service.build_prompt(q)
+        return {
+            "prompt": prompt.text,
+            "parts": prompt.breakdown(),
+            "total_tokens": ls.service.prompt_tokens(prompt),
+            "document": q.text,
+        }
+
+    @server.command(STATUS_COMMAND)
+    def status_command(ls: NearlineServer, *args: Any) -> dict[str, Any]:
+        svc = ls.service
+        engine = svc.engine if svc else None
+        return {
+            "state": svc.state if svc else "idle",
+            "error": svc.error if svc else None,
+            "engine": engine.info() if engine else None,
+            "settings": settings_to_dict(ls.settings),
+            "stats": dict(svc.stats) if svc else {},
+            "recent": list(svc.recent) if svc else [],
+        }
+
+    @server.feature(types.SHUTDOWN)
+    def on_shutdown(ls: NearlineServer, *args: Any) -> None:
+        for t in list(ls.tasks):
+            t.cancel()
+        if ls.service is not None:
+            ls.service.close()
+
+    return server
+
+
+def _command_position(args: tuple[Any, ...]) -> tuple[str | None, types.Position | None]:
+    """Accept ``(uri, {line, character})``, ``([uri, pos])`` or ``({uri, position})``."""
+    flat: list[Any] = list(args)
+    if len(flat) == 1 and isinstance(flat[0], list):
+        flat = flat[0]
+    try:
+        if len(flat) == 1 and isinstance(flat[0], dict):
+            d = flat[0]
+            uri = d.get("uri") or (d.get("textDocument") or {}).get("uri")
+            pos = d["position"]
+        else:
+            uri, pos = flat[0], flat[1]
+        return str(uri), types.Position(line=int(pos["line"]), character=int(pos["character"]))
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None, None
+
+
+async def complete(ls: NearlineServer, q: Query) -> Any:
+    assert ls.service is not None
+    try:
+        return await ls.service.complete(q)
+    except OutOfRange:
+        return None
+
+
+async def pull_configuration(ls: NearlineServer, reload_only_if_changed: bool) -> None:
+    try:
+        result = await ls.workspace_configuration_async(
+            types.ConfigurationParams(items=[types.ConfigurationItem(section="nearline")])
+        )
+        raw = result[0] if result else None
+    except Exception as exc:
+        log.warning("workspace/configuration failed: %s", exc)
+        raw = None
+    changed = ls.apply_settings(raw if isinstance(raw, dict) else {}) if raw is not None else False
+    if ls.service is not None and (ls.service.state in ("idle", "error") or changed):
+        await start_model(ls)
+
+
+async def start_model(ls: NearlineServer) -> None:
+    if ls.service is None:
+        return
+    t0 = time.perf_counter()
+    token = f"nearline-load-{time.monotonic_ns()}"
+    progress = _supports_progress(ls)
+    if progress:
+        with contextlib.suppress(Exception):
+            await ls.work_done_progress.create_async(token)
+            ls.work_done_progress.begin(
+                token, types.WorkDoneProgressBegin(title="Nearline: loading model", cancellable=False)
+            )
+    await ls.service.start()
+    if progress:
+        with contextlib.suppress(Exception):
+            ls.work_done_progress.end(
+                token, types.WorkDoneProgressEnd(message=ls.service.state)
+            )
+    if ls.service.state == "ready" and ls.service.engine is not None:
+        log.info("model ready in %.1fs: %s", time.perf_counter() - t0, ls.service.engine.info())
+
+
+def _supports_progress(ls: NearlineServer) -> bool:
+    win = ls.client_capabilities.window
+    return bool(win is not None and win.work_done_progress)

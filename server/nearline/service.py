@@ -1,0 +1,469 @@
+"""The request lifecycle: gate, compose, generate, clean — for the LSP, the CLI and benchmarks.
+
+``CompletionService`` knows nothing of pygls: callers hand it a document's text and a cursor
+(0-based line, column in code points). One model worker thread owns the engine; requests await
+it, and cancellation reaches the engine through a ``threading.Event`` checked between tokens.
+Per document only the newest request runs (a newer one cancels the older), the debounce applies
+only when the model would actually run, and a user typing the start of the shown suggestion is
+answered from it without the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .catalog import ModelEntry, PromptFormat, format_for_path, load_catalog
+from .config import Settings
+from .context import COMPOSERS, ComposeRequest, CountTokens, RepoSource, cut_prefix
+from .engine import Engine, GenerationRequest, GenerationResult
+from .models import ModelError
+from .prompt import Prompt, PromptPart, RepoFile, file_parts, repo_parts
+
+log = logging.getLogger(__name__)
+
+MessageSink = Callable[[str, str], None]  # (level: "error"|"warning"|"info", text)
+EngineFactory = Callable[[Settings], Engine]
+
+LANGUAGE_BY_SUFFIX = {
+    ".py": "python", ".pyi": "python", ".js": "javascript", ".mjs": "javascript",
+    ".cjs": "javascript", ".jsx": "javascript", ".ts": "typescript", ".tsx": "typescript",
+    ".go": "go", ".rs": "rust", ".java": "java", ".c": "c", ".h": "c", ".cc": "cpp",
+    ".cpp": "cpp", ".cxx": "cpp", ".hpp": "cpp", ".hh": "cpp", ".rb": "ruby", ".php": "php",
+    ".cs": "csharp", ".kt": "kotlin", ".swift": "swift", ".scala": "scala", ".lua": "lua",
+    ".sh": "shellscript", ".md": "markdown", ".json": "json", ".toml": "toml", ".yaml": "yaml",
+    ".yml": "yaml", ".html": "html", ".css": "css", ".sql": "sql",
+}  # fmt: skip
+
+
+def language_for(path: str) -> str:
+    return LANGUAGE_BY_SUFFIX.get(Path(path).suffix.lower(), "text")
+
+
+@dataclass(frozen=True)
+class Query:
+    """A completion request, already converted out of LSP units."""
+
+    uri: str
+    text: str
+    line: int
+    col: int  # code points into the line
+    path: Path | None = None
+    rel: str | None = None
+    language: str | None = None
+    root: Path | None = None
+
+
+@dataclass
+class Suggestion:
+    text: str
+    """Text to insert at the cursor; completes the line, never contains a newline."""
+
+
+@dataclass
+class Outcome:
+    suggestions: list[Suggestion] = field(default_factory=list)
+    source: str = "none"  # "model" | "typing-through" | "gated" | "unavailable" | "cancelled" | "error"
+    result: GenerationResult | None = None
+    prompt_tokens: int = 0
+    latency_s: float = 0.0
+
+
+class OutOfRange(ValueError):
+    pass
+
+
+def split_at_cursor(text: str, line: int, col: int) -> tuple[str, str, str, str]:
+    """(prefix, line_before_cursor, line_after_cursor, rest_after_line)."""
+    lines = text.split("\n")
+    if line < 0 or line >= len(lines):
+        raise OutOfRange(f"line {line + 1} is outside the document ({len(lines)} lines)")
+    cur = lines[line]
+    bare = cur[:-1] if cur.endswith("\r") else cur
+    if col < 0 or col > len(bare):
+        raise OutOfRange(f"column {col + 1} is outside line {line + 1} ({len(bare)} characters)")
+    before, after = bare[:col], bare[col:]
+    prefix = "\n".join(lines[:line] + [before])
+    rest = "\n".join(lines[line + 1 :])
+    return prefix, before, after, rest
+
+
+_OPEN = {"(": ")", "[": "]", "{": "}"}
+_CLOSE = {v: k for k, v in _OPEN.items()}
+
+
+def _min_depth(text: str) -> int:
+    depth = lowest = 0
+    for c in text:
+        if c in _OPEN:
+            depth += 1
+        elif c in _CLOSE:
+            depth -= 1
+            lowest = min(lowest, depth)
+    return lowest
+
+
+def clean_suggestion(raw: str, before: str, after: str) -> str:
+    """Make a raw model line safe to show: one line, no trailing space, and not repeating the
+    text already after the cursor (``foo(a|)`` must not end in ``))``)."""
+    text = raw.split("\n", 1)[0].rstrip("\r").rstrip()
+    after_s = after.strip()
+    if not after_s:
+        return text if text.strip() else ""
+    base = _min_depth(before + after)
+
+    def fits(cand: str) -> bool:
+        if _min_depth(before + cand + after) < base:
+            return False
+        # A string the suggestion closes with the quote that already follows the cursor.
+        q = after_s[0]
+        return not (q in "'\"`" and cand.endswith(q) and (before + cand).count(q) % 2 == 0)
+
+    candidates = [text]
+    if text.endswith(after_s):
+        candidates.append(text[: len(text) - len(after_s)].rstrip())
+    run = len(text) - len(text.rstrip(")]}'\"`;,:"))
+    candidates += [text[: len(text) - k] for k in range(1, run + 1)]
+    text = next((c for c in candidates if fits(c)), candidates[-1])
+    return text if text.strip() else ""
+
+
+@dataclass
+class _DocState:
+    seq: int = 0
+    cancel: threading.Event | None = None
+    repo: list[RepoFile] | None = None
+    repo_tokens: int = 0
+    repo_key: tuple[Any, ...] | None = None
+    # Typing-through: what the cursor's line looked like when each suggestion was made.
+    shown: OrderedDict[tuple[int, str], str] = field(default_factory=OrderedDict)
+
+
+class CompletionService:
+    def __init__(
+        self,
+        settings: Settings,
+        engine_factory: EngineFactory | None = None,
+        *,
+        index: RepoSource | None = None,
+        count_tokens: CountTokens | None = None,
+        on_message: MessageSink | None = None,
+    ) -> None:
+        self.settings = settings
+        self._engine_factory = engine_factory or create_local_engine
+        self.index = index
+        self._count_override = count_tokens
+        self._count: CountTokens | None = count_tokens
+        self._on_message = on_message or (lambda level, text: None)
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nearline-model")
+        self.engine: Engine | None = None
+        self.state = "idle"  # idle | loading | ready | error
+        self.error: str | None = None
+        self._load_task: asyncio.Future[None] | None = None
+        self._docs: dict[str, _DocState] = {}
+        self._reported: set[str] = set()
+        self.stats: dict[str, int] = {"model": 0, "typing_through": 0, "cancelled": 0, "gated": 0}
+        # Recent answers, for benchmarks and the status command.
+        self.recent: deque[dict[str, Any]] = deque(maxlen=2000)
+
+    # -- model lifecycle ----------------------------------------------------------------
+    def model_entry(self) -> ModelEntry:
+        return load_catalog().get(self.settings.model.id)
+
+    def prompt_format(self) -> PromptFormat:
+        entry = self.model_entry()
+        if self.settings.model.path:
+            return format_for_path(self.settings.model.path, entry.format)
+        return entry.format
+
+    def _report_once(self, level: str, text: str) -> None:
+        if text not in self._reported:
+            self._reported.add(text)
+            self._on_message(level, text)
+
+    async def start(self) -> None:
+        """Load the model in the worker; safe to call again after settings change."""
+        loop = asyncio.get_running_loop()
+        self.state, self.error = "loading", None
+        self._load_task = loop.run_in_executor(self._worker, self._load_blocking)
+        await self._load_task
+
+    def _load_blocking(self) -> None:
+        old, self.engine = self.engine, None
+        if old is not None:
+            old.close()
+        try:
+            self.engine = self._engine_factory(self.settings)
+            self.state = "ready"
+            self._reported.clear()
+            if self._count_override is None:
+                self._count = self._make_counter()
+        except ModelError as exc:
+            self.state, self.error = "error", str(exc)
+            self._report_once("error", f"Nearline: {exc}")
+        except Exception as exc:  # a broken GGUF makes llama.cpp raise ValueError and the like
+            self.state = "error"
+            self.error = f"could not load the model: {exc}"
+            log.exception("model load failed")
+            self._report_once("error", f"Nearline: {self.error}")
+
+    def _make_counter(self) -> CountTokens:
+        """Exact counts with the model's own vocabulary through HF tokenizers; the engine's own
+        tokenizer as a fallback (slower: it must run on the model thread's object)."""
+        path = getattr(getattr(self.engine, "opts", None), "path", None)
+        if path is not None:
+            try:
+                from .tokens import load_tokenizer
+
+                tok = load_tokenizer(path)
+                return tok.count
+            except Exception as exc:
+                log.warning("HF tokenizer unavailable (%s); using llama.cpp's", exc)
+        engine = self.engine
+        if engine is not None:
+            return lambda text: len(engine.tokenize([(text, False)]))
+        return lambda text: max(1, len(text.encode()) // 3)
+
+    def count_tokens(self, text: str) -> int:
+        if self._count is None:
+            self._count = self._count_override or self._make_counter()
+        return self._count(text)
+
+    async def wait_ready(self) -> bool:
+        if self._load_task is not None:
+            await asyncio.shield(self._load_task)
+        return self.state == "ready"
+
+    def close(self) -> None:
+        for st in self._docs.values():
+            if st.cancel is not None:
+                st.cancel.set()
+        engine, self.engine = self.engine, None
+        if engine is not None:
+            self._worker.submit(engine.close)
+        self._worker.shutdown(wait=False, cancel_futures=True)
+
+    def forget(self, uri: str) -> None:
+        st = self._docs.pop(uri, None)
+        if st is not None and st.cancel is not None:
+            st.cancel.set()
+
+    # -- prompt --------------------------------------------------------------------------
+    def budget(self) -> int:
+        entry = self.model_entry()
+        total = self.settings.context.budget_tokens or entry.budget_tokens
+        n_ctx = self.settings.model.context_length or entry.context_length
+        max_tokens = self.settings.completion.max_tokens
+        return max(64, min(total, n_ctx - 1) - max_tokens)
+
+    def build_prompt(self, q: Query) -> Prompt:
+        fmt = self.prompt_format()
+        count = self.count_tokens
+        prefix, _before, after, rest = split_at_cursor(q.text, q.line, q.col)
+        budget = self.budget()
+        suffix: str | None = None
+        suffix_tokens = 0
+        if fmt.has_fim:
+            extra = rest.split("\n")[: self.settings.completion.suffix_lines]
+            suffix = after + ("\n" + "\n".join(extra) if extra and any(extra) else "")
+            suffix_tokens = count(suffix) if suffix else 0
+        rel = q.rel or (q.path.name if q.path else q.uri.rsplit("/", 1)[-1])
+        header_tokens = 2 + count(rel + "\n") + (3 if suffix is not None else 0)
+        prefix_budget = max(16, budget - suffix_tokens - header_tokens)
+        prefix_text, prefix_tokens, _ = cut_prefix(prefix, prefix_budget, count)
+        fparts, fim = file_parts(
+            fmt, rel, prefix_text, suffix, prefix_tokens=prefix_tokens, suffix_tokens=suffix_tokens
+        )
+        left = budget - prefix_tokens - suffix_tokens - header_tokens
+        repo = self._repo_context(q, rel, left, prefix_tokens)
+        parts: list[PromptPart] = repo_parts(fmt, self._repo_name(q), repo) + fparts
+        return Prompt(parts=parts, fim=fim)
+
+    def _repo_name(self, q: Query) -> str:
+        return q.root.name if q.root else "workspace"
+
+    def _repo_context(self, q: Query, rel: str, left: int, prefix_tokens: int) -> list[RepoFile]:
+        """Repository context, recomposed only when the workspace or the file changed or the
+        cached block no longer fits: never per keystroke, so the KV cache stays valid."""
+        composer = self.settings.context.composer
+        if composer == "file-level" or self.index is None or q.path is None:
+            return []
+        st = self._docs.setdefault(q.uri, _DocState())
+        version = getattr(self.index, "version", 0)
+        key = (composer, version, rel, self.settings.context.same_language, self.budget())
+        framing = 2 + self.count_tokens(self._repo_name(q) + "\n")
+        if st.repo is not None and st.repo_key == key and st.repo_tokens <= left:
+            return st.repo
+        # Leave the prefix room to grow (a few lines) before the block must be recomposed.
+        headroom = 256
+        room = max(0, left - headroom - framing) if left > headroom + framing else max(0, left - framing)
+        req = ComposeRequest(
+            current_rel=rel,
+            current_path=q.path,
+            language=q.language or language_for(rel),
+            budget=room,
+            same_language=self.settings.context.same_language,
+        )
+        files = COMPOSERS[composer](req, self.index, self.count_tokens)
+        used = sum(f.tokens + 1 + self.count_tokens(f.path + "\n") for f in files)
+        st.repo, st.repo_key, st.repo_tokens = files, key, used + (framing if files else 0)
+        return files
+
+    def prompt_tokens(self, prompt: Prompt) -> int:
+        """Exact token count of the whole prompt (specials are one token each)."""
+        return sum(1 if p.special else self.count_tokens(p.text) for p in prompt.parts if p.text)
+
+    # -- completion ----------------------------------------------------------------------
+    def _typing_through(self, st: _DocState, q: Query, before: str, after: str) -> str | None:
+        for (line, shown_before), suggestion in reversed(st.shown.items()):
+            if line != q.line or not before.startswith(shown_before):
+                continue
+            typed = before[len(shown_before) :]
+            if typed and suggestion.startswith(typed) and len(typed) < len(suggestion):
+                return clean_suggestion(suggestion[len(typed) :], before, after) or None
+        return None
+
+    def _remember(self, st: _DocState, q: Query, before: str, suggestion: str) -> None:
+        st.shown[(q.line, before)] = suggestion
+        st.shown.move_to_end((q.line, before))
+        while len(st.shown) > 32:
+            st.shown.popitem(last=False)
+
+    async def complete(self, q: Query) -> Outcome:
+        t0 = time.perf_counter()
+        out = Outcome()
+        if not self.settings.completion.enabled:
+            out.source = "gated"
+            return out
+        _prefix, before, after, _rest = split_at_cursor(q.text, q.line, q.col)
+        st = self._docs.setdefault(q.uri, _DocState())
+        # Newest request per document wins: end the one in flight.
+        if st.cancel is not None:
+            st.cancel.set()
+        st.seq += 1
+        seq = st.seq
+        cancel = threading.Event()
+        st.cancel = cancel
+
+        hit = self._typing_through(st, q, before, after)
+        if hit:
+            self.stats["typing_through"] += 1
+            self.recent.append({"source": "typing-through", "evaluated": 0})
+            out.suggestions, out.source = [Suggestion(hit)], "typing-through"
+            out.latency_s = time.perf_counter() - t0
+            return out
+        if self._gate(before, after):
+            self.stats["gated"] += 1
+            out.source = "gated"
+            return out
+        if self.state != "ready" or self.engine is None:
+            if self.state == "loading":
+                await self.wait_ready()
+            if self.state != "ready" or self.engine is None:
+                out.source = "unavailable"
+                return out
+        debounce = self.settings.completion.debounce_ms / 1000
+        try:
+            if debounce > 0:
+                await asyncio.sleep(debounce)
+            if st.seq != seq:
+                out.source = "cancelled"
+                return out
+            prompt = self.build_prompt(q)
+            req = GenerationRequest(
+                segments=prompt.segments(),
+                max_tokens=self.settings.completion.max_tokens,
+                timeout_s=self.settings.completion.timeout_ms / 1000,
+            )
+            engine = self.engine
+            loop = asyncio.get_running_loop()
+            fut = loop.run_in_executor(self._worker, self._run_engine, engine, req, cancel)
+            result = await fut
+        except asyncio.CancelledError:
+            cancel.set()
+            self.stats["cancelled"] += 1
+            raise
+        out.result = result
+        out.prompt_tokens = result.prompt_tokens
+        out.latency_s = time.perf_counter() - t0
+        if result.stop_reason == "cancelled" or st.seq != seq:
+            self.stats["cancelled"] += 1
+            out.source = "cancelled"
+            return out
+        if result.stop_reason == "error":
+            out.source = "error"
+            return out
+        self.stats["model"] += 1
+        self.recent.append({
+            "source": "model", "prompt": result.prompt_tokens, "evaluated": result.evaluated_tokens,
+            "generated": result.generated_tokens, "stop": result.stop_reason,
+            "latency_ms": round(out.latency_s * 1000, 1),
+        })  # fmt: skip
+        text = clean_suggestion(result.text, before, after)
+        out.source = "model"
+        if text:
+            self._remember(st, q, before, text)
+            out.suggestions = [Suggestion(text)]
+        return out
+
+    @staticmethod
+    def _run_engine(
+        engine: Engine | None, req: GenerationRequest, cancel: threading.Event
+    ) -> GenerationResult:
+        if engine is None or cancel.is_set():
+            return GenerationResult(text="", stop_reason="cancelled")
+        try:
+            return engine.generate(req, cancel)
+        except Exception:
+            log.exception("generation failed")
+            return GenerationResult(text="", stop_reason="error")  # type: ignore[arg-type]
+
+    @staticmethod
+    def _gate(before: str, after: str) -> bool:
+        """True when we should not complete here. Minimal rules until tree-sitter gating:
+        not in the middle of a word, and only closers/punctuation after the cursor."""
+        if after[:1].isalnum() or after[:1] == "_":
+            return True
+        rest = after.strip()
+        return bool(rest) and any(c not in ")]}'\"`:;,. " for c in rest)
+
+
+def resolve_model(settings: Settings) -> tuple[ModelEntry, Path]:
+    entry = load_catalog().get(settings.model.id)
+    if settings.model.path:
+        return entry, Path(settings.model.path).expanduser()
+    return entry, entry.path
+
+
+def create_local_engine(settings: Settings) -> Engine:
+    """Verify and load the configured model; raises ``ModelError`` with a fix for the user."""
+    from .engine import LlamaEngine, load_options
+    from .models import check_gguf, ensure_verified
+
+    try:
+        entry, path = resolve_model(settings)
+    except KeyError as exc:
+        raise ModelError(str(exc.args[0])) from None
+    if settings.model.path:
+        check_gguf(path)
+        fmt = format_for_path(path, entry.format)
+    else:
+        ensure_verified(entry, path)
+        fmt = entry.format
+    opts = load_options(entry, path, settings.model)
+    try:
+        return LlamaEngine(opts, fmt, entry.id if not settings.model.path else path.name)
+    except ValueError as exc:
+        raise ModelError(f"llama.cpp could not load {path}: {exc} (corrupt or unsupported GGUF)") from None
+
+
+def parts_summary(parts: Sequence[PromptPart]) -> str:
+    return ", ".join(f"{p.kind}:{p.path or ''}:{p.tokens}" for p in parts if not p.special)

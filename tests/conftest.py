@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "examples" / "sample_project"
+SMALL_ID = "smollm2-135m-instruct-q4_1"
+DEFAULT_ID = "qwen2.5-coder-0.5b-instruct-q4_k_m"
+SERVER_CMD = [sys.executable, "-m", "nearline", "serve"]
+
+
+def model_path(model_id: str) -> Path:
+    """A pulled, verified model. The test command pulls both models first; a missing one is a
+    setup error with the fix in the message, not a skip."""
+    from nearline.catalog import load_catalog
+    from nearline.models import ModelError, ensure_verified
+
+    entry = load_catalog().get(model_id)
+    try:
+        return ensure_verified(entry)
+    except ModelError as exc:
+        pytest.fail(f"{exc}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def small_model() -> Path:
+    return model_path(SMALL_ID)
+
+
+@pytest.fixture(scope="session")
+def default_model() -> Path:
+    return model_path(DEFAULT_ID)
+
+
+@pytest.fixture
+def sample_project(tmp_path: Path) -> Path:
+    """A private copy of the sample project (tests may edit it)."""
+    dest = tmp_path / "sample_project"
+    shutil.copytree(SAMPLE, dest)
+    return dest
+
+
+def server_env(**extra: str) -> dict[str, str]:
+    env = {**os.environ, **extra}
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env

@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest_lsp
+from lsprotocol import types
+from pytest_lsp import ClientServerConfig, LanguageClient
+from pygls.uris import from_fs_path
+
+from ..conftest import SAMPLE, SERVER_CMD, SMALL_ID, server_env
+
+
+def capabilities(encodings: list[str] | None = None) -> types.ClientCapabilities:
+    return types.ClientCapabilities(
+        general=types.GeneralClientCapabilities(
+            position_encodings=[types.PositionEncodingKind(e) for e in encodings]
+            if encodings
+            else None
+        ),
+        text_document=types.TextDocumentClientCapabilities(
+            synchronization=types.TextDocumentSyncClientCapabilities(),
+            inline_completion=types.InlineCompletionClientCapabilities(),
+            completion=types.CompletionClientCapabilities(),
+        ),
+        window=types.WindowClientCapabilities(work_done_progress=True),
+        workspace=types.WorkspaceClientCapabilities(configuration=True),
+    )
+
+
+def init_params(
+    root: Path = SAMPLE,
+    options: dict[str, Any] | None = None,
+    encodings: list[str] | None = None,
+) -> types.InitializeParams:
+    uri = from_fs_path(str(root))
+    return types.InitializeParams(
+        capabilities=capabilities(encodings),
+        root_uri=uri,
+        workspace_folders=[types.WorkspaceFolder(uri=uri or "", name=root.name)],
+        initialization_options=options
+        if options is not None
+        else {"model": {"id": SMALL_ID}, "completion": {"debounceMs": 0, "timeoutMs": 60000}},
+    )
+
+
+async def status(client: LanguageClient) -> dict[str, Any]:
+    res = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command="nearline.status", arguments=[])
+    )
+    return dict(res)
+
+
+async def wait_ready(client: LanguageClient, timeout: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        st = await status(client)
+        if st["state"] in ("ready", "error") or time.monotonic() > deadline:
+            return st
+        await asyncio.sleep(0.1)
+
+
+def open_doc(client: LanguageClient, path: Path, text: str, language: str = "python") -> str:
+    uri = from_fs_path(str(path)) or ""
+    client.text_document_did_open(
+        types.DidOpenTextDocumentParams(
+            text_document=types.TextDocumentItem(uri=uri, language_id=language, version=1, text=text)
+        )
+    )
+    return uri
+
+
+async def inline(client: LanguageClient, uri: str, line: int, character: int) -> list[types.InlineCompletionItem]:
+    res = await client.text_document_inline_completion_async(
+        types.InlineCompletionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            position=types.Position(line=line, character=character),
+            context=types.InlineCompletionContext(
+                trigger_kind=types.InlineCompletionTriggerKind.Invoked
+            ),
+        )
+    )
+    if res is None:
+        return []
+    return list(res.items if isinstance(res, types.InlineCompletionList) else res)
+
+
+SERVER = ClientServerConfig(server_command=SERVER_CMD, server_env=server_env())
+
+
+@pytest_lsp.fixture(config=SERVER)
+async def client(lsp_client: LanguageClient):
+    await lsp_client.initialize_session(init_params())
+    yield
+    await lsp_client.shutdown_session()

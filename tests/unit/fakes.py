@@ -1,0 +1,44 @@
+"""A scripted engine for logic tests of the service (never the only test of a feature: the
+same paths run against llama.cpp in tests/model and tests/e2e)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from nearline.catalog import load_catalog
+from nearline.engine import GenerationRequest, GenerationResult
+
+
+class FakeEngine:
+    def __init__(self, reply: str = "x + 1", delay_s: float = 0.0) -> None:
+        self.format = load_catalog().get("qwen2.5-coder-0.5b-instruct-q4_k_m").format
+        self.reply = reply
+        self.delay_s = delay_s
+        self.calls: list[GenerationRequest] = []
+        self.started = threading.Event()
+
+    def tokenize(self, segments: Sequence[tuple[str, bool]]) -> list[int]:
+        return [len(t) for t, _ in segments]
+
+    def generate(self, req: GenerationRequest, cancel: threading.Event) -> GenerationResult:
+        self.calls.append(req)
+        self.started.set()
+        deadline = time.monotonic() + self.delay_s
+        while time.monotonic() < deadline:
+            if cancel.is_set():
+                return GenerationResult(text="", stop_reason="cancelled")
+            time.sleep(0.005)
+        return GenerationResult(text=self.reply, stop_reason="eol", prompt_tokens=10)
+
+    def info(self) -> dict[str, Any]:
+        return {"backend": "fake"}
+
+    def close(self) -> None:
+        pass
+
+
+def approx_count(text: str) -> int:
+    return max(0, (len(text.encode()) + 2) // 3)

@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+from nearline.config import Settings, parse_settings, settings_to_dict
+
+
+def test_defaults_when_empty() -> None:
+    s, problems = parse_settings(None)
+    assert problems == []
+    assert s == Settings()
+    assert s.completion.max_tokens == 48
+    assert s.context.composer == "path-distance"
+
+
+def test_nested_camel_case() -> None:
+    s, problems = parse_settings(
+        {
+            "model": {"id": "smollm2-135m-instruct-q4_1", "contextLength": 1024, "gpuLayers": 0},
+            "completion": {"maxTokens": 16, "debounceMs": 0},
+            "model.threads": 2,
+        }
+    )
+    assert problems == []
+    assert s.model.id == "smollm2-135m-instruct-q4_1"
+    assert s.model.context_length == 1024
+    assert s.model.gpu_layers == 0
+    assert s.model.threads == 2
+    assert s.completion.max_tokens == 16
+    assert s.completion.debounce_ms == 0
+
+
+def test_section_wrapped_in_nearline_key() -> None:
+    s, problems = parse_settings({"nearline": {"completion": {"maxTokens": 7}}})
+    assert problems == []
+    assert s.completion.max_tokens == 7
+
+
+def test_bad_values_name_the_key_and_keep_defaults() -> None:
+    s, problems = parse_settings(
+        {
+            "completion": {"maxTokens": "lots", "debounceMs": -5},
+            "model": {"ropeScaling": "quadratic", "ropeFreqBase": 0, "contextLength": 1.5},
+        }
+    )
+    keys = {p.key for p in problems}
+    assert keys == {
+        "completion.maxTokens",
+        "completion.debounceMs",
+        "model.ropeScaling",
+        "model.ropeFreqBase",
+        "model.contextLength",
+    }
+    assert s.completion.max_tokens == 48
+    assert s.completion.debounce_ms == 75
+    assert s.model.rope_scaling is None
+    assert all("nearline." in str(p) for p in problems)
+    assert "must be an integer" in next(str(p) for p in problems if p.key == "completion.maxTokens")
+
+
+def test_unknown_keys_are_reported() -> None:
+    s, problems = parse_settings({"completion": {"maxTokenz": 3}, "bogus": {}})
+    assert {p.key for p in problems} == {"completion.maxTokenz", "bogus"}
+    assert s.completion.max_tokens == 48
+
+
+def test_non_object_settings() -> None:
+    s, problems = parse_settings(["not", "a", "dict"])
+    assert len(problems) == 1 and "must be an object" in problems[0].problem
+    assert s == Settings()
+    _, problems = parse_settings({"completion": 3})
+    assert problems[0].key == "completion"
+
+
+def test_bool_is_not_an_int() -> None:
+    s, problems = parse_settings({"completion": {"maxTokens": True}})
+    assert problems and s.completion.max_tokens == 48
+
+
+def test_missing_model_path_is_reported(tmp_path) -> None:
+    s, problems = parse_settings({"model": {"path": str(tmp_path / "nope.gguf")}})
+    assert problems[0].key == "model.path" and "no such file" in problems[0].problem
+    assert s.model.path is None
+
+
+def test_base_is_not_mutated() -> None:
+    base, _ = parse_settings({"completion": {"maxTokens": 10}})
+    s, _ = parse_settings({"completion": {"debounceMs": 1}}, base)
+    assert base.completion.debounce_ms == 75
+    assert s.completion.max_tokens == 10 and s.completion.debounce_ms == 1
+
+
+def test_round_trip_dict() -> None:
+    d = settings_to_dict(Settings())
+    assert d["completion"]["maxTokens"] == 48
+    assert "ropeFreqBase" in d["model"]
+    s, problems = parse_settings(d)
+    assert problems == [] and s == Settings()

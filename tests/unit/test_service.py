@@ -1,0 +1,169 @@
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from nearline.config import parse_settings
+from nearline.service import (
+    CompletionService,
+    OutOfRange,
+    Query,
+    clean_suggestion,
+    split_at_cursor,
+)
+
+from .fakes import FakeEngine, approx_count
+
+
+def make_service(engine: FakeEngine, **settings: object) -> CompletionService:
+    raw = {"completion": {"debounceMs": 0}, "context": {"composer": "file-level"}}
+    for k, v in settings.items():
+        sec, key = k.split("__")
+        raw.setdefault(sec, {})[key] = v  # type: ignore[index]
+    s, problems = parse_settings(raw)
+    assert not problems
+    return CompletionService(s, lambda _s: engine, count_tokens=approx_count)
+
+
+def q(text: str, line: int, col: int, uri: str = "file:///w/a.py") -> Query:
+    return Query(uri=uri, text=text, line=line, col=col, path=Path("/w/a.py"), rel="a.py")
+
+
+@pytest.mark.parametrize(
+    ("raw", "before", "after", "expected"),
+    [
+        ("a, b)", "foo(", ")", "a, b"),
+        ("a, b))", "foo(", "))", "a, b"),
+        ("x]", "y = [", "]", "x"),
+        ("1 + 2   ", "z = ", "", "1 + 2"),
+        ("print('hi')\nmore", "", "", "print('hi')"),
+        ("   ", "x = ", "", ""),
+        ("key': 1}", "d = {'", "'}", "key': 1"),
+        ("value)", "f(", ")", "value"),
+        ("", "f(", ")", ""),
+        ("a)", "f(", "):", "a"),
+        ("foo()", "print(", ")", "foo()"),
+        ("a, b))", "foo(bar(", "))", "a, b"),
+        ("x)", "", "", "x)"),
+    ],
+)
+def test_clean_suggestion(raw: str, before: str, after: str, expected: str) -> None:
+    assert clean_suggestion(raw, before, after) == expected
+
+
+def test_split_at_cursor_and_out_of_range() -> None:
+    text = "ab\ncd😀ef\n"
+    assert split_at_cursor(text, 1, 3) == ("ab\ncd😀", "cd😀", "ef", "")
+    with pytest.raises(OutOfRange):
+        split_at_cursor(text, 5, 0)
+    with pytest.raises(OutOfRange):
+        split_at_cursor(text, 0, 9)
+    # CRLF: the \r is not part of the line's text
+    assert split_at_cursor("x\r\ny", 0, 1)[2] == ""
+
+
+async def test_model_answer_and_typing_through() -> None:
+    engine = FakeEngine(reply="total_value() * 2")
+    svc = make_service(engine)
+    await svc.start()
+    text = "x = item.\n"
+    out = await svc.complete(q(text, 0, 9))
+    assert out.source == "model" and out.suggestions[0].text == "total_value() * 2"
+    # The user types "tot": answered from the shown suggestion, no model run.
+    text2 = "x = item.tot\n"
+    out2 = await svc.complete(q(text2, 0, 12))
+    assert out2.source == "typing-through"
+    assert out2.suggestions[0].text == "al_value() * 2"
+    assert len(engine.calls) == 1
+    # Typing something else runs the model again.
+    out3 = await svc.complete(q("x = item.q\n", 0, 10))
+    assert out3.source == "model" and len(engine.calls) == 2
+    svc.close()
+
+
+async def test_gating_mid_identifier() -> None:
+    engine = FakeEngine()
+    svc = make_service(engine)
+    await svc.start()
+    out = await svc.complete(q("foo_bar = 1\n", 0, 3))
+    assert out.source == "gated" and not engine.calls
+    out = await svc.complete(q("f(x, y + z)\n", 0, 2))
+    assert out.source == "gated"
+    out = await svc.complete(q("f()\n", 0, 2))
+    assert out.source == "model"
+    svc.close()
+
+
+async def test_latest_request_wins() -> None:
+    engine = FakeEngine(reply="slow", delay_s=2.0)
+    svc = make_service(engine)
+    await svc.start()
+    first = asyncio.ensure_future(svc.complete(q("a = \n", 0, 4)))
+    await asyncio.get_running_loop().run_in_executor(None, engine.started.wait, 5)
+    engine.delay_s = 0.0
+    engine.reply = "fast"
+    second = await svc.complete(q("a = b\n", 0, 5))
+    res1 = await first
+    assert res1.source == "cancelled" and not res1.suggestions
+    assert second.suggestions[0].text == "fast"
+    svc.close()
+
+
+async def test_asyncio_cancel_reaches_engine() -> None:
+    engine = FakeEngine(reply="never", delay_s=5.0)
+    svc = make_service(engine)
+    await svc.start()
+    task = asyncio.ensure_future(svc.complete(q("a = \n", 0, 4)))
+    await asyncio.get_running_loop().run_in_executor(None, engine.started.wait, 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # The worker is free again quickly: the engine saw the flag.
+    engine.delay_s = 0.0
+    engine.reply = "next"
+    out = await asyncio.wait_for(svc.complete(q("a = \n", 0, 4)), 2.0)
+    assert out.suggestions[0].text == "next"
+    svc.close()
+
+
+async def test_unavailable_model_gives_empty_answers() -> None:
+    from nearline.models import ModelError
+
+    def broken(_s: object) -> FakeEngine:
+        raise ModelError("model x is not downloaded; run: nearline models pull x")
+
+    s, _ = parse_settings({"completion": {"debounceMs": 0}})
+    messages: list[tuple[str, str]] = []
+    svc = CompletionService(s, broken, count_tokens=approx_count, on_message=lambda *m: messages.append(m))
+    await svc.start()
+    assert svc.state == "error"
+    out = await svc.complete(q("a = \n", 0, 4))
+    assert out.source == "unavailable" and not out.suggestions
+    assert messages == [("error", "Nearline: model x is not downloaded; run: nearline models pull x")]
+    svc.close()
+
+
+def test_prompt_is_fim_with_suffix_for_qwen() -> None:
+    engine = FakeEngine()
+    svc = make_service(engine)
+    prompt = svc.build_prompt(q("def f(x):\n    return g(x)\n", 1, 13))
+    text = prompt.text
+    assert text.startswith("<|file_sep|>a.py\n<|fim_prefix|>def f(x):\n    return g(")
+    assert text.endswith("<|fim_suffix|>x)<|fim_middle|>")
+    # Control strings are their own segments; file text never is special.
+    assert ("<|fim_prefix|>", True) in prompt.segments()
+    assert all(not special for t, special in prompt.segments() if "return" in t)
+
+
+def test_prefix_budget_cuts_from_the_top_at_line_boundaries() -> None:
+    engine = FakeEngine()
+    svc = make_service(engine, context__budgetTokens=200, completion__maxTokens=16)
+    lines = [f"value_{i} = compute({i})" for i in range(400)]
+    text = "\n".join(lines) + "\n"
+    prompt = svc.build_prompt(q(text, 399, len(lines[399])))
+    prefix = next(p for p in prompt.parts if p.kind == "prefix")
+    assert prefix.text.endswith(lines[399])
+    assert prefix.text.startswith("value_")  # starts at a line boundary
+    assert svc.prompt_tokens(prompt) <= svc.budget()

@@ -42,7 +42,13 @@ class PromptFormat:
         """Every control string of the format: never allowed to come from file text."""
         out = [
             s
-            for s in (self.fim_prefix, self.fim_suffix, self.fim_middle, self.repo_name, self.file_sep)
+            for s in (
+                self.fim_prefix,
+                self.fim_suffix,
+                self.fim_middle,
+                self.repo_name,
+                self.file_sep,
+            )
             if s
         ]
         out += [s for s in self.stop if s not in out]

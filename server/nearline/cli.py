@@ -58,7 +58,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.tcp:
         host, port = _parse_hostport(args.tcp)
         if host not in ("127.0.0.1", "localhost", "::1"):
-            log.warning("listening on %s: reachable from other machines; Nearline has no auth", host)
+            log.warning(
+                "listening on %s: reachable from other machines; Nearline has no auth", host
+            )
         server.start_tcp(host, port)
     else:
         server.start_io()
@@ -139,22 +141,19 @@ def _make_service(args: argparse.Namespace, q: Any) -> Any:
     from .service import CompletionService
 
     settings = _settings_from_args(args)
-    index = None
+    svc = CompletionService(settings, on_message=lambda lvl, text: print(text, file=sys.stderr))
     if q.root is not None and settings.context.composer != "file-level":
-        index = _build_index(q.root, settings, q)
-    return CompletionService(
-        settings, index=index, on_message=lambda lvl, text: print(text, file=sys.stderr)
-    )
+        svc.index = _build_index(q.root, settings, q, svc.count_tokens)
+    return svc
 
 
-def _build_index(root: Path, settings: Any, q: Any) -> Any:
-    try:
-        from .index import IndexSettings, WorkspaceIndex
-    except ImportError:  # index arrives with repository context
-        return None
+def _build_index(root: Path, settings: Any, q: Any, count: Any) -> Any:
+    from .index import IndexSettings, WorkspaceIndex
+
     idx = WorkspaceIndex(
         [root],
         IndexSettings(exclude=settings.index.exclude, max_file_bytes=settings.index.max_file_bytes),
+        count_tokens=count,
     )
     idx.scan()
     if q.path is not None:
@@ -170,8 +169,6 @@ def cmd_complete(args: argparse.Namespace) -> int:
         await svc.start()
         if svc.state != "ready":
             raise UserError(svc.error or "the model is not available")
-        if svc.index is not None and hasattr(svc.index, "count_tokens"):
-            pass
         out = await svc.complete(q)
         svc.close()
         if out.suggestions:
@@ -296,7 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
     msub.add_parser("list")
     for name in ("pull", "verify", "path"):
         mp = msub.add_parser(name)
-        mp.add_argument("id", nargs="?", default=None, help="catalog id (default: the default model)")
+        mp.add_argument(
+            "id", nargs="?", default=None, help="catalog id (default: the default model)"
+        )
         if name == "pull":
             mp.add_argument("--force", action="store_true")
     m.set_defaults(func=cmd_models)

@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from .client import EditorSession
 
@@ -27,15 +28,18 @@ def _utf16(s: str) -> int:
     return len(s.encode("utf-16-le")) // 2
 
 
-async def run_demo(model: str | None = None, lines: int = 6, file: str = "inventory/report.py") -> int:
+async def run_demo(
+    model: str | None = None, lines: int = 6, file: str = "inventory/report.py"
+) -> int:
     root = sample_project()
     target = root / file
     full = target.read_text(encoding="utf-8").split("\n")
     # Type the last `lines` non-empty lines of the file.
     body_end = len(full) - 1 if full[-1] == "" else len(full)
     start = body_end - lines
-    settings = {"model": {"id": model}} if model else {}
-    settings.setdefault("completion", {})["debounceMs"] = 0
+    settings: dict[str, dict[str, Any]] = {"completion": {"debounceMs": 0}}
+    if model:
+        settings["model"] = {"id": model}
     log = Path(tempfile.gettempdir()) / "nearline-demo-server.log"
     session = EditorSession(root, settings, stderr_path=log)
     print(f"Nearline demo: {root} — typing {lines} lines of {file}")

@@ -227,7 +227,9 @@ class LlamaEngine:
             n_gpu_layers=opts.n_gpu_layers,
             rope_scaling_type=scaling_types[opts.rope_scaling],
             rope_freq_base=opts.rope_freq_base,
-            rope_freq_scale=(1.0 / opts.rope_scaling_factor) if opts.rope_scaling != "none" else 0.0,
+            rope_freq_scale=(1.0 / opts.rope_scaling_factor)
+            if opts.rope_scaling != "none"
+            else 0.0,
             yarn_orig_ctx=opts.yarn_orig_ctx if opts.rope_scaling == "yarn" else 0,
             logits_all=False,
         )
@@ -242,6 +244,7 @@ class LlamaEngine:
         self._stop_ids = self._special_ids(fmt.stop)
         self._piece_cache: dict[int, bytes] = {}
         self._seg_cache: dict[tuple[str, bool], list[int]] = {}
+        self.last_prefill = (0, 0)  # (reused, evaluated so far) of the latest prefill
         log.info(
             "model %s loaded in %.2fs (n_ctx=%d, threads=%d, gpu_layers=%d, rope base=%g %s x%g)",
             model_id, self.load_s, opts.n_ctx, opts.n_threads, opts.n_gpu_layers,
@@ -301,6 +304,7 @@ class LlamaEngine:
                 self.reset()
                 raise
             self._cached.extend(batch)
+            self.last_prefill = (self.last_prefill[0], self.last_prefill[1] + len(batch))
 
     def _argmax(self) -> tuple[int, float]:
         import numpy as np
@@ -310,7 +314,9 @@ class LlamaEngine:
         tok = int(np.argmax(logits))
         return tok, float(logits[tok])
 
-    def prefill(self, tokens: Sequence[int], cancel: threading.Event, deadline: float | None) -> tuple[int, int]:
+    def prefill(
+        self, tokens: Sequence[int], cancel: threading.Event, deadline: float | None
+    ) -> tuple[int, int]:
         """Bring the KV cache to ``tokens`` (re-evaluating at least the last one so its logits are
         fresh). Returns (reused, evaluated)."""
         common = 0
@@ -321,7 +327,9 @@ class LlamaEngine:
         keep = min(common, len(tokens) - 1)
         self._truncate_to(keep)
         todo = tokens[keep:]
+        self.last_prefill = (keep, 0)
         self._eval(todo, cancel, deadline)
+        self.last_prefill = (keep, len(todo))
         return keep, len(todo)
 
     def generate(self, req: GenerationRequest, cancel: threading.Event) -> GenerationResult:
@@ -335,12 +343,9 @@ class LlamaEngine:
         res = GenerationResult(text="", stop_reason="eol", prompt_tokens=len(tokens))
         try:
             res.reused_tokens, res.evaluated_tokens = self.prefill(tokens, cancel, deadline)
-        except Cancelled:
-            res.stop_reason = "cancelled"
-            res.total_s = time.monotonic() - t0
-            return res
-        except TimeoutError:
-            res.stop_reason = "timeout"
+        except (Cancelled, TimeoutError) as exc:
+            res.stop_reason = "cancelled" if isinstance(exc, Cancelled) else "timeout"
+            res.reused_tokens, res.evaluated_tokens = self.last_prefill
             res.total_s = time.monotonic() - t0
             return res
         res.prompt_s = time.monotonic() - t0

@@ -11,29 +11,34 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
+from pygls.protocol import LanguageServerProtocol
 from pygls.uris import to_fs_path
 from pygls.workspace import TextDocument
 
 from . import __version__
 from .config import Settings, SettingsProblem, parse_settings, settings_to_dict
-from .service import CompletionService, EngineFactory, OutOfRange, Query, language_for
+from .index import IndexSettings, WorkspaceIndex, language_for
+from .service import CompletionService, EngineFactory, OutOfRange, Query
+from .watcher import IndexWatcher
 
 log = logging.getLogger(__name__)
 
 PROMPT_COMMAND = "nearline.prompt"
 STATUS_COMMAND = "nearline.status"
+INDEX_COMMAND = "nearline.index"
 
 
 class LspLogHandler(logging.Handler):
     """Forward Nearline's own log records to the client's log (``window/logMessage``); pygls's
     own records stay out, they would echo every message back to the client."""
 
-    LEVELS = {
+    LEVELS: ClassVar[dict[int, types.MessageType]] = {
         logging.ERROR: types.MessageType.Error,
         logging.WARNING: types.MessageType.Warning,
         logging.INFO: types.MessageType.Info,
@@ -55,15 +60,47 @@ class LspLogHandler(logging.Handler):
             pass
 
 
+class NearlineProtocol(LanguageServerProtocol):
+    """pygls drops a ``$/cancelRequest`` whose request it has not started yet (the two can
+    overtake each other while the loop is busy). Remember such ids briefly and cancel the
+    request when it shows up, so a cancel is never lost."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.early_cancels: OrderedDict[Any, None] = OrderedDict()
+
+    def _handle_cancel_notification(self, msg_id: Any) -> None:
+        if msg_id in self._request_futures:
+            super()._handle_cancel_notification(msg_id)
+            return
+        self.early_cancels[msg_id] = None
+        while len(self.early_cancels) > 256:
+            self.early_cancels.popitem(last=False)
+
+    def _handle_request(self, msg_id: Any, method_name: str, params: Any) -> None:
+        super()._handle_request(msg_id, method_name, params)
+        if msg_id in self.early_cancels:
+            del self.early_cancels[msg_id]
+            super()._handle_cancel_notification(msg_id)
+
+
 class NearlineServer(LanguageServer):
     def __init__(self, engine_factory: EngineFactory | None = None) -> None:
-        super().__init__("nearline", __version__, text_document_sync_kind=types.TextDocumentSyncKind.Incremental)
+        super().__init__(
+            "nearline",
+            __version__,
+            protocol_cls=NearlineProtocol,
+            text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
+        )
         self.settings = Settings()
         self.engine_factory = engine_factory
         self.service: CompletionService | None = None
         self.roots: list[Path] = []
         self.pending_problems: list[SettingsProblem] = []
         self.tasks: set[asyncio.Task[Any]] = set()
+        self.index: WorkspaceIndex | None = None
+        self.index_scanned = False
+        self.watcher: IndexWatcher | None = None
 
     # -- helpers -------------------------------------------------------------------------
     def spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
@@ -100,6 +137,8 @@ class NearlineServer(LanguageServer):
         old, self.settings = self.settings, new
         if self.service is not None:
             self.service.settings = new
+        if old.index != new.index and self.index is not None:
+            self.spawn(start_index(self), "reindex")
         return old.model != new.model or old.engine != new.engine
 
     def query(self, uri: str, position: types.Position) -> Query | None:
@@ -134,6 +173,8 @@ class NearlineServer(LanguageServer):
                         rel = path.relative_to(r).as_posix()
                         root = r
                         break
+        if self.index is not None and path is not None:
+            self.index.set_current(path)
         return Query(
             uri=uri,
             text=doc.source,
@@ -169,6 +210,7 @@ def build_server(engine_factory: EngineFactory | None = None) -> NearlineServer:
     async def on_initialized(ls: NearlineServer, params: types.InitializedParams) -> None:
         ls.report_problems(ls.pending_problems)
         ls.pending_problems = []
+        ls.spawn(start_index(ls), "index")
         ws = ls.client_capabilities.workspace
         if ws is not None and ws.configuration:
             ls.spawn(pull_configuration(ls, reload_only_if_changed=True), "pull-configuration")
@@ -188,14 +230,32 @@ def build_server(engine_factory: EngineFactory | None = None) -> NearlineServer:
         elif raw is not None and ls.apply_settings(raw):
             ls.spawn(start_model(ls), "reload-model")
 
+    @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
+    def on_open(ls: NearlineServer, params: types.DidOpenTextDocumentParams) -> None:
+        sync_overlay(ls, params.text_document.uri)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
+    def on_change(ls: NearlineServer, params: types.DidChangeTextDocumentParams) -> None:
+        sync_overlay(ls, params.text_document.uri)
+
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def on_close(ls: NearlineServer, params: types.DidCloseTextDocumentParams) -> None:
+        uri = params.text_document.uri
         if ls.service is not None:
-            ls.service.forget(params.text_document.uri)
+            ls.service.forget(uri)
+        if ls.index is not None and (path := _fs_path(uri)) is not None:
+            ls.index.drop_overlay(path)
 
-    @server.feature(
-        types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions()
-    )
+    @server.feature(types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS)
+    def on_folders(ls: NearlineServer, params: types.DidChangeWorkspaceFoldersParams) -> None:
+        removed = {p for f in params.event.removed if (p := _fs_path(f.uri)) is not None}
+        added = [p for f in params.event.added if (p := _fs_path(f.uri)) is not None]
+        ls.roots = [r for r in ls.roots if r not in removed] + [
+            a for a in added if a not in ls.roots
+        ]
+        ls.spawn(start_index(ls), "reindex")
+
+    @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
     async def on_inline(
         ls: NearlineServer, params: types.InlineCompletionParams
     ) -> types.InlineCompletionList | None:
@@ -282,13 +342,28 @@ def build_server(engine_factory: EngineFactory | None = None) -> NearlineServer:
             "engine": engine.info() if engine else None,
             "settings": settings_to_dict(ls.settings),
             "stats": dict(svc.stats) if svc else {},
+            "inflight": svc.inflight if svc else 0,
             "recent": list(svc.recent) if svc else [],
+        }
+
+    @server.command(INDEX_COMMAND)
+    def index_command(ls: NearlineServer, *args: Any) -> dict[str, Any]:
+        idx = ls.index
+        if idx is None:
+            return {"state": "none", "files": []}
+        return {
+            "state": "ready" if ls.index_scanned else "scanning",
+            "version": idx.version,
+            "stats": idx.stats(),
+            "files": [f.rel for f in idx.files()][:10_000],
         }
 
     @server.feature(types.SHUTDOWN)
     def on_shutdown(ls: NearlineServer, *args: Any) -> None:
         for t in list(ls.tasks):
             t.cancel()
+        if ls.watcher is not None:
+            ls.watcher.stop()
         if ls.service is not None:
             ls.service.close()
 
@@ -342,16 +417,16 @@ async def start_model(ls: NearlineServer) -> None:
     progress = _supports_progress(ls)
     if progress:
         with contextlib.suppress(Exception):
-            await ls.work_done_progress.create_async(token)
+            # A client that never answers must not stop the model from loading.
+            await asyncio.wait_for(ls.work_done_progress.create_async(token), 5)
             ls.work_done_progress.begin(
-                token, types.WorkDoneProgressBegin(title="Nearline: loading model", cancellable=False)
+                token,
+                types.WorkDoneProgressBegin(title="Nearline: loading model", cancellable=False),
             )
     await ls.service.start()
     if progress:
         with contextlib.suppress(Exception):
-            ls.work_done_progress.end(
-                token, types.WorkDoneProgressEnd(message=ls.service.state)
-            )
+            ls.work_done_progress.end(token, types.WorkDoneProgressEnd(message=ls.service.state))
     if ls.service.state == "ready" and ls.service.engine is not None:
         log.info("model ready in %.1fs: %s", time.perf_counter() - t0, ls.service.engine.info())
 
@@ -359,3 +434,86 @@ async def start_model(ls: NearlineServer) -> None:
 def _supports_progress(ls: NearlineServer) -> bool:
     win = ls.client_capabilities.window
     return bool(win is not None and win.work_done_progress)
+
+
+def _fs_path(uri: str) -> Path | None:
+    if not uri.startswith("file:"):
+        return None
+    fs = to_fs_path(uri)
+    return Path(fs) if fs else None
+
+
+def sync_overlay(ls: NearlineServer, uri: str) -> None:
+    """Unsaved text wins over disk: mirror open documents into the index."""
+    if ls.index is None or (path := _fs_path(uri)) is None:
+        return
+    doc = ls.workspace.text_documents.get(uri)
+    if doc is not None:
+        ls.index.set_overlay(path, doc.source)
+
+
+async def start_index(ls: NearlineServer) -> None:
+    """(Re)build the workspace index in a thread, with $/progress, then start the watcher."""
+    if not ls.roots:
+        return
+    loop = asyncio.get_running_loop()
+    if ls.watcher is not None:
+        ls.watcher.stop()
+        ls.watcher = None
+    cfg = ls.settings.index
+    index = WorkspaceIndex(
+        ls.roots,
+        IndexSettings(exclude=list(cfg.exclude), max_file_bytes=cfg.max_file_bytes),
+        count_tokens=ls.service.count_tokens if ls.service is not None else None,
+    )
+    ls.index, ls.index_scanned = index, False
+    if ls.service is not None:
+        ls.service.index = index
+    for uri in list(ls.workspace.text_documents):
+        sync_overlay(ls, uri)
+    token = f"nearline-index-{time.monotonic_ns()}"
+    progress = _supports_progress(ls)
+    if progress:
+        try:
+            await asyncio.wait_for(ls.work_done_progress.create_async(token), 5)
+            ls.work_done_progress.begin(
+                token, types.WorkDoneProgressBegin(title="Nearline: indexing", percentage=0)
+            )
+        except Exception:
+            progress = False
+    last = [0.0]
+
+    def report(done: int, total: int | None) -> None:
+        now = time.monotonic()
+        if not progress or now - last[0] < 0.25:
+            return
+        last[0] = now
+        msg = f"{done}/{total} files" if total else f"{done} files found"
+        pct = int(done * 100 / total) if total else None
+        loop.call_soon_threadsafe(
+            ls.work_done_progress.report,
+            token,
+            types.WorkDoneProgressReport(message=msg, percentage=pct),
+        )
+
+    t0 = time.perf_counter()
+    try:
+        await loop.run_in_executor(None, lambda: index.scan(report))
+    except Exception as exc:
+        log.error("indexing failed: %s", exc)
+    n = index.count()
+    dt = time.perf_counter() - t0
+    ls.index_scanned = ls.index is index
+    if progress:
+        with contextlib.suppress(Exception):
+            ls.work_done_progress.end(token, types.WorkDoneProgressEnd(message=f"{n} files"))
+    log.info("indexed %d files in %.2fs (%s)", n, dt, ", ".join(str(r) for r in ls.roots))
+    if cfg.watch and ls.index is index:
+        watcher = IndexWatcher(index)
+        try:
+            await loop.run_in_executor(None, watcher.start)
+            ls.watcher = watcher
+        except Exception as exc:
+            log.warning(
+                "file watching unavailable (%s); the index will not follow disk changes", exc
+            )

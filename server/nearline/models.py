@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
-from .catalog import ModelEntry, models_dir
+from .catalog import ModelEntry
 
 GGUF_MAGIC = b"GGUF"
 _CHUNK = 1 << 20
@@ -65,7 +65,9 @@ class Progress:
         if self.total:
             frac = min(1.0, self.done / self.total)
             bar = "#" * int(frac * 30)
-            line = f"{self.label} [{bar:<30}] {frac * 100:5.1f}% {mb:7.1f}/{self.total / 1e6:.1f} MB"
+            line = (
+                f"{self.label} [{bar:<30}] {frac * 100:5.1f}% {mb:7.1f}/{self.total / 1e6:.1f} MB"
+            )
         else:
             line = f"{self.label} {mb:7.1f} MB"
         self.out.write(("\r" if self._tty else "") + line + (end if self._tty else "\n"))

@@ -56,11 +56,22 @@ class Prompt:
         return out
 
     def breakdown(self) -> list[dict[str, Any]]:
-        return [
-            {"kind": p.kind, "path": p.path, "tokens": p.tokens}
-            for p in self.parts
-            if p.kind != "special"
-        ]
+        """One entry per part; control tokens are folded into the header that follows them
+        (or listed as "special"), so the entries' tokens add up to the prompt's total."""
+        out: list[dict[str, Any]] = []
+        pending = 0
+        for p in self.parts:
+            if p.special:
+                pending += p.tokens or 1
+                continue
+            if pending and p.kind != "header":
+                out.append({"kind": "special", "path": None, "tokens": pending})
+                pending = 0
+            out.append({"kind": p.kind, "path": p.path, "tokens": (p.tokens or 0) + pending})
+            pending = 0
+        if pending:
+            out.append({"kind": "special", "path": None, "tokens": pending})
+        return out
 
     def to_json(self, total_tokens: int) -> str:
         return json.dumps(
@@ -87,13 +98,13 @@ def repo_parts(fmt: PromptFormat, repo_name: str, files: list[RepoFile]) -> list
     parts: list[PromptPart] = []
     if fmt.repo_name:
         parts.append(PromptPart("special", fmt.repo_name))
-        parts.append(PromptPart("header", repo_name + "\n"))
+        parts.append(PromptPart("header", repo_name + "\n", path=None))
     for f in files:
         if fmt.file_sep:
             parts.append(PromptPart("special", fmt.file_sep))
-            parts.append(PromptPart("header", f.path + "\n"))
+            parts.append(PromptPart("header", f.path + "\n", path=f.path))
         else:
-            parts.append(PromptPart("header", f"# file: {f.path}\n"))
+            parts.append(PromptPart("header", f"# file: {f.path}\n", path=f.path))
         text = f.text if f.text.endswith("\n") else f.text + "\n"
         parts.append(PromptPart("repo-file", text, path=f.path, tokens=f.tokens))
     return parts
@@ -116,7 +127,7 @@ def file_parts(
     parts: list[PromptPart] = []
     if fmt.file_sep:
         parts.append(PromptPart("special", fmt.file_sep))
-        parts.append(PromptPart("header", path + "\n"))
+        parts.append(PromptPart("header", path + "\n", path=path))
     use_fim = fmt.has_fim and suffix is not None
     if use_fim:
         assert fmt.fim_prefix and fmt.fim_suffix and fmt.fim_middle

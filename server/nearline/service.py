@@ -17,7 +17,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,8 @@ from .catalog import ModelEntry, PromptFormat, format_for_path, load_catalog
 from .config import Settings
 from .context import COMPOSERS, ComposeRequest, CountTokens, RepoSource, cut_prefix
 from .engine import Engine, GenerationRequest, GenerationResult
+from .ignore import redact_secrets
+from .index import language_for
 from .models import ModelError
 from .prompt import Prompt, PromptPart, RepoFile, file_parts, repo_parts
 
@@ -32,20 +34,6 @@ log = logging.getLogger(__name__)
 
 MessageSink = Callable[[str, str], None]  # (level: "error"|"warning"|"info", text)
 EngineFactory = Callable[[Settings], Engine]
-
-LANGUAGE_BY_SUFFIX = {
-    ".py": "python", ".pyi": "python", ".js": "javascript", ".mjs": "javascript",
-    ".cjs": "javascript", ".jsx": "javascript", ".ts": "typescript", ".tsx": "typescript",
-    ".go": "go", ".rs": "rust", ".java": "java", ".c": "c", ".h": "c", ".cc": "cpp",
-    ".cpp": "cpp", ".cxx": "cpp", ".hpp": "cpp", ".hh": "cpp", ".rb": "ruby", ".php": "php",
-    ".cs": "csharp", ".kt": "kotlin", ".swift": "swift", ".scala": "scala", ".lua": "lua",
-    ".sh": "shellscript", ".md": "markdown", ".json": "json", ".toml": "toml", ".yaml": "yaml",
-    ".yml": "yaml", ".html": "html", ".css": "css", ".sql": "sql",
-}  # fmt: skip
-
-
-def language_for(path: str) -> str:
-    return LANGUAGE_BY_SUFFIX.get(Path(path).suffix.lower(), "text")
 
 
 @dataclass(frozen=True)
@@ -71,7 +59,9 @@ class Suggestion:
 @dataclass
 class Outcome:
     suggestions: list[Suggestion] = field(default_factory=list)
-    source: str = "none"  # "model" | "typing-through" | "gated" | "unavailable" | "cancelled" | "error"
+    source: str = (
+        "none"  # "model" | "typing-through" | "gated" | "unavailable" | "cancelled" | "error"
+    )
     result: GenerationResult | None = None
     prompt_tokens: int = 0
     latency_s: float = 0.0
@@ -91,7 +81,7 @@ def split_at_cursor(text: str, line: int, col: int) -> tuple[str, str, str, str]
     if col < 0 or col > len(bare):
         raise OutOfRange(f"column {col + 1} is outside line {line + 1} ({len(bare)} characters)")
     before, after = bare[:col], bare[col:]
-    prefix = "\n".join(lines[:line] + [before])
+    prefix = "\n".join([*lines[:line], before])
     rest = "\n".join(lines[line + 1 :])
     return prefix, before, after, rest
 
@@ -170,6 +160,7 @@ class CompletionService:
         self._load_task: asyncio.Future[None] | None = None
         self._docs: dict[str, _DocState] = {}
         self._reported: set[str] = set()
+        self.inflight = 0  # generations submitted to the model worker and not finished
         self.stats: dict[str, int] = {"model": 0, "typing_through": 0, "cancelled": 0, "gated": 0}
         # Recent answers, for benchmarks and the status command.
         self.recent: deque[dict[str, Any]] = deque(maxlen=2000)
@@ -205,6 +196,7 @@ class CompletionService:
             self.state = "ready"
             self._reported.clear()
             if self._count_override is None:
+                # The model may have changed with the settings: count with its vocabulary.
                 self._count = self._make_counter()
         except ModelError as exc:
             self.state, self.error = "error", str(exc)
@@ -216,21 +208,19 @@ class CompletionService:
             self._report_once("error", f"Nearline: {self.error}")
 
     def _make_counter(self) -> CountTokens:
-        """Exact counts with the model's own vocabulary through HF tokenizers; the engine's own
-        tokenizer as a fallback (slower: it must run on the model thread's object)."""
-        path = getattr(getattr(self.engine, "opts", None), "path", None)
-        if path is not None:
-            try:
-                from .tokens import load_tokenizer
+        """Exact counts with the model's own vocabulary through HF tokenizers, built from the
+        GGUF without loading the model (so the index and the composer can count before the model
+        is ready). An over-estimate when the file is unusable: budgets stay safe."""
+        try:
+            _entry, path = resolve_model(self.settings)
+            from .tokens import load_tokenizer
 
-                tok = load_tokenizer(path)
-                return tok.count
-            except Exception as exc:
-                log.warning("HF tokenizer unavailable (%s); using llama.cpp's", exc)
-        engine = self.engine
-        if engine is not None:
-            return lambda text: len(engine.tokenize([(text, False)]))
-        return lambda text: max(1, len(text.encode()) // 3)
+            return load_tokenizer(path).count
+        except Exception as exc:
+            log.warning("exact token counting unavailable (%s); using an estimate", exc)
+            from .tokens import ApproxCounter
+
+            return ApproxCounter().count
 
     def count_tokens(self, text: str) -> int:
         if self._count is None:
@@ -268,12 +258,15 @@ class CompletionService:
         fmt = self.prompt_format()
         count = self.count_tokens
         prefix, _before, after, rest = split_at_cursor(q.text, q.line, q.col)
+        # Secrets never reach a prompt, not even from the file being edited.
+        prefix = redact_secrets(prefix)[0]
         budget = self.budget()
         suffix: str | None = None
         suffix_tokens = 0
         if fmt.has_fim:
             extra = rest.split("\n")[: self.settings.completion.suffix_lines]
             suffix = after + ("\n" + "\n".join(extra) if extra and any(extra) else "")
+            suffix = redact_secrets(suffix)[0]
             suffix_tokens = count(suffix) if suffix else 0
         rel = q.rel or (q.path.name if q.path else q.uri.rsplit("/", 1)[-1])
         header_tokens = 2 + count(rel + "\n") + (3 if suffix is not None else 0)
@@ -285,6 +278,11 @@ class CompletionService:
         left = budget - prefix_tokens - suffix_tokens - header_tokens
         repo = self._repo_context(q, rel, left, prefix_tokens)
         parts: list[PromptPart] = repo_parts(fmt, self._repo_name(q), repo) + fparts
+        # Every part carries its exact token count (specials are one token each).
+        parts = [
+            p if p.tokens is not None else replace(p, tokens=1 if p.special else count(p.text))
+            for p in parts
+        ]
         return Prompt(parts=parts, fim=fim)
 
     def _repo_name(self, q: Query) -> str:
@@ -304,7 +302,11 @@ class CompletionService:
             return st.repo
         # Leave the prefix room to grow (a few lines) before the block must be recomposed.
         headroom = 256
-        room = max(0, left - headroom - framing) if left > headroom + framing else max(0, left - framing)
+        room = (
+            max(0, left - headroom - framing)
+            if left > headroom + framing
+            else max(0, left - framing)
+        )
         req = ComposeRequest(
             current_rel=rel,
             current_path=q.path,
@@ -319,7 +321,11 @@ class CompletionService:
 
     def prompt_tokens(self, prompt: Prompt) -> int:
         """Exact token count of the whole prompt (specials are one token each)."""
-        return sum(1 if p.special else self.count_tokens(p.text) for p in prompt.parts if p.text)
+        return sum(
+            (p.tokens if p.tokens is not None else self.count_tokens(p.text))
+            for p in prompt.parts
+            if p.text
+        )
 
     # -- completion ----------------------------------------------------------------------
     def _typing_through(self, st: _DocState, q: Query, before: str, after: str) -> str | None:
@@ -386,16 +392,30 @@ class CompletionService:
             engine = self.engine
             loop = asyncio.get_running_loop()
             fut = loop.run_in_executor(self._worker, self._run_engine, engine, req, cancel)
-            result = await fut
+            self.inflight += 1
+            try:
+                result = await fut
+            finally:
+                self.inflight -= 1
         except asyncio.CancelledError:
+            # $/cancelRequest: pygls cancels this task; the flag stops the engine within a token.
             cancel.set()
             self.stats["cancelled"] += 1
+            self.recent.append({"source": "cancelled", "stop": "cancelRequest"})
             raise
         out.result = result
         out.prompt_tokens = result.prompt_tokens
         out.latency_s = time.perf_counter() - t0
         if result.stop_reason == "cancelled" or st.seq != seq:
             self.stats["cancelled"] += 1
+            self.recent.append(
+                {
+                    "source": "cancelled",
+                    "evaluated": result.evaluated_tokens,
+                    "generated": result.generated_tokens,
+                    "stop": result.stop_reason,
+                }
+            )
             out.source = "cancelled"
             return out
         if result.stop_reason == "error":
@@ -462,7 +482,9 @@ def create_local_engine(settings: Settings) -> Engine:
     try:
         return LlamaEngine(opts, fmt, entry.id if not settings.model.path else path.name)
     except ValueError as exc:
-        raise ModelError(f"llama.cpp could not load {path}: {exc} (corrupt or unsupported GGUF)") from None
+        raise ModelError(
+            f"llama.cpp could not load {path}: {exc} (corrupt or unsupported GGUF)"
+        ) from None
 
 
 def parts_summary(parts: Sequence[PromptPart]) -> str:

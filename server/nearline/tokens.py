@@ -317,6 +317,8 @@ def read_gguf_vocab(path: str | os.PathLike[str]) -> GGUFVocab:
     )
 
 
+_MISSING_BYTE = "<nearline:missing-byte>"
+
 # llama_token_type values (gguf.TokenType).
 _TT_UNKNOWN, _TT_CONTROL, _TT_USER_DEFINED = 2, 3, 4
 
@@ -345,10 +347,17 @@ def build_hf_tokenizer(vocab: GGUFVocab) -> Tokenizer:
     if skipped:
         log.debug("skipped %d merges whose parts are not in the vocabulary", skipped)
 
+    # Some vocabularies lack byte tokens (SmolLM2 has none for 0x04, 0x06, 0xF1, ...).  llama.cpp
+    # keeps such a byte as a symbol that blocks merges across it and then drops it; HF BPE would
+    # skip it before merging.  Mapping it to an "unknown" id, removed by encode(), matches
+    # llama.cpp.  The sentinel gets the id after the real vocabulary.
+    bpe_vocab = dict(token_to_id)
+    bpe_vocab.setdefault(_MISSING_BYTE, len(vocab.tokens))
     tok = Tokenizer(
         models.BPE(
-            vocab=token_to_id,
+            vocab=bpe_vocab,
             merges=merges,
+            unk_token=_MISSING_BYTE,
             ignore_merges=pre.ignore_merges,
             fuse_unk=False,
             byte_fallback=False,
@@ -383,14 +392,61 @@ def build_hf_tokenizer(vocab: GGUFVocab) -> Tokenizer:
 # Texts llama.cpp's vocab loader forces to CONTROL (EOG and FIM markers) whatever their GGUF
 # type says; a USER_DEFINED token with one of these texts is therefore not matched in plain text.
 _CONTROL_TEXTS = frozenset(
-    "<|eot_id|> <|im_end|> <|end|> <end_of_turn> <|endoftext|> <|end_of_text|> <EOT> _<EOT> "
-    "[EOT] [EOS] </s> <|eom_id|> <end_of_utterance> <eos> <turn|> <|tool_response> [e~[ "
-    "<｜end▁of▁sentence｜> "
-    "<|fim_prefix|> <fim-prefix> <fim_prefix> <｜fim▁begin｜> <PRE> ▁<PRE> <|code_prefix|> "
-    "<|prefix|> <|fim_suffix|> <fim-suffix> <fim_suffix> <｜fim▁hole｜> <SUF> ▁<SUF> "
-    "<|code_suffix|> <|suffix|> <|fim_middle|> <fim-middle> <fim_middle> <｜fim▁end｜> <MID> "
-    "▁<MID> <|code_middle|> <|middle|> <|fim_pad|> <fim-pad> <fim_pad> <PAD> [PAD] "
-    "<|fim_repo|> <|repo_name|> <fim-repo> <REPO> <reponame> <|file_sep|>".split()
+    [
+        "<|eot_id|>",
+        "<|im_end|>",
+        "<|end|>",
+        "<end_of_turn>",
+        "<|endoftext|>",
+        "<|end_of_text|>",
+        "<EOT>",
+        "_<EOT>",
+        "[EOT]",
+        "[EOS]",
+        "</s>",
+        "<|eom_id|>",
+        "<end_of_utterance>",
+        "<eos>",
+        "<turn|>",
+        "<|tool_response>",
+        "[e~[",
+        "<｜end▁of▁sentence｜>",
+        "<|fim_prefix|>",
+        "<fim-prefix>",
+        "<fim_prefix>",
+        "<｜fim▁begin｜>",
+        "<PRE>",
+        "▁<PRE>",
+        "<|code_prefix|>",
+        "<|prefix|>",
+        "<|fim_suffix|>",
+        "<fim-suffix>",
+        "<fim_suffix>",
+        "<｜fim▁hole｜>",
+        "<SUF>",
+        "▁<SUF>",
+        "<|code_suffix|>",
+        "<|suffix|>",
+        "<|fim_middle|>",
+        "<fim-middle>",
+        "<fim_middle>",
+        "<｜fim▁end｜>",
+        "<MID>",
+        "▁<MID>",
+        "<|code_middle|>",
+        "<|middle|>",
+        "<|fim_pad|>",
+        "<fim-pad>",
+        "<fim_pad>",
+        "<PAD>",
+        "[PAD]",
+        "<|fim_repo|>",
+        "<|repo_name|>",
+        "<fim-repo>",
+        "<REPO>",
+        "<reponame>",
+        "<|file_sep|>",
+    ]
 )
 
 
@@ -414,7 +470,10 @@ class GGUFTokenizer:
         # Text such as "<|file_sep|>" inside a file is ordinary text, as with
         # llama_tokenize(..., parse_special=false); user-defined tokens still match.
         self._tok.encode_special_tokens = True
-        self._vocab_size = tokenizer.get_vocab_size(with_added_tokens=True)
+        self._missing = tokenizer.token_to_id(_MISSING_BYTE)
+        self._vocab_size = tokenizer.get_vocab_size(with_added_tokens=True) - (
+            self._missing is not None
+        )
 
     @classmethod
     def from_gguf(cls, path: str | os.PathLike[str]) -> GGUFTokenizer:
@@ -437,7 +496,10 @@ class GGUFTokenizer:
         except TypeError:
             # Lone surrogates (possible from JSON "\ud800" escapes) are not valid text.
             enc = self._tok.encode(_SURROGATES.sub("\ufffd", text), add_special_tokens=False)
-        return list(enc.ids)
+        ids: list[int] = enc.ids
+        if self._missing is not None and self._missing in ids:
+            ids = [i for i in ids if i != self._missing]
+        return ids
 
     def count(self, text: str) -> int:
         return len(self.encode(text))

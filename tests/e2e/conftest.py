@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest_lsp
 from lsprotocol import types
-from pytest_lsp import ClientServerConfig, LanguageClient
 from pygls.uris import from_fs_path
+from pytest_lsp import ClientServerConfig, LanguageClient
 
 from ..conftest import SAMPLE, SERVER_CMD, SMALL_ID, server_env
 
@@ -66,13 +66,17 @@ def open_doc(client: LanguageClient, path: Path, text: str, language: str = "pyt
     uri = from_fs_path(str(path)) or ""
     client.text_document_did_open(
         types.DidOpenTextDocumentParams(
-            text_document=types.TextDocumentItem(uri=uri, language_id=language, version=1, text=text)
+            text_document=types.TextDocumentItem(
+                uri=uri, language_id=language, version=1, text=text
+            )
         )
     )
     return uri
 
 
-async def inline(client: LanguageClient, uri: str, line: int, character: int) -> list[types.InlineCompletionItem]:
+async def inline(
+    client: LanguageClient, uri: str, line: int, character: int
+) -> list[types.InlineCompletionItem]:
     res = await client.text_document_inline_completion_async(
         types.InlineCompletionParams(
             text_document=types.TextDocumentIdentifier(uri=uri),
@@ -92,6 +96,6 @@ SERVER = ClientServerConfig(server_command=SERVER_CMD, server_env=server_env())
 
 @pytest_lsp.fixture(config=SERVER)
 async def client(lsp_client: LanguageClient):
-    await lsp_client.initialize_session(init_params())
+    lsp_client.init_result = await lsp_client.initialize_session(init_params())  # type: ignore[attr-defined]
     yield
     await lsp_client.shutdown_session()

@@ -136,12 +136,16 @@ async def test_unavailable_model_gives_empty_answers() -> None:
 
     s, _ = parse_settings({"completion": {"debounceMs": 0}})
     messages: list[tuple[str, str]] = []
-    svc = CompletionService(s, broken, count_tokens=approx_count, on_message=lambda *m: messages.append(m))
+    svc = CompletionService(
+        s, broken, count_tokens=approx_count, on_message=lambda *m: messages.append(m)
+    )
     await svc.start()
     assert svc.state == "error"
     out = await svc.complete(q("a = \n", 0, 4))
     assert out.source == "unavailable" and not out.suggestions
-    assert messages == [("error", "Nearline: model x is not downloaded; run: nearline models pull x")]
+    assert messages == [
+        ("error", "Nearline: model x is not downloaded; run: nearline models pull x")
+    ]
     svc.close()
 
 

@@ -28,9 +28,7 @@ from nearline.tokens import (
 QWEN = Path(
     os.environ.get("NEARLINE_TEST_QWEN", "/tmp/models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf")
 )
-SMOLLM = Path(
-    os.environ.get("NEARLINE_TEST_SMOLLM", "/tmp/models/SmolLM2-135M-Instruct.Q4_1.gguf")
-)
+SMOLLM = Path(os.environ.get("NEARLINE_TEST_SMOLLM", "/tmp/models/SmolLM2-135M-Instruct.Q4_1.gguf"))
 
 TRICKY = [
     "",
@@ -104,7 +102,9 @@ def _fresh_process_cache() -> None:
 
 def _real(path: Path) -> Path:
     if not path.is_file():
-        pytest.skip(f"model file {path} not present (set NEARLINE_TEST_QWEN / NEARLINE_TEST_SMOLLM)")
+        pytest.skip(
+            f"model file {path} not present (set NEARLINE_TEST_QWEN / NEARLINE_TEST_SMOLLM)"
+        )
     return path
 
 

@@ -146,13 +146,21 @@ def _raw_llama(engine: dict[str, Any], prompts: list[str]) -> dict[str, Any]:
 
 def _print(r: dict[str, Any]) -> None:
     n = r["nearline"]
-    print(f"\nnearline bench latency — model {r['model']}, {r['threads']} threads, file {r['file']}")
-    print(f"keystrokes: {r['keystrokes']}   first request after open: {r['first_request_ms']:.0f} ms")
+    print(
+        f"\nnearline bench latency — model {r['model']}, {r['threads']} threads, file {r['file']}"
+    )
+    print(
+        f"keystrokes: {r['keystrokes']}   first request after open: {r['first_request_ms']:.0f} ms"
+    )
     print(f"{'':24}{'p50':>10}{'p95':>10}{'max':>10}")
-    print(f"{'nearline (LSP, e2e)':24}{n['p50_ms']:>8.0f}ms{n['p95_ms']:>8.0f}ms{n['max_ms']:>8.0f}ms")
+    print(
+        f"{'nearline (LSP, e2e)':24}{n['p50_ms']:>8.0f}ms{n['p95_ms']:>8.0f}ms{n['max_ms']:>8.0f}ms"
+    )
     if "raw" in r:
         w = r["raw"]
-        print(f"{'raw llama-cpp-python':24}{w['p50_ms']:>8.0f}ms{w['p95_ms']:>8.0f}ms{w['max_ms']:>8.0f}ms")
+        print(
+            f"{'raw llama-cpp-python':24}{w['p50_ms']:>8.0f}ms{w['p95_ms']:>8.0f}ms{w['max_ms']:>8.0f}ms"
+        )
         print(f"ratio nearline/raw: p50 {r['ratio_p50']:.2f}x, p95 {r['ratio_p95']:.2f}x")
     e = r["evaluated_tokens_per_model_run"]
     print(f"tokens evaluated per model run: mean {e['mean']}, p50 {e['p50']}, max {e['max']}")

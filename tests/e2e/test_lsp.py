@@ -1,0 +1,359 @@
+"""The real server over stdio with a real LSP client (pytest-lsp) and the real llama.cpp
+runtime with the small model."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+import pytest_lsp
+from lsprotocol import types
+from pytest_lsp import ClientServerConfig, LanguageClient
+
+from ..conftest import SERVER_CMD, SMALL_ID, server_env
+from .conftest import init_params, inline, open_doc, status, wait_ready
+
+pytestmark = pytest.mark.model
+
+SMALL = {"model": {"id": SMALL_ID}, "completion": {"debounceMs": 0, "timeoutMs": 60000}}
+
+
+async def test_capabilities_advertised(client: LanguageClient, small_model: Path) -> None:
+    caps = client.init_result.capabilities  # type: ignore[attr-defined]
+    assert caps.inline_completion_provider is not None
+    assert caps.completion_provider is not None
+    assert caps.position_encoding == types.PositionEncodingKind.Utf16
+    sync = caps.text_document_sync
+    assert isinstance(sync, types.TextDocumentSyncOptions)
+    assert sync.change == types.TextDocumentSyncKind.Incremental
+    assert "nearline.prompt" in (caps.execute_command_provider.commands or [])
+
+
+async def test_inline_completion_shape(
+    client: LanguageClient, small_model: Path, tmp_path: Path
+) -> None:
+    st = await wait_ready(client)
+    assert st["state"] == "ready", st
+    text = "def add(a, b):\n    return a\n"
+    uri = open_doc(client, tmp_path / "add.py", text)
+    items = await inline(client, uri, 1, 12)
+    assert items, "the model gave no suggestion"
+    for it in items:
+        assert isinstance(it.insert_text, str) and it.insert_text.strip()
+        assert "\n" not in it.insert_text
+        assert it.range is not None
+        assert it.range.start.line == it.range.end.line == 1
+        assert it.range.start.character == 12
+
+
+async def test_completion_item_with_text_edit(
+    client: LanguageClient, small_model: Path, tmp_path: Path
+) -> None:
+    await wait_ready(client)
+    text = "import os\n\n\ndef home():\n    return os.path.expa\n"
+    uri = open_doc(client, tmp_path / "h.py", text)
+    res = await client.text_document_completion_async(
+        types.CompletionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            position=types.Position(line=4, character=23),
+        )
+    )
+    assert isinstance(res, types.CompletionList) and res.is_incomplete
+    assert len(res.items) == 1
+    item = res.items[0]
+    assert isinstance(item.text_edit, types.TextEdit)
+    # Replaces the word before the cursor and starts with it, so client-side filtering keeps it.
+    assert item.text_edit.range.start == types.Position(line=4, character=19)
+    assert item.text_edit.range.end == types.Position(line=4, character=23)
+    assert item.text_edit.new_text.startswith("expa")
+    assert item.filter_text == item.text_edit.new_text
+    assert "\n" not in item.text_edit.new_text
+
+
+async def test_incremental_sync_and_utf16_positions(
+    client: LanguageClient, small_model: Path, tmp_path: Path
+) -> None:
+    """Edits at UTF-16 positions after astral and CJK characters land where the client meant."""
+    await wait_ready(client)
+    text = "s = '😀漢字'\nt = 1\n"
+    uri = open_doc(client, tmp_path / "u.py", text)
+    # '😀' is 2 UTF-16 units: "s = '😀漢字" is 9 units, insert before the closing quote.
+    client.text_document_did_change(
+        types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
+            content_changes=[
+                types.TextDocumentContentChangePartial(
+                    range=types.Range(
+                        start=types.Position(line=0, character=9),
+                        end=types.Position(line=0, character=9),
+                    ),
+                    text="é",
+                ),
+                types.TextDocumentContentChangePartial(
+                    range=types.Range(
+                        start=types.Position(line=1, character=4),
+                        end=types.Position(line=1, character=5),
+                    ),
+                    text="len(s",
+                ),
+            ],
+        )
+    )
+    res = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(
+            command="nearline.prompt", arguments=[uri, {"line": 1, "character": 9}]
+        )
+    )
+    assert res["document"] == "s = '😀漢字é'\nt = len(s\n"
+    # The prompt's file part ends exactly at the cursor (after "len(s").
+    prefix = next(p for p in res["parts"] if p["kind"] == "prefix")
+    assert prefix["tokens"] > 0
+    assert "t = len(s<|fim_suffix|>" in res["prompt"] or res["prompt"].endswith("t = len(s")
+    items = await inline(client, uri, 1, 9)
+    for it in items:
+        assert it.range.start == types.Position(line=1, character=9)
+    # A position inside a surrogate pair or past the line's end gets an empty answer, not an error.
+    assert await inline(client, uri, 0, 30) == []
+    assert await inline(client, uri, 9, 0) == []
+
+
+async def test_unopened_document_and_bad_command_args(
+    client: LanguageClient, small_model: Path
+) -> None:
+    await wait_ready(client)
+    assert await inline(client, "file:///nowhere/x.py", 0, 0) == []
+    res = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command="nearline.prompt", arguments=["oops"])
+    )
+    assert "error" in res
+    # The server is still alive and answers.
+    assert (await status(client))["state"] == "ready"
+
+
+@pytest_lsp.fixture(config=ClientServerConfig(server_command=SERVER_CMD, server_env=server_env()))
+async def big_client(lsp_client: LanguageClient):
+    options = {
+        "model": {"id": SMALL_ID, "contextLength": 8192},
+        "context": {"budgetTokens": 8000, "composer": "file-level"},
+        "completion": {"debounceMs": 0, "timeoutMs": 120000, "maxTokens": 200},
+    }
+    await lsp_client.initialize_session(init_params(options=options))
+    yield
+    await lsp_client.shutdown_session()
+
+
+async def test_cancel_request_stops_generation(
+    big_client: LanguageClient, small_model: Path, tmp_path: Path
+) -> None:
+    client = big_client
+    await wait_ready(client)
+    # A long prompt makes a cold evaluation that takes seconds, so the cancel lands mid-work.
+    body = "".join(f"def function_{i}(x):\n    return x * {i} + {i % 7}\n\n" for i in range(700))
+    text = body + "value = function_"
+    lines = text.split("\n")
+    uri = open_doc(client, tmp_path / "long.py", text)
+    params = types.InlineCompletionParams(
+        text_document=types.TextDocumentIdentifier(uri=uri),
+        position=types.Position(line=len(lines) - 1, character=len(lines[-1])),
+        context=types.InlineCompletionContext(
+            trigger_kind=types.InlineCompletionTriggerKind.Invoked
+        ),
+    )
+    fut = asyncio.ensure_future(
+        client.protocol.send_request_async(
+            types.TEXT_DOCUMENT_INLINE_COMPLETION, params, msg_id="cancel-me"
+        )
+    )
+    # Cancel once the server is working on it (status is answered after the request is taken).
+    for _ in range(200):
+        if (await status(client))["inflight"] >= 1:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)
+    t0 = time.monotonic()
+    client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id="cancel-me"))
+    with pytest.raises(Exception) as info:
+        await asyncio.wait_for(fut, 30)
+    assert "cancel" in str(info.value).lower() or getattr(info.value, "code", None) == -32800
+    # The worker is free again right away: a tiny request answers without waiting for the
+    # cancelled one to finish its prompt.
+    small = open_doc(client, tmp_path / "small.py", "x = 1\ny = x +")
+    await inline(client, small, 1, 7)
+    elapsed = time.monotonic() - t0
+    st = await status(client)
+    assert st["stats"]["cancelled"] >= 1
+    cancelled = [r for r in st["recent"] if r["source"] == "cancelled"]
+    assert cancelled
+    # Generous bound: the cancelled prompt alone would take far longer than this.
+    assert elapsed < 15, elapsed
+
+
+@pytest_lsp.fixture(config=ClientServerConfig(server_command=SERVER_CMD, server_env=server_env()))
+async def utf8_client(lsp_client: LanguageClient):
+    res = await lsp_client.initialize_session(
+        init_params(options=SMALL, encodings=["utf-8", "utf-16"])
+    )
+    lsp_client.result = res  # type: ignore[attr-defined]
+    yield
+    await lsp_client.shutdown_session()
+
+
+async def test_utf8_position_encoding(
+    utf8_client: LanguageClient, small_model: Path, tmp_path: Path
+) -> None:
+    assert utf8_client.result.capabilities.position_encoding == "utf-8"  # type: ignore[attr-defined]
+    await wait_ready(utf8_client)
+    uri = open_doc(utf8_client, tmp_path / "u8.py", "s = '😀'\nt = \n")
+    # In UTF-8 the emoji is 4 units: "s = '😀" is 9 bytes.
+    utf8_client.text_document_did_change(
+        types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
+            content_changes=[
+                types.TextDocumentContentChangePartial(
+                    range=types.Range(
+                        start=types.Position(line=0, character=9),
+                        end=types.Position(line=0, character=9),
+                    ),
+                    text="ü",
+                )
+            ],
+        )
+    )
+    res = await utf8_client.workspace_execute_command_async(
+        types.ExecuteCommandParams(
+            command="nearline.prompt", arguments=[uri, {"line": 1, "character": 4}]
+        )
+    )
+    assert res["document"] == "s = '😀ü'\nt = \n"
+
+
+@pytest_lsp.fixture(config=ClientServerConfig(server_command=SERVER_CMD, server_env=server_env()))
+async def bad_settings_client(lsp_client: LanguageClient):
+    options = {
+        "model": {"id": SMALL_ID, "ropeScaling": "sideways"},
+        "completion": {"maxTokens": "many", "debounceMs": 0, "timeoutMs": 60000},
+        "typo": 1,
+    }
+    await lsp_client.initialize_session(init_params(options=options))
+    yield
+    await lsp_client.shutdown_session()
+
+
+async def test_bad_settings_are_reported_and_defaults_used(
+    bad_settings_client: LanguageClient, small_model: Path, tmp_path: Path
+) -> None:
+    client = bad_settings_client
+    st = await wait_ready(client)
+    assert st["state"] == "ready"
+    assert st["settings"]["completion"]["maxTokens"] == 48
+    assert st["settings"]["model"]["ropeScaling"] is None
+    text = " ".join(m.message for m in client.messages)
+    for key in ("nearline.completion.maxTokens", "nearline.model.ropeScaling", "nearline.typo"):
+        assert key in text, text
+    uri = open_doc(client, tmp_path / "a.py", "def add(a, b):\n    return a")
+    assert await inline(client, uri, 1, 12)
+
+
+async def test_did_change_configuration(client: LanguageClient, small_model: Path) -> None:
+    await wait_ready(client)
+    client.set_configuration(
+        {"model": {"id": SMALL_ID}, "completion": {"maxTokens": 5, "debounceMs": 0}},
+        section="nearline",
+    )
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings=None))
+    for _ in range(100):
+        st = await status(client)
+        if st["settings"]["completion"]["maxTokens"] == 5:
+            break
+        await asyncio.sleep(0.05)
+    assert st["settings"]["completion"]["maxTokens"] == 5
+    # Settings pushed directly (clients without workspace/configuration) work too.
+    client.workspace_did_change_configuration(
+        types.DidChangeConfigurationParams(
+            settings={"nearline": {"model": {"id": SMALL_ID}, "completion": {"maxTokens": 9}}}
+        )
+    )
+    for _ in range(100):
+        st = await status(client)
+        if st["settings"]["completion"]["maxTokens"] == 9:
+            break
+        await asyncio.sleep(0.05)
+    assert st["settings"]["completion"]["maxTokens"] == 9
+    assert st["state"] == "ready"
+
+
+@pytest_lsp.fixture(
+    config=ClientServerConfig(
+        server_command=SERVER_CMD,
+        server_env=server_env(NEARLINE_MODELS_DIR="/nonexistent/nearline-models"),
+    )
+)
+async def missing_model_client(lsp_client: LanguageClient):
+    await lsp_client.initialize_session(init_params(options={"completion": {"debounceMs": 0}}))
+    yield
+    await lsp_client.shutdown_session()
+
+
+async def test_missing_model_message_and_empty_answers(
+    missing_model_client: LanguageClient, tmp_path: Path
+) -> None:
+    client = missing_model_client
+    st = await wait_ready(client)
+    assert st["state"] == "error"
+    msgs = [m.message for m in client.messages if m.type == types.MessageType.Error]
+    assert len(msgs) == 1
+    assert "nearline models pull qwen2.5-coder-0.5b-instruct-q4_k_m" in msgs[0]
+    uri = open_doc(client, tmp_path / "a.py", "x = ")
+    assert await inline(client, uri, 0, 4) == []
+    # Asking again does not repeat the message.
+    assert await inline(client, uri, 0, 4) == []
+    assert len([m for m in client.messages if m.type == types.MessageType.Error]) == 1
+
+
+@pytest_lsp.fixture(config=ClientServerConfig(server_command=SERVER_CMD, server_env=server_env()))
+async def corrupt_model_client(
+    lsp_client: LanguageClient, tmp_path_factory: pytest.TempPathFactory
+):
+    bad = tmp_path_factory.mktemp("m") / "broken.gguf"
+    bad.write_bytes(b"GGUF" + b"\x00" * 4096)
+    await lsp_client.initialize_session(
+        init_params(options={"model": {"path": str(bad)}, "completion": {"debounceMs": 0}})
+    )
+    yield
+    await lsp_client.shutdown_session()
+
+
+async def test_corrupt_model_file(corrupt_model_client: LanguageClient, tmp_path: Path) -> None:
+    client = corrupt_model_client
+    st = await wait_ready(client)
+    assert st["state"] == "error"
+    assert "broken.gguf" in (st["error"] or "")
+    uri = open_doc(client, tmp_path / "a.py", "x = ")
+    assert await inline(client, uri, 0, 4) == []
+
+
+async def test_cancel_that_overtakes_its_request(
+    client: LanguageClient, small_model: Path, tmp_path: Path
+) -> None:
+    """A cancel that arrives before its request still cancels it (pygls alone would drop it)."""
+    await wait_ready(client)
+    uri = open_doc(client, tmp_path / "e.py", "x = 1\ny = x +")
+    client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id="early-1"))
+    params = types.InlineCompletionParams(
+        text_document=types.TextDocumentIdentifier(uri=uri),
+        position=types.Position(line=1, character=7),
+        context=types.InlineCompletionContext(
+            trigger_kind=types.InlineCompletionTriggerKind.Invoked
+        ),
+    )
+    with pytest.raises(Exception) as info:
+        await asyncio.wait_for(
+            client.protocol.send_request_async(
+                types.TEXT_DOCUMENT_INLINE_COMPLETION, params, msg_id="early-1"
+            ),
+            30,
+        )
+    assert "cancel" in str(info.value).lower()
+    assert (await status(client))["state"] == "ready"

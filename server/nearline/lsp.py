@@ -49,7 +49,12 @@ class LspLogHandler(logging.Handler):
         self.server = server
 
     def emit(self, record: logging.LogRecord) -> None:
-        if not record.name.startswith("nearline"):
+        if (
+            not record.name.startswith("nearline")
+            or getattr(self.server, "_stop_event", None) is None
+        ):
+            return
+        if self.server._stop_event.is_set() or self.server.protocol._shutdown:
             return
         try:
             kind = self.LEVELS.get(record.levelno, types.MessageType.Log)

@@ -623,12 +623,17 @@ def _load_uncached(
     return tok
 
 
-def load_counter(path: str | os.PathLike[str] | None, **kwargs: object) -> TokenCounter:
+def load_counter(
+    path: str | os.PathLike[str] | None,
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    disk_cache: bool = True,
+) -> TokenCounter:
     """:func:`load_tokenizer` for `path`, or an :class:`ApproxCounter` (with a warning) when
     there is no path or the tokenizer cannot be loaded.  Never raises."""
     if path is not None:
         try:
-            return load_tokenizer(path, **kwargs)  # type: ignore[arg-type]
+            return load_tokenizer(path, cache_dir=cache_dir, disk_cache=disk_cache)
         except Exception as exc:
             log.warning("exact token counting unavailable (%s); using an estimate", exc)
     return ApproxCounter()

@@ -49,12 +49,11 @@ class LspLogHandler(logging.Handler):
         self.server = server
 
     def emit(self, record: logging.LogRecord) -> None:
-        if (
-            not record.name.startswith("nearline")
-            or getattr(self.server, "_stop_event", None) is None
-        ):
+        if not record.name.startswith("nearline"):
             return
-        if self.server._stop_event.is_set() or self.server.protocol._shutdown:
+        stop = getattr(self.server, "_stop_event", None)
+        # After shutdown the client is gone: nothing may be written to it any more.
+        if stop is None or stop.is_set() or self.server.protocol._shutdown:
             return
         try:
             kind = self.LEVELS.get(record.levelno, types.MessageType.Log)

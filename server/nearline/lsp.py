@@ -164,7 +164,13 @@ class NearlineServer(LanguageServer):
         bare = line_text.rstrip("\r\n")
         if position.character > doc.position_codec.client_num_units(bare):
             return None
-        pos = doc.position_codec.position_from_client_units(lines, position)
+        # pygls mis-converts a position on the empty line after a final newline (it is past
+        # its `lines`); that line has only column 0.
+        col = (
+            0
+            if position.line == len(lines)
+            else doc.position_codec.position_from_client_units(lines, position).character
+        )
         path: Path | None = None
         rel: str | None = None
         root: Path | None = None
@@ -183,7 +189,7 @@ class NearlineServer(LanguageServer):
             uri=uri,
             text=doc.source,
             line=position.line,
-            col=pos.character,
+            col=col,
             path=path,
             rel=rel or (path.name if path else None),
             language=language_for(path.name if path else uri),

@@ -357,3 +357,37 @@ async def test_cancel_that_overtakes_its_request(
         )
     assert "cancel" in str(info.value).lower()
     assert (await status(client))["state"] == "ready"
+
+
+async def test_typing_on_the_line_after_a_final_newline(
+    client: LanguageClient, tmp_path: Path
+) -> None:
+    """The empty line after a final newline is a real position (pygls alone mis-converts it)."""
+    uri = open_doc(client, tmp_path / "eof.py", "a = 1\n")
+    res = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(
+            command="nearline.prompt", arguments=[uri, {"line": 1, "character": 0}]
+        )
+    )
+    assert res["document"] == "a = 1\n" and "error" not in res
+    client.text_document_did_change(
+        types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
+            content_changes=[
+                types.TextDocumentContentChangePartial(
+                    range=types.Range(
+                        start=types.Position(line=1, character=0),
+                        end=types.Position(line=1, character=0),
+                    ),
+                    text="b = a",
+                )
+            ],
+        )
+    )
+    res = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(
+            command="nearline.prompt", arguments=[uri, {"line": 1, "character": 5}]
+        )
+    )
+    assert res["document"] == "a = 1\nb = a"
+    assert "b = a<|fim_suffix|>" in res["prompt"] or res["prompt"].endswith("b = a")

@@ -280,9 +280,11 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     vscode.workspace.onDidChangeConfiguration((e) => {
       if (RESTART_SETTINGS.some((s) => e.affectsConfiguration(s))) {
         void restart();
-      } else if (e.affectsConfiguration(`${SECTION}.completion.enabled`)) {
+      } else if (e.affectsConfiguration(SECTION)) {
         status.enabled = vscode.workspace.getConfiguration(SECTION).get<boolean>('completion.enabled', true);
         render();
+        // The client has sent didChangeConfiguration by now; show what the server made of it.
+        setTimeout(() => void refreshStatus(), 500);
       }
     }),
     { dispose: () => void stopClient() },

@@ -85,7 +85,7 @@ export class StatusModel {
     >;
     this.model = str(engine.model) ?? this.model;
     const bits: string[] = [];
-    if (typeof engine.threads === 'number') bits.push(`${engine.threads} threads`);
+    if (typeof engine.threads === 'number') bits.push(`${engine.threads} thread${engine.threads === 1 ? '' : 's'}`);
     if (typeof engine.gpu_layers === 'number') bits.push(`${engine.gpu_layers} GPU layers`);
     if (typeof engine.n_ctx === 'number') bits.push(`context ${engine.n_ctx}`);
     this.detail = bits.length ? bits.join(', ') : undefined;

@@ -1,0 +1,283 @@
+// End to end in a real VS Code (code-server, in headless chromium through Playwright):
+// install nearline.vsix, open a copy of examples/sample_project, wait for the status bar to say
+// the model is ready, type "." at the end of a half-written line, wait for ghost text, accept
+// it with Tab, and run "Nearline: Show prompt for cursor". Screenshots go to $E2E_OUT.
+//
+// Needs (see README "End-to-end"): CODE_SERVER (code-server's bin or out/node/entry.js),
+// CODE_SERVER_NODE (the Node it runs on, v24 for code-server 4.1xx), CHROMIUM
+// (/usr/bin/chromium), NEARLINE_CMD (JSON list, the server command), and nearline.vsix built.
+// Every wait is bounded; the script exits non-zero with the step that failed.
+
+import { spawn } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const extDir = resolve(here, '..');
+const repo = resolve(extDir, '..', '..');
+
+const env = process.env;
+const CODE_SERVER = env.CODE_SERVER;
+const NODE = env.CODE_SERVER_NODE || 'node';
+const CHROMIUM = env.CHROMIUM || '/usr/bin/chromium';
+const NEARLINE_CMD = JSON.parse(env.NEARLINE_CMD || '["nearline", "serve"]');
+const MODEL = env.NEARLINE_MODEL || 'smollm2-135m-instruct-q4_1';
+const VSIX = env.VSIX || join(extDir, 'nearline.vsix');
+const OUT = resolve(env.E2E_OUT || join(extDir, 'e2e-out'));
+const TOTAL_TIMEOUT_MS = Number(env.E2E_TIMEOUT_MS || 240_000);
+
+if (!CODE_SERVER) throw new Error('set CODE_SERVER to code-server (its bin, or out/node/entry.js)');
+if (!existsSync(VSIX)) throw new Error(`no ${VSIX}: run bash ci.sh first`);
+mkdirSync(OUT, { recursive: true });
+
+const t0 = Date.now();
+const log = (...a) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1)}s]`, ...a);
+const result = { steps: [] };
+const step = (name, data = {}) => {
+  result.steps.push({ name, at_s: (Date.now() - t0) / 1000, ...data });
+  log(name, Object.keys(data).length ? JSON.stringify(data) : '');
+};
+
+function freePort() {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => res(port));
+    });
+    s.on('error', rej);
+  });
+}
+
+function run(args, opts = {}) {
+  const entry = CODE_SERVER.endsWith('.js') ? [NODE, CODE_SERVER] : [CODE_SERVER];
+  return spawn(entry[0], [...entry.slice(1), ...args], { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
+}
+
+async function runToEnd(args, opts) {
+  const p = run(args, opts);
+  let out = '';
+  p.stdout.on('data', (d) => (out += d));
+  p.stderr.on('data', (d) => (out += d));
+  const code = await new Promise((r) => p.on('exit', r));
+  if (code !== 0) throw new Error(`code-server ${args.join(' ')} exited ${code}:\n${out}`);
+  return out;
+}
+
+const work = mkdtempSync(join(tmpdir(), 'nearline-vscode-e2e-'));
+const project = join(work, 'sample_project');
+const userData = join(work, 'user-data');
+const extensions = join(work, 'extensions');
+const partialLine = '    return sum(item';
+
+let server;
+let browser;
+const watchdog = setTimeout(() => {
+  console.error(`e2e: gave up after ${TOTAL_TIMEOUT_MS} ms`);
+  cleanup(2);
+}, TOTAL_TIMEOUT_MS);
+
+function cleanup(code) {
+  clearTimeout(watchdog);
+  result.total_s = (Date.now() - t0) / 1000;
+  result.ok = code === 0;
+  writeFileSync(join(OUT, 'result.json'), JSON.stringify(result, null, 2));
+  const done = () => {
+    if (server && server.exitCode === null) {
+      try {
+        process.kill(-server.pid, 'SIGTERM');
+      } catch {
+        server.kill('SIGTERM');
+      }
+    }
+    if (!env.E2E_KEEP) rmSync(work, { recursive: true, force: true });
+    process.exit(code);
+  };
+  if (browser) browser.close().then(done, done);
+  else done();
+}
+
+async function main() {
+  // The workspace: the sample project, a half-typed file, and settings for a fast small model.
+  cpSync(join(repo, 'examples', 'sample_project'), project, { recursive: true });
+  writeFileSync(
+    join(project, 'inventory', 'partial.py'),
+    `from inventory.models import Item, Warehouse\n\n\ndef total_quantity(warehouse: Warehouse) -> int:\n${partialLine}\n`,
+  );
+  mkdirSync(join(project, '.vscode'));
+  writeFileSync(
+    join(project, '.vscode', 'settings.json'),
+    JSON.stringify(
+      {
+        'nearline.server.command': NEARLINE_CMD,
+        'nearline.model.id': MODEL,
+        'nearline.model.threads': 1,
+        'nearline.completion.debounceMs': 0,
+        'nearline.completion.timeoutMs': 30000,
+        'nearline.completion.maxTokens': 16,
+        'nearline.context.budgetTokens': 512,
+      },
+      null,
+      2,
+    ),
+  );
+  mkdirSync(join(userData, 'User'), { recursive: true });
+  writeFileSync(
+    join(userData, 'User', 'settings.json'),
+    JSON.stringify({
+      'workbench.startupEditor': 'none',
+      'security.workspace.trust.enabled': false,
+      'editor.inlineSuggest.enabled': true,
+      'editor.quickSuggestions': { other: false, comments: false, strings: false },
+      'editor.suggestOnTriggerCharacters': false,
+      'telemetry.telemetryLevel': 'off',
+      'workbench.tips.enabled': false,
+      'extensions.ignoreRecommendations': true,
+      'python.languageServer': 'None',
+    }),
+  );
+
+  const installed = await runToEnd(['--user-data-dir', userData, '--extensions-dir', extensions, '--install-extension', VSIX]);
+  step('installed', { output: installed.trim().split('\n').pop() });
+
+  const port = await freePort();
+  const config = join(work, 'config.yaml');
+  writeFileSync(config, `bind-addr: 127.0.0.1:${port}\nauth: none\ncert: false\n`);
+  server = run(
+    [
+      '--config', config,
+      '--user-data-dir', userData,
+      '--extensions-dir', extensions,
+      '--disable-telemetry',
+      '--disable-update-check',
+      '--disable-workspace-trust',
+      '--disable-getting-started-override',
+      project,
+    ],
+    { detached: true },
+  );
+  let serverLog = '';
+  server.stdout.on('data', (d) => (serverLog += d));
+  server.stderr.on('data', (d) => (serverLog += d));
+  const deadline = Date.now() + 30_000;
+  while (!serverLog.includes('HTTP server listening')) {
+    if (Date.now() > deadline || server.exitCode !== null) throw new Error(`code-server did not start:\n${serverLog}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  step('code-server listening', { port });
+
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
+  });
+  const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+  page.on('pageerror', (e) => log('page error:', e.message));
+  await page.goto(`http://127.0.0.1:${port}/?folder=${encodeURIComponent(project)}`);
+  await page.waitForSelector('.monaco-workbench', { timeout: 60_000 });
+  step('workbench loaded');
+
+  // Open the half-typed file with Quick Open.
+  await page.keyboard.press('Control+P');
+  await page.waitForSelector('.quick-input-widget input', { timeout: 20_000 });
+  await page.keyboard.type('partial.py');
+  await page.waitForSelector('.quick-input-list .monaco-list-row', { timeout: 20_000 });
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('.monaco-editor .view-lines', { timeout: 30_000 });
+  step('file opened');
+
+  // The status bar item appears when the extension activates; wait for "ready".
+  const item = page.locator('[id="nearline.nearline.status"], .statusbar-item:has-text("Nearline")').first();
+  await item.waitFor({ timeout: 60_000 });
+  const readyBy = Date.now() + 90_000;
+  let label = '';
+  for (;;) {
+    label = (await item.getAttribute('aria-label')) || (await item.innerText());
+    const html = await item.innerHTML();
+    if (html.includes('codicon-check')) break;
+    if (html.includes('codicon-error')) throw new Error(`status bar shows an error: ${label}`);
+    if (Date.now() > readyBy) throw new Error(`status bar never showed ready; last: ${label}`);
+    await page.waitForTimeout(250);
+  }
+  step('status bar ready', { label });
+  await page.screenshot({ path: join(OUT, '1-ready.png') });
+
+  // Cursor to the end of the partial line (line 5), then type "." to trigger inline suggestions.
+  await page.click('.monaco-editor .view-lines');
+  await page.keyboard.press('Control+G');
+  await page.waitForSelector('.quick-input-widget input', { timeout: 10_000 });
+  await page.keyboard.type('5');
+  await page.keyboard.press('Enter');
+  await page.keyboard.press('End');
+  await page.keyboard.type('.');
+  const ghost = page.locator('.monaco-editor .ghost-text-decoration, .monaco-editor .ghost-text');
+  await ghost.first().waitFor({ timeout: 60_000 });
+  const ghostText = (await ghost.allInnerTexts()).join('').replace(/\u00a0/g, ' ').trim();
+  step('ghost text shown', { ghostText });
+  await page.screenshot({ path: join(OUT, '2-ghost-text.png') });
+
+  await page.keyboard.press('Tab');
+  await page.waitForTimeout(500);
+  const lines = await page.locator('.monaco-editor .view-line').allInnerTexts();
+  const accepted = lines.map((l) => l.replace(/\u00a0/g, ' ')).find((l) => l.startsWith(`${partialLine}.`)) || '';
+  step('accepted', { line: accepted });
+  if (accepted.length <= `${partialLine}.`.length) throw new Error(`Tab did not insert the suggestion: ${JSON.stringify(lines)}`);
+  await page.screenshot({ path: join(OUT, '3-accepted.png') });
+
+  // Nearline: Show prompt for cursor → an untitled document with the prompt.
+  await page.keyboard.press('F1');
+  await page.waitForSelector('.quick-input-widget input', { timeout: 10_000 });
+  await page.keyboard.type('Nearline: Show prompt for cursor');
+  await page.waitForSelector('.quick-input-list .monaco-list-row', { timeout: 10_000 });
+  await page.keyboard.press('Enter');
+  const promptDoc = page.locator('.monaco-editor .view-line:has-text("Nearline prompt for")').first();
+  await promptDoc.waitFor({ timeout: 30_000 });
+  step('prompt document', { header: (await promptDoc.innerText()).replace(/\u00a0/g, ' ') });
+  await page.screenshot({ path: join(OUT, '4-prompt.png') });
+
+  // Nearline: Toggle → off (status bar), written to user settings; and back on.
+  for (const [want, icon] of [
+    [false, 'codicon-circle-slash'],
+    [true, 'codicon-check'],
+  ]) {
+    await page.keyboard.press('F1');
+    await page.waitForSelector('.quick-input-widget input', { timeout: 10_000 });
+    await page.keyboard.type('Nearline: Toggle');
+    await page.waitForSelector('.quick-input-list .monaco-list-row', { timeout: 10_000 });
+    await page.keyboard.press('Enter');
+    const by = Date.now() + 15_000;
+    while (!(await item.innerHTML()).includes(icon)) {
+      if (Date.now() > by) throw new Error(`Toggle: status bar never showed ${icon}`);
+      await page.waitForTimeout(200);
+    }
+    const user = JSON.parse(readFileSync(join(userData, 'User', 'settings.json'), 'utf8'));
+    if (user['nearline.completion.enabled'] !== want) {
+      throw new Error(`Toggle: user settings say ${user['nearline.completion.enabled']}, want ${want}`);
+    }
+    step('toggled', { enabled: want });
+    if (!want) await page.screenshot({ path: join(OUT, '5-off.png') });
+  }
+
+  result.ghostText = ghostText;
+  result.accepted = accepted;
+}
+
+main().then(
+  () => {
+    log('e2e: ok');
+    cleanup(0);
+  },
+  (err) => {
+    console.error('e2e: FAILED:', err && err.stack ? err.stack : err);
+    result.error = String(err && err.message ? err.message : err);
+    const page = browser && browser.contexts()[0] && browser.contexts()[0].pages()[0];
+    const shot = page ? page.screenshot({ path: join(OUT, 'failure.png') }).catch(() => undefined) : Promise.resolve();
+    shot.then(() => cleanup(1));
+  },
+);
+

@@ -1,0 +1,351 @@
+"""LlamaEngine on the real small model (SmolLM2 135M): stop rules, KV-cache reuse, cancellation,
+load options (GPU layers, RoPE / YaRN).
+
+Generation is greedy, so every completion here is deterministic for a given model file. One
+engine is shared by the module; each test that cares about the cache starts from ``reset()``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import llama_cpp
+import pytest
+
+from nearline.catalog import RopeSettings, load_catalog
+from nearline.config import parse_settings
+from nearline.engine import GenerationRequest, LlamaEngine, load_options
+from nearline.service import create_local_engine
+
+from ..conftest import DEFAULT_ID, SMALL_ID
+
+pytestmark = pytest.mark.model
+
+GPU_BUILD = bool(llama_cpp.llama_supports_gpu_offload())
+
+# A prompt after which SmolLM2 writes "3" and ends the line.
+EOL_PROMPT = "x = 1\ny = 2\nz = "
+# A prompt after which SmolLM2 writes several tokens before its first newline.
+LONG_LINE_PROMPT = "# A long comment line that goes on and on about"
+# SmolLM2 is an instruct model: after a chat turn it answers and ends with <|im_end|>.
+CHAT_PROMPT = "<|im_start|>user\nSay hi<|im_end|>\n<|im_start|>assistant\n"
+
+
+def settings(**model: object):  # type: ignore[no-untyped-def]
+    s, problems = parse_settings({"model": {"id": SMALL_ID, "threads": 2, **model}})
+    assert not problems
+    return s
+
+
+def long_prompt(tag: str, lines: int = 120) -> str:
+    """~1750 SmolLM2 tokens (under its 2048 window): about nine 64-token batches, several
+    seconds of prompt evaluation on two CPU cores."""
+    return "".join(f"item_{i}_{tag} = compute({i}, '{tag}')\n" for i in range(lines))
+
+
+def gen(engine: LlamaEngine, text: str, *, special: bool = False, **kw: object):  # type: ignore[no-untyped-def]
+    return engine.generate(GenerationRequest([(text, special)], **kw), threading.Event())  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def engine(small_model: Path) -> Iterator[LlamaEngine]:
+    eng = create_local_engine(settings())
+    assert isinstance(eng, LlamaEngine)
+    yield eng
+    eng.close()
+
+
+# -- stop rules ---------------------------------------------------------------------------------
+def test_stops_at_end_of_line(engine: LlamaEngine) -> None:
+    engine.reset()
+    res = gen(engine, EOL_PROMPT, max_tokens=20)
+    assert res.stop_reason == "eol"
+    assert res.text.strip() == "3"
+    assert "\n" not in res.text
+    assert 1 <= res.generated_tokens < 20
+
+
+def test_multi_line_goes_past_the_newline(engine: LlamaEngine) -> None:
+    res = gen(engine, EOL_PROMPT, max_tokens=8, single_line=False)
+    assert "\n" in res.text
+    assert res.text.startswith("3\n")
+    assert res.stop_reason == "max_tokens"
+    assert res.generated_tokens == 8
+
+
+def test_stops_at_max_tokens(engine: LlamaEngine) -> None:
+    res = gen(engine, LONG_LINE_PROMPT, max_tokens=3)
+    assert res.stop_reason == "max_tokens"
+    assert res.generated_tokens == 3
+    assert res.text and "\n" not in res.text
+    # Same prompt with room: the line really is longer than three tokens.
+    longer = gen(engine, LONG_LINE_PROMPT, max_tokens=20)
+    assert longer.stop_reason == "eol"
+    assert longer.generated_tokens > 3
+    assert longer.text.startswith(res.text)
+
+
+def test_stops_at_time_limit_during_a_cold_prompt(engine: LlamaEngine) -> None:
+    engine.reset()
+    prompt = long_prompt("timeout")
+    t0 = time.monotonic()
+    res = gen(engine, prompt, timeout_s=0.05, max_tokens=8)
+    elapsed = time.monotonic() - t0
+    assert res.stop_reason == "timeout"
+    assert res.text == ""
+    assert res.generated_tokens == 0
+    assert res.prompt_tokens > 1500
+    # The deadline is checked between 64-token batches: one or two batches got evaluated.
+    assert 0 < res.evaluated_tokens <= 2 * engine.opts.n_batch
+    assert elapsed < 3.0, elapsed
+    # What was evaluated stays in the cache and is reused by the next request.
+    assert engine.cached_tokens == res.evaluated_tokens
+
+
+def test_cancel_during_a_long_prompt_returns_within_a_batch(engine: LlamaEngine) -> None:
+    engine.reset()
+    prompt = long_prompt("cancel")
+    cancel = threading.Event()
+    set_at: list[float] = []
+    started = threading.Event()
+
+    def canceller() -> None:
+        started.wait(5)
+        # Wait until the prompt is really being evaluated (a batch or more is done), then cancel.
+        deadline = time.monotonic() + 30
+        while engine.last_prefill[1] < engine.opts.n_batch and time.monotonic() < deadline:
+            time.sleep(0.005)
+        set_at.append(time.monotonic())
+        cancel.set()
+
+    engine.last_prefill = (0, 0)
+    th = threading.Thread(target=canceller, daemon=True)
+    th.start()
+    started.set()
+    res = engine.generate(GenerationRequest([(prompt, False)], max_tokens=8), cancel)
+    returned_at = time.monotonic()
+    th.join(5)
+    assert res.stop_reason == "cancelled"
+    assert res.text == ""
+    assert set_at, "the canceller never fired"
+    # Checked between batches of 64 tokens (~0.3 s each on two cores): generous bound.
+    latency = returned_at - set_at[0]
+    assert latency < 2.0, f"returned {latency:.2f}s after cancel"
+    assert engine.opts.n_batch <= res.evaluated_tokens < res.prompt_tokens
+    assert engine.cached_tokens == res.evaluated_tokens
+
+
+def test_cancel_already_set_evaluates_nothing(engine: LlamaEngine) -> None:
+    engine.reset()
+    cancel = threading.Event()
+    cancel.set()
+    res = engine.generate(GenerationRequest([(EOL_PROMPT, False)]), cancel)
+    assert res.stop_reason == "cancelled"
+    assert res.evaluated_tokens == 0
+    assert res.text == ""
+
+
+def test_stop_ids_are_the_formats_stop_strings(engine: LlamaEngine) -> None:
+    fmt = engine.format
+    assert fmt.name == "starcoder2"
+    expected = set()
+    for s in fmt.stop:
+        toks = engine.llm.tokenize(s.encode(), add_bos=False, special=True)
+        assert len(toks) == 1, f"{s} is not one token in SmolLM2's vocabulary"
+        expected.add(toks[0])
+    assert engine._stop_ids == expected
+    assert len(expected) == len(fmt.stop)
+
+
+def test_stop_token_ends_generation_with_eog(
+    engine: LlamaEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for stop_id in sorted(engine._stop_ids):
+        monkeypatch.setattr(engine, "_argmax", lambda sid=stop_id: (sid, 0.0))
+        res = gen(engine, EOL_PROMPT, max_tokens=8)
+        assert res.stop_reason == "eog", engine.llm.detokenize([stop_id], special=True)
+        assert res.text == ""
+        assert res.generated_tokens == 0
+
+
+def test_text_before_a_stop_token_is_kept(
+    engine: LlamaEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    word = engine.llm.tokenize(b" hello", add_bos=False, special=False)
+    assert len(word) == 1
+    file_sep = engine.llm.tokenize(b"<file_sep>", add_bos=False, special=True)[0]
+    picks = iter([word[0], file_sep])
+    monkeypatch.setattr(engine, "_argmax", lambda: (next(picks), 0.0))
+    res = gen(engine, EOL_PROMPT, max_tokens=8)
+    assert res.stop_reason == "eog"
+    assert res.text == " hello"
+    assert res.generated_tokens == 1
+
+
+def test_eog_and_control_tokens_outside_the_stop_list(
+    engine: LlamaEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lib, vocab = engine._lib, engine._vocab
+    specials = range(32)
+    eog = [t for t in specials if lib.llama_vocab_is_eog(vocab, t) and t not in engine._stop_ids]
+    control = [
+        t
+        for t in specials
+        if lib.llama_vocab_is_control(vocab, t)
+        and not lib.llama_vocab_is_eog(vocab, t)
+        and t not in engine._stop_ids
+    ]
+    assert control, "SmolLM2 has unlisted control tokens such as <gh_stars>"
+    for tok, reason in [*((t, "eog") for t in eog[:1]), (control[0], "stop")]:
+        monkeypatch.setattr(engine, "_argmax", lambda t=tok: (t, 0.0))
+        res = gen(engine, EOL_PROMPT, max_tokens=8)
+        assert res.stop_reason == reason, engine.llm.detokenize([tok], special=True)
+        assert res.text == ""
+
+
+def test_real_generation_ends_at_end_of_turn(engine: LlamaEngine) -> None:
+    engine.reset()
+    res = gen(engine, CHAT_PROMPT, special=True, max_tokens=96, single_line=False)
+    assert res.stop_reason == "eog"
+    assert res.text.strip()
+    assert "<|im_end|>" not in res.text
+    assert res.generated_tokens < 96
+
+
+# -- KV cache reuse -----------------------------------------------------------------------------
+def test_kv_cache_reuses_the_common_prefix(engine: LlamaEngine) -> None:
+    engine.reset()
+    p = "def add(a, b):\n    return a + b\n\n\ndef mul(a, b):\n    return a * b\n\n\nresult"
+    p2 = p + " x"
+    toks = engine.tokenize([(p, False)])
+    toks2 = engine.tokenize([(p2, False)])
+    assert toks2[: len(toks)] == toks  # the extension does not re-tokenize P's tail
+
+    first = gen(engine, p, max_tokens=4)
+    assert first.reused_tokens == 0
+    assert first.evaluated_tokens == len(toks)
+
+    second = gen(engine, p2, max_tokens=4)
+    assert second.prompt_tokens == len(toks2)
+    assert second.reused_tokens >= len(toks) - 1
+    assert second.evaluated_tokens <= len(toks2) - len(toks) + 1
+    assert second.reused_tokens + second.evaluated_tokens == len(toks2)
+
+    # The identical prompt again: everything but the last token (re-evaluated for its logits).
+    again = gen(engine, p2, max_tokens=4)
+    assert again.reused_tokens == len(toks2) - 1
+    assert again.evaluated_tokens == 1
+    assert again.text == second.text
+
+    other = gen(engine, "class Stack:\n    def __init__(self):\n        self.items = []\n")
+    assert other.reused_tokens <= 1
+    assert other.evaluated_tokens >= other.prompt_tokens - 1
+
+
+# -- load options: GPU, RoPE, YaRN ---------------------------------------------------------------
+def test_gpu_layers_follow_the_build(engine: LlamaEngine) -> None:
+    info = engine.info()
+    assert info["gpu_offload_supported"] is GPU_BUILD
+    assert info["gpu_layers"] == (-1 if GPU_BUILD else 0)
+    assert info["model"] == SMALL_ID
+    assert info["threads"] == 2
+    assert info["rope_freq_base"] == 100000.0
+    assert info["rope_scaling"] == "none"
+
+
+@pytest.mark.skipif(GPU_BUILD, reason="checks the CPU-only build")
+def test_cpu_build_offloads_nothing(engine: LlamaEngine) -> None:
+    assert engine.info()["gpu_layers"] == 0
+    assert engine.info()["gpu_offload_supported"] is False
+
+
+def _opts(model_id: str, **model: object):  # type: ignore[no-untyped-def]
+    s, problems = parse_settings({"model": {"id": model_id, **model}})
+    assert not problems
+    entry = load_catalog().get(model_id)
+    return entry, load_options(entry, Path("/m.gguf"), s.model)
+
+
+def test_load_options_from_the_catalog() -> None:
+    entry, o = _opts(SMALL_ID, threads=2)
+    assert (o.n_ctx, o.n_threads, o.n_batch) == (entry.context_length, 2, 64)
+    assert o.rope_freq_base == entry.rope.freq_base == 100000.0
+    assert (o.rope_scaling, o.rope_scaling_factor) == ("none", 1.0)
+    assert o.yarn_orig_ctx == 8192
+    assert o.n_gpu_layers == (-1 if GPU_BUILD else 0)
+    _, q = _opts(DEFAULT_ID)
+    assert q.rope_freq_base == 1_000_000.0
+    assert q.n_ctx == 4096
+
+
+def test_load_options_settings_override_the_catalog() -> None:
+    _, o = _opts(
+        SMALL_ID,
+        ropeFreqBase=50000.0,
+        ropeScaling="linear",
+        ropeScalingFactor=4.0,
+        yarnOrigContext=4096,
+        gpuLayers=7,
+        batchSize=32,
+        contextLength=1024,
+    )
+    assert o.rope_freq_base == 50000.0
+    assert (o.rope_scaling, o.rope_scaling_factor) == ("linear", 4.0)
+    assert o.yarn_orig_ctx == 4096
+    assert o.n_gpu_layers == 7
+    assert (o.n_batch, o.n_ctx) == (32, 1024)
+    _, z = _opts(SMALL_ID, gpuLayers=0)
+    assert z.n_gpu_layers == 0
+
+
+def test_yarn_switches_on_past_the_trained_context() -> None:
+    _, within = _opts(SMALL_ID, contextLength=8192)  # trainedContext of SmolLM2
+    assert within.rope_scaling == "none"
+    _, o = _opts(SMALL_ID, contextLength=16384)
+    assert (o.rope_scaling, o.rope_scaling_factor) == ("yarn", 2.0)
+    assert o.yarn_orig_ctx == 8192
+    _, q = _opts(DEFAULT_ID, contextLength=65536)
+    assert (q.rope_scaling, q.rope_scaling_factor) == ("yarn", 2.0)
+    # An explicit choice wins, "none" included.
+    _, none = _opts(SMALL_ID, contextLength=16384, ropeScaling="none")
+    assert none.rope_scaling == "none"
+    _, lin = _opts(SMALL_ID, contextLength=16384, ropeScaling="linear", ropeScalingFactor=2.0)
+    assert (lin.rope_scaling, lin.rope_scaling_factor) == ("linear", 2.0)
+
+
+def test_rope_freq_base_override_reaches_llama_cpp(small_model: Path) -> None:
+    eng = create_local_engine(settings(ropeFreqBase=50000.0, contextLength=512))
+    try:
+        assert isinstance(eng, LlamaEngine)
+        assert eng.llm.context_params.rope_freq_base == 50000.0
+        assert eng.llm.context_params.n_ctx == 512
+        assert eng.info()["rope_freq_base"] == 50000.0
+        res = gen(eng, EOL_PROMPT, max_tokens=4)
+        assert res.stop_reason in ("eol", "max_tokens", "eog")
+    finally:
+        eng.close()
+
+
+def test_yarn_reaches_llama_cpp(small_model: Path) -> None:
+    """A window twice the (here pretended) trained context loads with YaRN, factor 2."""
+    base = load_catalog().get(SMALL_ID)
+    entry = dataclasses.replace(
+        base, trained_context=512, rope=RopeSettings(freq_base=base.rope.freq_base)
+    )
+    opts = load_options(entry, small_model, settings(contextLength=1024).model)
+    assert (opts.rope_scaling, opts.rope_scaling_factor, opts.yarn_orig_ctx) == ("yarn", 2.0, 512)
+    eng = LlamaEngine(opts, entry.format, entry.id)
+    try:
+        cp = eng.llm.context_params
+        assert cp.rope_scaling_type == llama_cpp.LLAMA_ROPE_SCALING_TYPE_YARN
+        assert cp.rope_freq_scale == pytest.approx(0.5)
+        assert cp.yarn_orig_ctx == 512
+        assert cp.n_ctx == 1024
+        res = gen(eng, EOL_PROMPT, max_tokens=4)
+        assert res.generated_tokens >= 1 or res.stop_reason == "eog"
+    finally:
+        eng.close()

@@ -46,8 +46,9 @@ class CompletionSettings:
     enabled: bool = True
     max_tokens: int = 48
     debounce_ms: int = 75
-    timeout_ms: int = 5000
-    """Hard limit for one generation (prompt + tokens), after which whatever was produced is used."""
+    timeout_ms: int = 2000
+    """Limit on generating one suggestion, after which whatever was produced is used. Reading the
+    prompt is not limited (it is kept in the KV cache for the next keystrokes); cancel stops it."""
     suffix_lines: int = 0
     """Lines after the cursor's line given to FIM models (the rest of the cursor's line always is)."""
 

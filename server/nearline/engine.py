@@ -334,7 +334,6 @@ class LlamaEngine:
 
     def generate(self, req: GenerationRequest, cancel: threading.Event) -> GenerationResult:
         t0 = time.monotonic()
-        deadline = t0 + req.timeout_s if req.timeout_s else None
         tokens = self.tokenize(req.segments)
         n_ctx = self.opts.n_ctx
         if len(tokens) + 1 >= n_ctx:
@@ -342,13 +341,18 @@ class LlamaEngine:
             tokens = tokens[-(n_ctx - req.max_tokens - 1) :]
         res = GenerationResult(text="", stop_reason="eol", prompt_tokens=len(tokens))
         try:
-            res.reused_tokens, res.evaluated_tokens = self.prefill(tokens, cancel, deadline)
+            # No deadline while reading the prompt: every evaluated token stays in the KV cache
+            # and is reused by the next keystroke, so a cold prompt is finished, not abandoned
+            # (only a cancel, e.g. a newer request, stops it).
+            res.reused_tokens, res.evaluated_tokens = self.prefill(tokens, cancel, None)
         except (Cancelled, TimeoutError) as exc:
             res.stop_reason = "cancelled" if isinstance(exc, Cancelled) else "timeout"
             res.reused_tokens, res.evaluated_tokens = self.last_prefill
             res.total_s = time.monotonic() - t0
             return res
         res.prompt_s = time.monotonic() - t0
+        # The time limit bounds generation, which is only useful for this request.
+        deadline = time.monotonic() + req.timeout_s if req.timeout_s else None
         acc = Utf8Accumulator()
         reason: StopReason = "max_tokens"
         for i in range(req.max_tokens):

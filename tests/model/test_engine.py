@@ -35,8 +35,13 @@ LONG_LINE_PROMPT = "# A long comment line that goes on and on about"
 CHAT_PROMPT = "<|im_start|>user\nSay hi<|im_end|>\n<|im_start|>assistant\n"
 
 
+# One thread: these machines are small and shared, and llama.cpp's threads spin-wait on each
+# other, so two threads on two busy cores can make a 64-token batch 5x slower than one thread.
+THREADS = 1
+
+
 def settings(**model: object):  # type: ignore[no-untyped-def]
-    s, problems = parse_settings({"model": {"id": SMALL_ID, "threads": 2, **model}})
+    s, problems = parse_settings({"model": {"id": SMALL_ID, "threads": THREADS, **model}})
     assert not problems
     return s
 
@@ -99,9 +104,10 @@ def test_stops_at_time_limit_during_a_cold_prompt(engine: LlamaEngine) -> None:
     assert res.text == ""
     assert res.generated_tokens == 0
     assert res.prompt_tokens > 1500
-    # The deadline is checked between 64-token batches: one or two batches got evaluated.
-    assert 0 < res.evaluated_tokens <= 2 * engine.opts.n_batch
-    assert elapsed < 3.0, elapsed
+    # The deadline is checked before each 64-token batch: at most one batch past it ran
+    # (none if tokenizing alone took longer than the limit on a busy machine).
+    assert 0 <= res.evaluated_tokens <= engine.opts.n_batch
+    assert res.total_s == pytest.approx(elapsed, abs=0.5)
     # What was evaluated stays in the cache and is reused by the next request.
     assert engine.cached_tokens == res.evaluated_tokens
 
@@ -113,12 +119,20 @@ def test_cancel_during_a_long_prompt_returns_within_a_batch(engine: LlamaEngine)
     set_at: list[float] = []
     started = threading.Event()
 
+    batch_s: list[float] = []
+
+    def wait_evaluated(n: int) -> float:
+        deadline = time.monotonic() + 60
+        while engine.last_prefill[1] < n and time.monotonic() < deadline:
+            time.sleep(0.002)
+        return time.monotonic()
+
     def canceller() -> None:
         started.wait(5)
-        # Wait until the prompt is really being evaluated (a batch or more is done), then cancel.
-        deadline = time.monotonic() + 30
-        while engine.last_prefill[1] < engine.opts.n_batch and time.monotonic() < deadline:
-            time.sleep(0.005)
+        # Cancel in the middle of the prompt, after timing one batch on this machine now.
+        t1 = wait_evaluated(engine.opts.n_batch)
+        t2 = wait_evaluated(2 * engine.opts.n_batch)
+        batch_s.append(t2 - t1)
         set_at.append(time.monotonic())
         cancel.set()
 
@@ -132,10 +146,14 @@ def test_cancel_during_a_long_prompt_returns_within_a_batch(engine: LlamaEngine)
     assert res.stop_reason == "cancelled"
     assert res.text == ""
     assert set_at, "the canceller never fired"
-    # Checked between batches of 64 tokens (~0.3 s each on two cores): generous bound.
+    # The flag is checked between batches of 64 tokens (~0.3 s each on two idle cores), so the
+    # call returns within about one batch; a busy shared machine stretches a batch, hence the
+    # bound scales with the batch time measured just before the cancel.
     latency = returned_at - set_at[0]
-    assert latency < 2.0, f"returned {latency:.2f}s after cancel"
-    assert engine.opts.n_batch <= res.evaluated_tokens < res.prompt_tokens
+    bound = max(2.0, 2 * batch_s[0])
+    assert latency < bound, f"returned {latency:.2f}s after cancel (one batch: {batch_s[0]:.2f}s)"
+    assert 2 * engine.opts.n_batch <= res.evaluated_tokens <= 4 * engine.opts.n_batch
+    assert res.evaluated_tokens < res.prompt_tokens
     assert engine.cached_tokens == res.evaluated_tokens
 
 
@@ -252,7 +270,7 @@ def test_gpu_layers_follow_the_build(engine: LlamaEngine) -> None:
     assert info["gpu_offload_supported"] is GPU_BUILD
     assert info["gpu_layers"] == (-1 if GPU_BUILD else 0)
     assert info["model"] == SMALL_ID
-    assert info["threads"] == 2
+    assert info["threads"] == THREADS
     assert info["rope_freq_base"] == 100000.0
     assert info["rope_scaling"] == "none"
 

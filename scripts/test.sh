@@ -7,4 +7,10 @@ bash scripts/install.sh
 .venv/bin/ruff check server tests
 .venv/bin/ruff format --check server tests
 .venv/bin/mypy
+# The VS Code extension: npm ci, compile, lint, unit tests, package (.vsix).
+if command -v npm >/dev/null 2>&1; then
+  bash editors/vscode/ci.sh
+else
+  echo "WARNING: npm not found: the VS Code extension was not built or tested" >&2
+fi
 .venv/bin/python -m pytest -q "$@"

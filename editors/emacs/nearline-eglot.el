@@ -32,9 +32,11 @@
   :type '(repeat string))
 
 (defcustom nearline-settings
-  '(:model (:id "qwen2.5-coder-0.5b-instruct-q4_k_m")
-    :completion (:enabled t :maxTokens 48 :debounceMs 75 :timeoutMs 5000))
+  '(:completion (:enabled t))
   "Nearline's settings: a plist of nested camelCase keys (see the README's table).
+Only what differs from the server's defaults, e.g.
+  (:model (:id \"smollm2-135m-instruct-q4_1\" :threads 4)
+   :completion (:maxTokens 32 :debounceMs 50))
 Sent as initializationOptions and answered to workspace/configuration (section
 \"nearline\").  Write false as `:json-false', not nil."
   :type 'plist)

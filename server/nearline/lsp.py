@@ -97,6 +97,7 @@ class NearlineServer(LanguageServer):
             text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
         )
         self.settings = Settings()
+        self.init_settings = Settings()
         self.engine_factory = engine_factory
         self.service: CompletionService | None = None
         self.roots: list[Path] = []
@@ -135,8 +136,10 @@ class NearlineServer(LanguageServer):
             self.show("warning", "Nearline settings: " + "; ".join(str(p) for p in problems))
 
     def apply_settings(self, raw: Any) -> bool:
-        """Parse settings over the defaults; returns True when the model must be reloaded."""
-        new, problems = parse_settings(raw)
+        """Parse settings from the client's configuration over its initializationOptions (a key
+        the configuration does not set keeps its initialization value); returns True when the
+        model must be reloaded."""
+        new, problems = parse_settings(raw, self.init_settings)
         self.report_problems(problems)
         old, self.settings = self.settings, new
         if self.service is not None:
@@ -212,7 +215,7 @@ def build_server(engine_factory: EngineFactory | None = None) -> NearlineServer:
             roots.append(Path(params.root_path))
         ls.roots = roots
         settings, problems = parse_settings(params.initialization_options)
-        ls.settings = settings
+        ls.settings = ls.init_settings = settings
         ls.pending_problems = problems
         ls.service = CompletionService(settings, ls.engine_factory, on_message=ls.show)
 
@@ -230,14 +233,15 @@ def build_server(engine_factory: EngineFactory | None = None) -> NearlineServer:
     @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
     async def on_config(ls: NearlineServer, params: types.DidChangeConfigurationParams) -> None:
         raw = params.settings
-        if isinstance(raw, dict) and ("nearline" in raw or not raw):
-            if ls.apply_settings(raw.get("nearline", {})):
+        if isinstance(raw, dict) and isinstance(raw.get("nearline"), dict):
+            if ls.apply_settings(raw["nearline"]):
                 ls.spawn(start_model(ls), "reload-model")
             return
         ws = ls.client_capabilities.workspace
         if ws is not None and ws.configuration:
+            # The usual "something changed, come and ask" (null or {} settings, e.g. Eglot).
             ls.spawn(pull_configuration(ls, reload_only_if_changed=True), "pull-configuration")
-        elif raw is not None and ls.apply_settings(raw):
+        elif isinstance(raw, dict) and raw and ls.apply_settings(raw):
             ls.spawn(start_model(ls), "reload-model")
 
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)

@@ -391,3 +391,17 @@ async def test_typing_on_the_line_after_a_final_newline(
     )
     assert res["document"] == "a = 1\nb = a"
     assert "b = a<|fim_suffix|>" in res["prompt"] or res["prompt"].endswith("b = a")
+
+
+async def test_empty_configuration_change_keeps_initialization_options(
+    client: LanguageClient, small_model: Path
+) -> None:
+    """Eglot sends didChangeConfiguration with {} after connecting: that means "ask me", and
+    must not throw away the initializationOptions."""
+    await wait_ready(client)
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings={}))
+    await asyncio.sleep(0.5)
+    st = await status(client)
+    assert st["settings"]["model"]["id"] == SMALL_ID
+    assert st["settings"]["completion"]["timeoutMs"] == 60000
+    assert st["state"] == "ready"

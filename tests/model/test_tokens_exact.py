@@ -6,6 +6,10 @@ both with :class:`nearline.tokens.GGUFTokenizer` and with
 ``llama_cpp.Llama(vocab_only=True).tokenize(..., add_bos=False, special=False)``; the ids must be
 identical, for both the Qwen2.5-Coder (pre=qwen2) and SmolLM2 (pre=smollm) vocabularies.
 
+The other supported pre-tokenizers (gpt2, llama3, starcoder, default, deepseek-coder, falcon)
+are checked the same way on tensor-less copies of the SmolLM2 metadata with
+``tokenizer.ggml.pre`` replaced, which llama.cpp loads with ``vocab_only=True``.
+
 Model paths: NEARLINE_TEST_QWEN / NEARLINE_TEST_SMOLLM, default /tmp/models/...; a missing file
 skips.
 """
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import os
 import random
+import struct
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -209,4 +214,66 @@ def _codepoint_texts() -> Iterator[tuple[str, str]]:
 def test_unicode_sweep_exact(name: str, capsys: pytest.CaptureFixture[str]) -> None:
     tally = _compare(name, _codepoint_texts())
     _report(capsys, "code point sweep", name, tally)
+    assert tally.mismatches == []
+
+
+def _copy_with_pre(src: Path, dst: Path, pre: str) -> Path:
+    """A tensor-less GGUF holding `src`'s metadata, with tokenizer.ggml.pre set to `pre`."""
+    buf = src.read_bytes()
+    assert buf[:4] == b"GGUF"
+    version, _n_tensors, n_kv = struct.unpack_from("<IQQ", buf, 4)
+    sizes = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+
+    def skip(vtype: int, off: int) -> int:
+        if vtype == 8:  # string
+            return off + 8 + struct.unpack_from("<Q", buf, off)[0]
+        if vtype == 9:  # array
+            etype, count = struct.unpack_from("<IQ", buf, off)
+            off += 12
+            for _ in range(count):
+                off = skip(etype, off)
+            return off
+        return off + sizes[vtype]
+
+    def kv_string(key: str, value: str) -> bytes:
+        k, v = key.encode(), value.encode()
+        return struct.pack("<Q", len(k)) + k + struct.pack("<IQ", 8, len(v)) + v
+
+    kvs = [kv_string("tokenizer.ggml.pre", pre)]
+    off = 24
+    for _ in range(n_kv):
+        start = off
+        klen = struct.unpack_from("<Q", buf, off)[0]
+        key = buf[off + 8 : off + 8 + klen].decode()
+        off = skip(struct.unpack_from("<I", buf, off + 8 + klen)[0], off + 12 + klen)
+        if key != "tokenizer.ggml.pre":
+            kvs.append(buf[start:off])
+    data = b"GGUF" + struct.pack("<IQQ", version, 0, len(kvs)) + b"".join(kvs)
+    dst.write_bytes(data + b"\0" * (-len(data) % 32))
+    return dst
+
+
+@pytest.mark.parametrize(
+    "pre", ["gpt-2", "llama-bpe", "starcoder", "default", "deepseek-coder", "falcon"]
+)
+def test_other_pre_tokenizers_exact(
+    pre: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = MODELS["smollm"]
+    if not src.is_file():
+        pytest.skip(f"model file {src} not present (set NEARLINE_TEST_SMOLLM)")
+    name = f"smollm-vocab+{pre}"
+    path = _copy_with_pre(src, tmp_path / f"{pre}.gguf", pre)
+    llama_cpp = pytest.importorskip("llama_cpp")
+    _pairs[name] = (
+        GGUFTokenizer.from_gguf(path),
+        llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False),
+    )
+    items: list[tuple[str, str]] = [
+        (str(p), p.read_text(encoding="utf-8")) for p in _project_files()
+    ]
+    items += [(repr(t[:40]), t) for t in TRICKY]
+    items += list(_random_texts(1000, seed=99))
+    tally = _compare(name, iter(items))
+    _report(capsys, "pygls+lsprotocol, tricky strings, random mixes", name, tally)
     assert tally.mismatches == []

@@ -100,8 +100,8 @@ def test_breakdown_folds_specials_into_headers_and_sums_to_the_total() -> None:
         {"kind": "suffix", "path": "b.py", "tokens": 1},
         {"kind": "special", "path": None, "tokens": 1},
     ]
-    total = sum(p.tokens or 1 for p in p.parts if p.special) + sum(
-        p.tokens or 0 for p in p.parts if not p.special
+    total = sum(x.tokens or 1 for x in p.parts if x.special) + sum(
+        x.tokens or 0 for x in p.parts if not x.special
     )
     assert sum(r["tokens"] for r in rows) == total == 65
     data = json.loads(p.to_json(total))
@@ -295,3 +295,15 @@ def test_utf8_genuinely_bad_bytes_become_replacement_characters() -> None:
     acc3 = Utf8Accumulator()
     acc3.push(b"ab\xffcdefgh")
     assert acc3.text.startswith("ab") and acc3.text.endswith("cdefgh")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Utf8Accumulator.push holds back the (up to 4) valid bytes that follow an invalid byte "
+    "in the same piece until the next push; a newline among them is not seen by the single-line "
+    "stop, and at the end of a generation they are lost",
+)
+def test_utf8_text_after_a_bad_byte_is_not_held_back() -> None:
+    acc = Utf8Accumulator()
+    assert acc.push(b"x\xffy") == "x\ufffdy"
+    assert Utf8Accumulator().push(b"ok\xff\n").endswith("\n")

@@ -85,18 +85,15 @@ return {
     'compile_commands.json',
     '.hg',
   },
-  -- Nearline's settings (README: "Settings"); these are the server's defaults, listed so that
-  -- they are easy to find and override. Nested camelCase, as the server reads them.
+  -- Nearline's settings (top-level README, "Settings"), nested camelCase as the server reads
+  -- them. Only what differs from the server's defaults belongs here; for example:
+  --   model = { id = 'smollm2-135m-instruct-q4_1', threads = 4 },
+  --   completion = { maxTokens = 32, debounceMs = 50, timeoutMs = 2000, suffixLines = 0 },
+  --   context = { composer = 'path-distance', budgetTokens = 1024 },
+  --   index = { exclude = { 'build/**' }, maxFileBytes = 1000000, watch = true },
+  -- (Not empty: an empty Lua table would be sent as a JSON array.)
   init_options = {
-    model = {
-      id = 'qwen2.5-coder-0.5b-instruct-q4_k_m',
-    },
-    completion = {
-      enabled = true,
-      maxTokens = 48,
-      debounceMs = 75,
-      timeoutMs = 5000,
-    },
+    completion = { enabled = true },
   },
   -- The server also asks for its settings with workspace/configuration (section "nearline").
   -- Answer with init_options unless the user gave `settings = { nearline = ... }`, so that one

@@ -17,7 +17,6 @@ if vim.fn.has('nvim-0.11') ~= 1 then
 end
 
 local has_inline = vim.fn.has('nvim-0.12') == 1 and vim.lsp.inline_completion ~= nil
-local ms = vim.lsp.protocol.Methods
 
 local function mode()
   local m = vim.g.nearline_mode or 'auto'
@@ -53,9 +52,9 @@ vim.api.nvim_create_autocmd('LspAttach', {
     end
     local bufnr = args.buf
     local m = mode()
-    if m == 'inline' and has_inline and client:supports_method(ms.textDocument_inlineCompletion, bufnr) then
+    if m == 'inline' and has_inline and client:supports_method('textDocument/inlineCompletion', bufnr) then
       vim.lsp.inline_completion.enable(true, { bufnr = bufnr, client_id = client.id })
-    elseif m == 'completion' and vim.lsp.completion and client:supports_method(ms.textDocument_completion, bufnr) then
+    elseif m == 'completion' and vim.lsp.completion and client:supports_method('textDocument/completion', bufnr) then
       vim.lsp.completion.enable(true, client.id, bufnr, { autotrigger = true, convert = convert })
     end
   end,

@@ -56,7 +56,7 @@ function freePort() {
 
 function run(args, opts = {}) {
   const entry = CODE_SERVER.endsWith('.js') ? [NODE, CODE_SERVER] : [CODE_SERVER];
-  return spawn(entry[0], [...entry.slice(1), ...args], { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
+  return spawn(entry[0], [...entry.slice(1), ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: childEnv, ...opts });
 }
 
 async function runToEnd(args, opts) {
@@ -74,6 +74,8 @@ const project = join(work, 'sample_project');
 const userData = join(work, 'user-data');
 const extensions = join(work, 'extensions');
 const partialLine = '    return sum(item';
+// code-server and chromium write under $XDG_CONFIG_HOME: keep it in the scratch directory.
+const childEnv = { ...env, XDG_CONFIG_HOME: join(work, 'xdg-config') };
 
 let server;
 let browser;
@@ -175,6 +177,7 @@ async function main() {
     executablePath: CHROMIUM,
     headless: true,
     args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
+    env: childEnv,
   });
   const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
   page.on('pageerror', (e) => log('page error:', e.message));

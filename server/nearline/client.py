@@ -107,6 +107,17 @@ class EditorSession:
         )
         return dict(res or {})
 
+    async def start_ready(self, timeout: float = 300) -> dict[str, Any] | None:
+        """Start the server and wait for the model; None (after a message on stderr and
+        stopping the server) when it does not become ready."""
+        await self.start()
+        st = await self.wait_ready(timeout)
+        if st.get("state") != "ready":
+            print(f"model not ready: {st.get('error') or self.messages}", file=sys.stderr)
+            await self.stop()
+            return None
+        return dict(st.get("engine") or {})
+
     async def wait_ready(self, timeout: float = 300) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:

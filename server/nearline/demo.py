@@ -7,7 +7,6 @@ asks for an inline completion and prints the suggestion next to what the line re
 
 from __future__ import annotations
 
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -44,13 +43,9 @@ async def run_demo(
     session = EditorSession(root, settings, stderr_path=log)
     print(f"Nearline demo: {root} — typing {lines} lines of {file}")
     t0 = time.perf_counter()
-    await session.start()
-    st = await session.wait_ready()
-    if st.get("state") != "ready":
-        print(f"model not ready: {st.get('error') or session.messages}", file=sys.stderr)
-        await session.stop()
+    engine = await session.start_ready()
+    if engine is None:
         return 1
-    engine = st.get("engine") or {}
     print(f"server ready in {time.perf_counter() - t0:.1f}s — model {engine.get('model')}, "
           f"{engine.get('threads')} threads, gpu layers {engine.get('gpu_layers')}")  # fmt: skip
     text = "\n".join(full[:start]) + "\n"

@@ -202,19 +202,9 @@ def _read_capped(path: str, expected: int, limit: int) -> bytes:
     fd = os.open(path, _O_FLAGS)
     try:
         data = os.read(fd, min(expected, limit) + 1)
-        if len(data) <= min(expected, limit):
-            if len(data) < expected:  # short read / shrank: read until EOF
-                chunks = [data]
-                total = len(data)
-                while total <= limit:
-                    chunk = os.read(fd, min(1 << 20, limit + 1 - total))
-                    if not chunk:
-                        break
-                    chunks.append(chunk)
-                    total += len(chunk)
-                data = b"".join(chunks)
+        if len(data) == expected <= limit:  # the usual case: exactly what stat said
             return data
-        # grew since stat: keep reading up to the cap
+        # Shrank or grew since stat: read on until EOF or past the cap.
         chunks = [data]
         total = len(data)
         while total <= limit:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -45,7 +46,11 @@ def sample_project(tmp_path: Path) -> Path:
     return dest
 
 
+# Servers started by tests keep their acceptance statistics out of the user's state directory.
+_TEST_STATS = os.path.join(tempfile.gettempdir(), f"nearline-test-stats-{os.getpid()}.json")
+
+
 def server_env(**extra: str) -> dict[str, str]:
-    env = {**os.environ, **extra}
+    env = {**os.environ, "NEARLINE_STATS_FILE": _TEST_STATS, **extra}
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env

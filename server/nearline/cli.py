@@ -265,6 +265,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
     raise UserError(f"unknown bench {args.bench_cmd}")
 
 
+def cmd_stats(args: argparse.Namespace) -> int:
+    from .stats import AcceptanceStats, format_report, stats_path
+
+    path = stats_path()
+    if not path.is_file():
+        print(f"no statistics yet ({path}): they appear once an editor has shown suggestions")
+        return 0
+    print(format_report(AcceptanceStats(path).data))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nearline", description="Local, offline code completion.")
     p.add_argument("--version", action="version", version=f"nearline {__version__}")
@@ -311,6 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--model", default=None)
     d.add_argument("--lines", type=int, default=6)
     d.set_defaults(func=cmd_demo)
+
+    st = sub.add_parser("stats", help="acceptance rate of suggestions (local statistics)")
+    st.set_defaults(func=cmd_stats)
 
     b = sub.add_parser("bench", help="benchmarks")
     bsub = b.add_subparsers(dest="bench_cmd", required=True)

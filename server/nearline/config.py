@@ -74,12 +74,19 @@ class EngineSettings:
 
 
 @dataclass(kw_only=True)
+class StatsSettings:
+    enabled: bool = True
+    """Count shown/accepted suggestions in a local file (never sent anywhere)."""
+
+
+@dataclass(kw_only=True)
 class Settings:
     model: ModelSettings = field(default_factory=ModelSettings)
     completion: CompletionSettings = field(default_factory=CompletionSettings)
     context: ContextSettings = field(default_factory=ContextSettings)
     index: IndexSettingsCfg = field(default_factory=IndexSettingsCfg)
     engine: EngineSettings = field(default_factory=EngineSettings)
+    stats: StatsSettings = field(default_factory=StatsSettings)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from . import __version__
 from .config import Settings, SettingsProblem, parse_settings, settings_to_dict
 from .index import IndexSettings, WorkspaceIndex, language_for
 from .service import CompletionService, EngineFactory, OutOfRange, Query
+from .stats import ACCEPT_COMMAND, AcceptanceStats
 from .watcher import IndexWatcher
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,22 @@ class NearlineServer(LanguageServer):
         self.index: WorkspaceIndex | None = None
         self.index_scanned = False
         self.watcher: IndexWatcher | None = None
+        self._stats: AcceptanceStats | None = None
+
+    @property
+    def stats(self) -> AcceptanceStats | None:
+        """Local acceptance counts; created on first use (so tests can point it elsewhere)."""
+        if not self.settings.stats.enabled:
+            return None
+        if self._stats is None:
+            self._stats = AcceptanceStats()
+        return self._stats
+
+    def record_shown(self, suggestions: list[Any], language: str | None) -> None:
+        stats = self.stats
+        for s in suggestions:
+            if stats is not None and s.id:
+                stats.shown(s.id, language or "text")
 
     # -- helpers -------------------------------------------------------------------------
     def spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
@@ -278,12 +295,16 @@ def build_server(engine_factory: EngineFactory | None = None) -> NearlineServer:
             return types.InlineCompletionList(items=[])
         outcome = await complete(ls, q)
         pos = params.position
+        suggestions = outcome.suggestions if outcome else []
+        ls.record_shown(suggestions, q.language)
         items = [
             types.InlineCompletionItem(
                 insert_text=s.text,
                 range=types.Range(start=pos, end=pos),
+                # LSP 3.18: the client runs this on accept; it only bumps a local counter.
+                command=_accept_command(s.id),
             )
-            for s in (outcome.suggestions if outcome else [])
+            for s in suggestions
         ]
         return types.InlineCompletionList(items=items)
 
@@ -311,7 +332,9 @@ def build_server(engine_factory: EngineFactory | None = None) -> NearlineServer:
             doc.lines, types.Position(line=q.line, character=i)
         )
         items = []
-        for s in outcome.suggestions if outcome else []:
+        suggestions = outcome.suggestions if outcome else []
+        ls.record_shown(suggestions, q.language)
+        for s in suggestions:
             new_text = word + s.text
             items.append(
                 types.CompletionItem(
@@ -325,6 +348,7 @@ def build_server(engine_factory: EngineFactory | None = None) -> NearlineServer:
                     text_edit=types.TextEdit(
                         range=types.Range(start=start, end=params.position), new_text=new_text
                     ),
+                    command=_accept_command(s.id),
                 )
             )
         # Incomplete: the client asks again as the user types, so it sees fresh suggestions.
@@ -345,6 +369,12 @@ def build_server(engine_factory: EngineFactory | None = None) -> NearlineServer:
             "total_tokens": ls.service.prompt_tokens(prompt),
             "document": q.text,
         }
+
+    @server.command(ACCEPT_COMMAND)
+    def accepted_command(ls: NearlineServer, *args: Any) -> bool:
+        flat = list(args[0]) if len(args) == 1 and isinstance(args[0], list) else list(args)
+        stats = ls.stats
+        return bool(stats is not None and flat and stats.accepted(str(flat[0])))
 
     @server.command(STATUS_COMMAND)
     def status_command(ls: NearlineServer, *args: Any) -> dict[str, Any]:
@@ -378,10 +408,18 @@ def build_server(engine_factory: EngineFactory | None = None) -> NearlineServer:
             t.cancel()
         if ls.watcher is not None:
             ls.watcher.stop()
+        if ls._stats is not None:
+            ls._stats.close()
         if ls.service is not None:
             ls.service.close()
 
     return server
+
+
+def _accept_command(suggestion_id: str) -> types.Command:
+    return types.Command(
+        title="Nearline: suggestion accepted", command=ACCEPT_COMMAND, arguments=[suggestion_id]
+    )
 
 
 def _command_position(args: tuple[Any, ...]) -> tuple[str | None, types.Position | None]:

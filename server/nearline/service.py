@@ -54,6 +54,8 @@ class Query:
 class Suggestion:
     text: str
     """Text to insert at the cursor; completes the line, never contains a newline."""
+    id: str = ""
+    """Stable while the user types through it: acceptance statistics count it once."""
 
 
 @dataclass
@@ -134,7 +136,7 @@ class _DocState:
     repo_tokens: int = 0
     repo_key: tuple[Any, ...] | None = None
     # Typing-through: what the cursor's line looked like when each suggestion was made.
-    shown: OrderedDict[tuple[int, str], str] = field(default_factory=OrderedDict)
+    shown: OrderedDict[tuple[int, str], tuple[str, str]] = field(default_factory=OrderedDict)
 
 
 class CompletionService:
@@ -161,6 +163,7 @@ class CompletionService:
         self._docs: dict[str, _DocState] = {}
         self._reported: set[str] = set()
         self.inflight = 0  # generations submitted to the model worker and not finished
+        self._next_id = 0
         self.stats: dict[str, int] = {"model": 0, "typing_through": 0, "cancelled": 0, "gated": 0}
         # Recent answers, for benchmarks and the status command.
         self.recent: deque[dict[str, Any]] = deque(maxlen=2000)
@@ -328,18 +331,22 @@ class CompletionService:
         )
 
     # -- completion ----------------------------------------------------------------------
-    def _typing_through(self, st: _DocState, q: Query, before: str, after: str) -> str | None:
-        for (line, shown_before), suggestion in reversed(st.shown.items()):
+    def _typing_through(
+        self, st: _DocState, q: Query, before: str, after: str
+    ) -> Suggestion | None:
+        for (line, shown_before), (suggestion, sid) in reversed(st.shown.items()):
             if line != q.line or not before.startswith(shown_before):
                 continue
             typed = before[len(shown_before) :]
             if typed and suggestion.startswith(typed) and len(typed) < len(suggestion):
-                return clean_suggestion(suggestion[len(typed) :], before, after) or None
+                rest = clean_suggestion(suggestion[len(typed) :], before, after)
+                return Suggestion(rest, sid) if rest else None
         return None
 
-    def _remember(self, st: _DocState, q: Query, before: str, suggestion: str) -> None:
-        st.shown[(q.line, before)] = suggestion
-        st.shown.move_to_end((q.line, before))
+    def _remember(self, st: _DocState, q: Query, before: str, suggestion: Suggestion) -> None:
+        key = (q.line, before)
+        st.shown[key] = (suggestion.text, suggestion.id)
+        st.shown.move_to_end(key)
         while len(st.shown) > 32:
             st.shown.popitem(last=False)
 
@@ -363,7 +370,7 @@ class CompletionService:
         if hit:
             self.stats["typing_through"] += 1
             self.recent.append({"source": "typing-through", "evaluated": 0})
-            out.suggestions, out.source = [Suggestion(hit)], "typing-through"
+            out.suggestions, out.source = [hit], "typing-through"
             out.latency_s = time.perf_counter() - t0
             return out
         if self._gate(before, after):
@@ -430,8 +437,10 @@ class CompletionService:
         text = clean_suggestion(result.text, before, after)
         out.source = "model"
         if text:
-            self._remember(st, q, before, text)
-            out.suggestions = [Suggestion(text)]
+            self._next_id += 1
+            suggestion = Suggestion(text, f"s{self._next_id}")
+            self._remember(st, q, before, suggestion)
+            out.suggestions = [suggestion]
         return out
 
     @staticmethod

@@ -405,3 +405,23 @@ async def test_empty_configuration_change_keeps_initialization_options(
     assert st["settings"]["model"]["id"] == SMALL_ID
     assert st["settings"]["completion"]["timeoutMs"] == 60000
     assert st["state"] == "ready"
+
+
+async def test_accept_command_counts_locally(
+    client: LanguageClient, small_model: Path, tmp_path: Path
+) -> None:
+    await wait_ready(client)
+    uri = open_doc(client, tmp_path / "acc.py", "def add(a, b):\n    return a")
+    items = await inline(client, uri, 1, 12)
+    assert items and items[0].command is not None
+    cmd = items[0].command
+    assert cmd.command == "nearline.accepted"
+    # The client runs the item's command when the user accepts the suggestion.
+    ok = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command=cmd.command, arguments=cmd.arguments)
+    )
+    assert ok is True
+    again = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command=cmd.command, arguments=cmd.arguments)
+    )
+    assert again is False  # one accept per suggestion

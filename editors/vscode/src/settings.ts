@@ -25,6 +25,7 @@ export const SERVER_KEYS: Readonly<Record<string, readonly string[]>> = {
   completion: ['enabled', 'maxTokens', 'debounceMs', 'timeoutMs', 'suffixLines'],
   context: ['composer', 'budgetTokens'],
   index: ['exclude', 'maxFileBytes', 'watch'],
+  stats: ['enabled'],
 };
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {

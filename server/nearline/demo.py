@@ -52,7 +52,14 @@ async def run_demo(
     uri = session.open(target, text)
     line_no = start
     hits = 0
+    asked = 0
     for real in full[start:body_end]:
+        if not real.strip():
+            # Nothing to complete on a blank line: just type it.
+            session.insert(uri, line_no, 0, real + "\n")
+            line_no += 1
+            continue
+        asked += 1
         indent = len(real) - len(real.lstrip())
         typed_upto = min(len(real), indent + max(3, (len(real) - indent) // 4))
         col = 0
@@ -72,6 +79,13 @@ async def run_demo(
         rest = real[col:] + "\n"
         session.insert(uri, line_no, _utf16(real[:col]), rest)
         line_no += 1
-    print(f"{hits}/{lines} lines completed exactly")
+    print(f"{hits}/{asked} lines completed exactly")
+    recent = (await session.status()).get("recent") or []
+    evaluated = [r.get("evaluated") for r in recent if r.get("source") == "model"]
+    if evaluated:
+        print(
+            f"prompt tokens evaluated per model run: {evaluated} — the first request after opening "
+            "reads the whole prompt; later ones reuse the KV cache and read only what changed"
+        )
     await session.stop()
     return 0

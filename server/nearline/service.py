@@ -103,10 +103,27 @@ def _min_depth(text: str) -> int:
     return lowest
 
 
+def _drop_restarted_line(text: str, before: str) -> str:
+    """A FIM model given a prefix that ends mid-line sometimes writes the whole line again,
+    indentation included (``    ret`` → ``    return plan``). Keep what continues the typed
+    text; drop a restart that does not match it."""
+    typed = before.lstrip()
+    indent = before[: len(before) - len(typed)]
+    lead = text[: len(text) - len(text.lstrip())]
+    # A restart repeats the line's own indentation; a single space after a word does not.
+    if not typed or not indent or lead != indent or before[-1:].isspace():
+        return text
+    again = text.lstrip()
+    if again.startswith(typed):
+        return again[len(typed) :]
+    return ""
+
+
 def clean_suggestion(raw: str, before: str, after: str) -> str:
     """Make a raw model line safe to show: one line, no trailing space, and not repeating the
     text already after the cursor (``foo(a|)`` must not end in ``))``)."""
     text = raw.split("\n", 1)[0].rstrip("\r").rstrip()
+    text = _drop_restarted_line(text, before)
     after_s = after.strip()
     if not after_s:
         return text if text.strip() else ""

@@ -47,6 +47,15 @@ def q(text: str, line: int, col: int, uri: str = "file:///w/a.py") -> Query:
         ("foo()", "print(", ")", "foo()"),
         ("a, b))", "foo(bar(", "))", "a, b"),
         ("x)", "", "", "x)"),
+        # The model restarted the line (indentation included): keep the continuation...
+        ("    return plan", "    ret", "", "urn plan"),
+        ("  for item in items:", "  for it", "", "em in items:"),
+        # ...and drop a restart that does not continue what was typed.
+        ("    low = warehouse.low_stock()", "    pla", "", ""),
+        # A leading space after a complete word is an ordinary continuation.
+        (" in warehouse.items:", "    for item", "", " in warehouse.items:"),
+        ("  # note", "x = 1", "", "  # note"),
+        (" = 1", "x", "", " = 1"),
     ],
 )
 def test_clean_suggestion(raw: str, before: str, after: str, expected: str) -> None:

@@ -49,6 +49,8 @@ class CompletionSettings:
     timeout_ms: int = 2000
     """Limit on generating one suggestion, after which whatever was produced is used. Reading the
     prompt is not limited (it is kept in the KV cache for the next keystrokes); cancel stops it."""
+    warm_up: bool = True
+    """Read an opened document's prompt into the KV cache in the background."""
     suffix_lines: int = 0
     """Lines after the cursor's line given to FIM models (the rest of the cursor's line always is)."""
 

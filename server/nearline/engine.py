@@ -68,6 +68,8 @@ class Engine(Protocol):
 
     def generate(self, req: GenerationRequest, cancel: threading.Event) -> GenerationResult: ...
 
+    def warm(self, segments: Sequence[tuple[str, bool]], cancel: threading.Event) -> int: ...
+
     def info(self) -> dict[str, Any]: ...
 
     def close(self) -> None: ...
@@ -405,6 +407,17 @@ class LlamaEngine:
         res.stop_reason = reason
         res.total_s = time.monotonic() - t0
         return res
+
+    def warm(self, segments: Sequence[tuple[str, bool]], cancel: threading.Event) -> int:
+        """Evaluate a prompt into the KV cache without generating (warm-up); returns the tokens
+        evaluated. A cancel stops it between batches, keeping what was done."""
+        tokens = self.tokenize(segments)
+        if len(tokens) + 1 >= self.opts.n_ctx:
+            tokens = tokens[: self.opts.n_ctx - 2]
+        try:
+            return self.prefill(tokens, cancel, None)[1]
+        except Cancelled:
+            return self.last_prefill[1]
 
     def reset(self) -> None:
         with contextlib.suppress(Exception):

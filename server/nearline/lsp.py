@@ -263,7 +263,19 @@ def build_server(engine_factory: EngineFactory | None = None) -> NearlineServer:
 
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     def on_open(ls: NearlineServer, params: types.DidOpenTextDocumentParams) -> None:
-        sync_overlay(ls, params.text_document.uri)
+        uri = params.text_document.uri
+        sync_overlay(ls, uri)
+        # Warm the KV cache with the new document's prompt (at its end: every later request in
+        # it shares the repository context and its prefix up to the cursor).
+        doc = ls.workspace.text_documents.get(uri)
+        if ls.service is not None and doc is not None and ls.settings.completion.warm_up:
+            lines = doc.source.split("\n")
+            end = types.Position(
+                line=len(lines) - 1,
+                character=doc.position_codec.client_num_units(lines[-1].rstrip("\r")),
+            )
+            if (q := ls.query(uri, end)) is not None:
+                ls.spawn(ls.service.warm(q), "warm-up")
 
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
     def on_change(ls: NearlineServer, params: types.DidChangeTextDocumentParams) -> None:

@@ -180,8 +180,12 @@ class CompletionService:
         self._docs: dict[str, _DocState] = {}
         self._reported: set[str] = set()
         self.inflight = 0  # generations submitted to the model worker and not finished
+        # Warm-up runs at the lowest priority: every real request sets this to preempt it.
+        self._warm_cancel = threading.Event()
         self._next_id = 0
-        self.stats: dict[str, int] = {"model": 0, "typing_through": 0, "cancelled": 0, "gated": 0}
+        self.stats: dict[str, int] = {
+            "model": 0, "typing_through": 0, "cancelled": 0, "gated": 0, "warmups": 0,
+        }  # fmt: skip
         # Recent answers, for benchmarks and the status command.
         self.recent: deque[dict[str, Any]] = deque(maxlen=2000)
 
@@ -415,6 +419,7 @@ class CompletionService:
             )
             engine = self.engine
             loop = asyncio.get_running_loop()
+            self._warm_cancel.set()
             fut = loop.run_in_executor(self._worker, self._run_engine, engine, req, cancel)
             self.inflight += 1
             try:
@@ -459,6 +464,34 @@ class CompletionService:
             self._remember(st, q, before, suggestion)
             out.suggestions = [suggestion]
         return out
+
+    async def warm(self, q: Query) -> int:
+        """Read ``q``'s prompt into the KV cache in the background (a document was opened), so
+        the first real request there pays only for what differs. Preempted by any request."""
+        if self.state != "ready" or self.engine is None or self.inflight:
+            return 0
+        self._warm_cancel.set()
+        cancel = self._warm_cancel = threading.Event()
+        try:
+            segments = self.build_prompt(q).segments()
+        except OutOfRange:
+            return 0
+        engine = self.engine
+        loop = asyncio.get_running_loop()
+
+        def run() -> int:
+            if cancel.is_set():
+                return 0
+            try:
+                return engine.warm(segments, cancel)
+            except Exception:
+                log.exception("warm-up failed")
+                return 0
+
+        n = await loop.run_in_executor(self._worker, run)
+        self.stats["warmups"] += 1
+        self.recent.append({"source": "warm-up", "evaluated": n, "preempted": cancel.is_set()})
+        return n
 
     @staticmethod
     def _run_engine(

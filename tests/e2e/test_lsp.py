@@ -425,3 +425,33 @@ async def test_accept_command_counts_locally(
         types.ExecuteCommandParams(command=cmd.command, arguments=cmd.arguments)
     )
     assert again is False  # one accept per suggestion
+
+
+async def test_warm_up_on_open_makes_the_first_request_warm(
+    client: LanguageClient, small_model: Path, tmp_path: Path
+) -> None:
+    await wait_ready(client)
+    # The repository context must be final first, or the request's prompt differs from the
+    # warmed one (the index finishing later changes it, as it should).
+    for _ in range(600):
+        idx = await client.workspace_execute_command_async(
+            types.ExecuteCommandParams(command="nearline.index", arguments=[])
+        )
+        if idx["state"] == "ready":
+            break
+        await asyncio.sleep(0.05)
+    body = "".join(f"def helper_{i}(x):\n    return x + {i}\n\n" for i in range(40))
+    text = body + "total = helper_"
+    uri = open_doc(client, tmp_path / "warm.py", text)
+    for _ in range(2400):
+        st = await status(client)
+        if st["stats"]["warmups"] >= 1:
+            break
+        await asyncio.sleep(0.05)
+    warm = [r for r in st["recent"] if r["source"] == "warm-up"]
+    assert warm and warm[-1]["evaluated"] > 100
+    lines = text.split("\n")
+    await inline(client, uri, len(lines) - 1, len(lines[-1]))
+    runs = [r for r in (await status(client))["recent"] if r["source"] == "model"]
+    # The whole prompt was read by the warm-up: the request itself reads almost nothing.
+    assert runs[-1]["evaluated"] <= 3 < runs[-1]["prompt"]

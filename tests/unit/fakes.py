@@ -19,6 +19,8 @@ class FakeEngine:
         self.delay_s = delay_s
         self.calls: list[GenerationRequest] = []
         self.started = threading.Event()
+        self.warms: list[list[tuple[str, bool]]] = []
+        self.warm_s = 0.0
 
     def tokenize(self, segments: Sequence[tuple[str, bool]]) -> list[int]:
         return [len(t) for t, _ in segments]
@@ -32,6 +34,16 @@ class FakeEngine:
                 return GenerationResult(text="", stop_reason="cancelled")
             time.sleep(0.005)
         return GenerationResult(text=self.reply, stop_reason="eol", prompt_tokens=10)
+
+    def warm(self, segments: Sequence[tuple[str, bool]], cancel: threading.Event) -> int:
+        self.warms.append(list(segments))
+        self.started.set()
+        deadline = time.monotonic() + self.warm_s
+        while time.monotonic() < deadline:
+            if cancel.is_set():
+                return -1
+            time.sleep(0.005)
+        return len(segments)
 
     def info(self) -> dict[str, Any]:
         return {"backend": "fake"}

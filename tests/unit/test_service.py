@@ -180,3 +180,21 @@ def test_prefix_budget_cuts_from_the_top_at_line_boundaries() -> None:
     assert prefix.text.endswith(lines[399])
     assert prefix.text.startswith("value_")  # starts at a line boundary
     assert svc.prompt_tokens(prompt) <= svc.budget()
+
+
+async def test_warm_up_reads_the_prompt_and_yields_to_requests() -> None:
+    engine = FakeEngine(reply="y")
+    svc = make_service(engine)
+    await svc.start()
+    assert await svc.warm(q("a = 1\nb = ", 1, 4)) > 0
+    assert svc.stats["warmups"] == 1 and engine.warms
+    # A long warm-up is preempted by a real request, which then runs at once.
+    engine.warm_s = 5.0
+    engine.started.clear()
+    warming = asyncio.ensure_future(svc.warm(q("a = 1\nb = ", 1, 4)))
+    await asyncio.get_running_loop().run_in_executor(None, engine.started.wait, 5)
+    out = await asyncio.wait_for(svc.complete(q("a = 1\nb = a", 1, 5)), 3.0)
+    assert out.suggestions[0].text == "y"
+    assert await warming == -1  # it saw the cancel
+    assert svc.recent[-2]["source"] == "warm-up" or svc.recent[-1]["source"] == "warm-up"
+    svc.close()

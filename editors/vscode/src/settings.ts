@@ -22,7 +22,7 @@ export const SERVER_KEYS: Readonly<Record<string, readonly string[]>> = {
     'ropeScalingFactor',
     'yarnOrigContext',
   ],
-  completion: ['enabled', 'maxTokens', 'debounceMs', 'timeoutMs', 'suffixLines'],
+  completion: ['enabled', 'maxTokens', 'debounceMs', 'timeoutMs', 'warmUp', 'suffixLines'],
   context: ['composer', 'budgetTokens'],
   index: ['exclude', 'maxFileBytes', 'watch'],
   stats: ['enabled'],

@@ -99,3 +99,33 @@ async def client(lsp_client: LanguageClient):
     lsp_client.init_result = await lsp_client.initialize_session(init_params())  # type: ignore[attr-defined]
     yield
     await lsp_client.shutdown_session()
+
+
+Edit = tuple[tuple[int, int], tuple[int, int], str]
+
+
+def edit(client: LanguageClient, uri: str, version: int, *edits: Edit) -> None:
+    """Send incremental changes: each ((line, char), (line, char), new_text), in client units."""
+    client.text_document_did_change(
+        types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
+            content_changes=[
+                types.TextDocumentContentChangePartial(
+                    range=types.Range(
+                        start=types.Position(line=a[0], character=a[1]),
+                        end=types.Position(line=b[0], character=b[1]),
+                    ),
+                    text=text,
+                )
+                for a, b, text in edits
+            ],
+        )
+    )
+
+
+async def prompt_at(client: LanguageClient, uri: str, line: int, character: int) -> Any:
+    return await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(
+            command="nearline.prompt", arguments=[uri, {"line": line, "character": character}]
+        )
+    )

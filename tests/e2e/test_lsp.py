@@ -13,7 +13,7 @@ from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient
 
 from ..conftest import SERVER_CMD, SMALL_ID, server_env
-from .conftest import init_params, inline, open_doc, status, wait_ready
+from .conftest import edit, init_params, inline, open_doc, prompt_at, status, wait_ready
 
 pytestmark = pytest.mark.model
 
@@ -80,32 +80,8 @@ async def test_incremental_sync_and_utf16_positions(
     text = "s = '😀漢字'\nt = 1\n"
     uri = open_doc(client, tmp_path / "u.py", text)
     # '😀' is 2 UTF-16 units: "s = '😀漢字" is 9 units, insert before the closing quote.
-    client.text_document_did_change(
-        types.DidChangeTextDocumentParams(
-            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
-            content_changes=[
-                types.TextDocumentContentChangePartial(
-                    range=types.Range(
-                        start=types.Position(line=0, character=9),
-                        end=types.Position(line=0, character=9),
-                    ),
-                    text="é",
-                ),
-                types.TextDocumentContentChangePartial(
-                    range=types.Range(
-                        start=types.Position(line=1, character=4),
-                        end=types.Position(line=1, character=5),
-                    ),
-                    text="len(s",
-                ),
-            ],
-        )
-    )
-    res = await client.workspace_execute_command_async(
-        types.ExecuteCommandParams(
-            command="nearline.prompt", arguments=[uri, {"line": 1, "character": 9}]
-        )
-    )
+    edit(client, uri, 2, ((0, 9), (0, 9), "é"), ((1, 4), (1, 5), "len(s"))
+    res = await prompt_at(client, uri, 1, 9)
     assert res["document"] == "s = '😀漢字é'\nt = len(s\n"
     # The prompt's file part ends exactly at the cursor (after "len(s").
     prefix = next(p for p in res["parts"] if p["kind"] == "prefix")
@@ -207,25 +183,8 @@ async def test_utf8_position_encoding(
     await wait_ready(utf8_client)
     uri = open_doc(utf8_client, tmp_path / "u8.py", "s = '😀'\nt = \n")
     # In UTF-8 the emoji is 4 units: "s = '😀" is 9 bytes.
-    utf8_client.text_document_did_change(
-        types.DidChangeTextDocumentParams(
-            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
-            content_changes=[
-                types.TextDocumentContentChangePartial(
-                    range=types.Range(
-                        start=types.Position(line=0, character=9),
-                        end=types.Position(line=0, character=9),
-                    ),
-                    text="ü",
-                )
-            ],
-        )
-    )
-    res = await utf8_client.workspace_execute_command_async(
-        types.ExecuteCommandParams(
-            command="nearline.prompt", arguments=[uri, {"line": 1, "character": 4}]
-        )
-    )
+    edit(utf8_client, uri, 2, ((0, 9), (0, 9), "ü"))
+    res = await prompt_at(utf8_client, uri, 1, 4)
     assert res["document"] == "s = '😀ü'\nt = \n"
 
 
@@ -364,31 +323,10 @@ async def test_typing_on_the_line_after_a_final_newline(
 ) -> None:
     """The empty line after a final newline is a real position (pygls alone mis-converts it)."""
     uri = open_doc(client, tmp_path / "eof.py", "a = 1\n")
-    res = await client.workspace_execute_command_async(
-        types.ExecuteCommandParams(
-            command="nearline.prompt", arguments=[uri, {"line": 1, "character": 0}]
-        )
-    )
+    res = await prompt_at(client, uri, 1, 0)
     assert res["document"] == "a = 1\n" and "error" not in res
-    client.text_document_did_change(
-        types.DidChangeTextDocumentParams(
-            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
-            content_changes=[
-                types.TextDocumentContentChangePartial(
-                    range=types.Range(
-                        start=types.Position(line=1, character=0),
-                        end=types.Position(line=1, character=0),
-                    ),
-                    text="b = a",
-                )
-            ],
-        )
-    )
-    res = await client.workspace_execute_command_async(
-        types.ExecuteCommandParams(
-            command="nearline.prompt", arguments=[uri, {"line": 1, "character": 5}]
-        )
-    )
+    edit(client, uri, 2, ((1, 0), (1, 0), "b = a"))
+    res = await prompt_at(client, uri, 1, 5)
     assert res["document"] == "a = 1\nb = a"
     assert "b = a<|fim_suffix|>" in res["prompt"] or res["prompt"].endswith("b = a")
 

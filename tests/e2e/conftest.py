@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -91,14 +92,34 @@ async def inline(
     return list(res.items if isinstance(res, types.InlineCompletionList) else res)
 
 
-SERVER = ClientServerConfig(server_command=SERVER_CMD, server_env=server_env())
+def client_fixture(
+    options: dict[str, Any],
+    *,
+    encodings: list[str] | None = None,
+    env: dict[str, str] | None = None,
+    root: Callable[[Path], Path] | None = None,
+) -> Any:
+    """A pytest-lsp client fixture for a server started with these initializationOptions (on
+    the sample project, or on the workspace ``root(tmp_path)`` makes, kept as ``client.root``);
+    the initialize result is kept as ``client.init_result``."""
+
+    @pytest_lsp.fixture(
+        config=ClientServerConfig(server_command=SERVER_CMD, server_env=server_env(**(env or {})))
+    )
+    async def fixture(lsp_client: LanguageClient, tmp_path: Path):
+        folder = root(tmp_path) if root is not None else SAMPLE
+        lsp_client.root = folder  # type: ignore[attr-defined]
+        params = init_params(root=folder, options=options, encodings=encodings)
+        lsp_client.init_result = await lsp_client.initialize_session(params)  # type: ignore[attr-defined]
+        yield
+        await lsp_client.shutdown_session()
+
+    return fixture
 
 
-@pytest_lsp.fixture(config=SERVER)
-async def client(lsp_client: LanguageClient):
-    lsp_client.init_result = await lsp_client.initialize_session(init_params())  # type: ignore[attr-defined]
-    yield
-    await lsp_client.shutdown_session()
+client = client_fixture(
+    {"model": {"id": SMALL_ID}, "completion": {"debounceMs": 0, "timeoutMs": 60000}}
+)
 
 
 Edit = tuple[tuple[int, int], tuple[int, int], str]

@@ -9,12 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_lsp
 from lsprotocol import types
-from pytest_lsp import ClientServerConfig, LanguageClient
+from pytest_lsp import LanguageClient
 
-from ..conftest import DEFAULT_ID, ROOT, SERVER_CMD, SMALL_ID, server_env
-from .conftest import init_params, inline, open_doc, wait_ready
+from ..conftest import DEFAULT_ID, ROOT, SMALL_ID
+from .conftest import client_fixture, inline, open_doc, wait_ready
 
 pytestmark = pytest.mark.model
 
@@ -47,20 +46,6 @@ async def wait_indexed(client: LanguageClient) -> dict[str, Any]:
     raise AssertionError(f"index not ready: {st}")
 
 
-def make_client_fixture(root_factory: Any, options: dict[str, Any]) -> Any:
-    @pytest_lsp.fixture(
-        config=ClientServerConfig(server_command=SERVER_CMD, server_env=server_env())
-    )
-    async def fixture(lsp_client: LanguageClient, tmp_path: Path):
-        root = root_factory(tmp_path)
-        lsp_client.root = root  # type: ignore[attr-defined]
-        await lsp_client.initialize_session(init_params(root=root, options=options))
-        yield
-        await lsp_client.shutdown_session()
-
-    return fixture
-
-
 def copy_zorb(tmp_path: Path) -> Path:
     dest = tmp_path / "zorb"
     shutil.copytree(ZORB, dest)
@@ -75,9 +60,9 @@ def _opts(model: str, composer: str) -> dict[str, Any]:
     }
 
 
-zorb_path_distance = make_client_fixture(copy_zorb, _opts(DEFAULT_ID, "path-distance"))
-zorb_file_level = make_client_fixture(copy_zorb, _opts(DEFAULT_ID, "file-level"))
-small_project = make_client_fixture(copy_zorb, _opts(SMALL_ID, "path-distance"))
+zorb_path_distance = client_fixture(_opts(DEFAULT_ID, "path-distance"), root=copy_zorb)
+zorb_file_level = client_fixture(_opts(DEFAULT_ID, "file-level"), root=copy_zorb)
+small_project = client_fixture(_opts(SMALL_ID, "path-distance"), root=copy_zorb)
 
 
 async def _complete_zorb(client: LanguageClient) -> str:

@@ -13,7 +13,16 @@ from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient
 
 from ..conftest import SERVER_CMD, SMALL_ID, server_env
-from .conftest import edit, init_params, inline, open_doc, prompt_at, status, wait_ready
+from .conftest import (
+    client_fixture,
+    edit,
+    init_params,
+    inline,
+    open_doc,
+    prompt_at,
+    status,
+    wait_ready,
+)
 
 pytestmark = pytest.mark.model
 
@@ -108,16 +117,13 @@ async def test_unopened_document_and_bad_command_args(
     assert (await status(client))["state"] == "ready"
 
 
-@pytest_lsp.fixture(config=ClientServerConfig(server_command=SERVER_CMD, server_env=server_env()))
-async def big_client(lsp_client: LanguageClient):
-    options = {
+big_client = client_fixture(
+    {
         "model": {"id": SMALL_ID, "contextLength": 8192},
         "context": {"budgetTokens": 8000, "composer": "file-level"},
         "completion": {"debounceMs": 0, "timeoutMs": 120000, "maxTokens": 200},
     }
-    await lsp_client.initialize_session(init_params(options=options))
-    yield
-    await lsp_client.shutdown_session()
+)
 
 
 async def test_cancel_request_stops_generation(
@@ -166,20 +172,13 @@ async def test_cancel_request_stops_generation(
     assert elapsed < 15, elapsed
 
 
-@pytest_lsp.fixture(config=ClientServerConfig(server_command=SERVER_CMD, server_env=server_env()))
-async def utf8_client(lsp_client: LanguageClient):
-    res = await lsp_client.initialize_session(
-        init_params(options=SMALL, encodings=["utf-8", "utf-16"])
-    )
-    lsp_client.result = res  # type: ignore[attr-defined]
-    yield
-    await lsp_client.shutdown_session()
+utf8_client = client_fixture(SMALL, encodings=["utf-8", "utf-16"])
 
 
 async def test_utf8_position_encoding(
     utf8_client: LanguageClient, small_model: Path, tmp_path: Path
 ) -> None:
-    assert utf8_client.result.capabilities.position_encoding == "utf-8"  # type: ignore[attr-defined]
+    assert utf8_client.init_result.capabilities.position_encoding == "utf-8"  # type: ignore[attr-defined]
     await wait_ready(utf8_client)
     uri = open_doc(utf8_client, tmp_path / "u8.py", "s = '😀'\nt = \n")
     # In UTF-8 the emoji is 4 units: "s = '😀" is 9 bytes.
@@ -188,16 +187,13 @@ async def test_utf8_position_encoding(
     assert res["document"] == "s = '😀ü'\nt = \n"
 
 
-@pytest_lsp.fixture(config=ClientServerConfig(server_command=SERVER_CMD, server_env=server_env()))
-async def bad_settings_client(lsp_client: LanguageClient):
-    options = {
+bad_settings_client = client_fixture(
+    {
         "model": {"id": SMALL_ID, "ropeScaling": "sideways"},
         "completion": {"maxTokens": "many", "debounceMs": 0, "timeoutMs": 60000},
         "typo": 1,
     }
-    await lsp_client.initialize_session(init_params(options=options))
-    yield
-    await lsp_client.shutdown_session()
+)
 
 
 async def test_bad_settings_are_reported_and_defaults_used(
@@ -243,16 +239,9 @@ async def test_did_change_configuration(client: LanguageClient, small_model: Pat
     assert st["state"] == "ready"
 
 
-@pytest_lsp.fixture(
-    config=ClientServerConfig(
-        server_command=SERVER_CMD,
-        server_env=server_env(NEARLINE_MODELS_DIR="/nonexistent/nearline-models"),
-    )
+missing_model_client = client_fixture(
+    {"completion": {"debounceMs": 0}}, env={"NEARLINE_MODELS_DIR": "/nonexistent/nearline-models"}
 )
-async def missing_model_client(lsp_client: LanguageClient):
-    await lsp_client.initialize_session(init_params(options={"completion": {"debounceMs": 0}}))
-    yield
-    await lsp_client.shutdown_session()
 
 
 async def test_missing_model_message_and_empty_answers(

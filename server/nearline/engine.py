@@ -29,7 +29,9 @@ from .config import ModelSettings
 
 log = logging.getLogger(__name__)
 
-StopReason = Literal["eol", "eog", "stop", "max_tokens", "timeout", "cancelled", "context_full"]
+StopReason = Literal[
+    "eol", "eog", "stop", "max_tokens", "timeout", "cancelled", "context_full", "error"
+]
 
 
 @dataclass(frozen=True)
@@ -302,13 +304,11 @@ class LlamaEngine:
             del self._cached[keep:]
         self.llm.n_tokens = len(self._cached)
 
-    def _eval(self, tokens: Sequence[int], cancel: threading.Event, deadline: float | None) -> None:
+    def _eval(self, tokens: Sequence[int], cancel: threading.Event) -> None:
         step = self.opts.n_batch
         for i in range(0, len(tokens), step):
             if cancel.is_set():
                 raise Cancelled
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError
             batch = list(tokens[i : i + step])
             try:
                 self.llm.eval(batch)
@@ -327,11 +327,11 @@ class LlamaEngine:
         tok = int(np.argmax(logits))
         return tok, float(logits[tok])
 
-    def prefill(
-        self, tokens: Sequence[int], cancel: threading.Event, deadline: float | None
-    ) -> tuple[int, int]:
+    def prefill(self, tokens: Sequence[int], cancel: threading.Event) -> tuple[int, int]:
         """Bring the KV cache to ``tokens`` (re-evaluating at least the last one so its logits are
-        fresh). Returns (reused, evaluated)."""
+        fresh). Returns (reused, evaluated). No deadline: every evaluated token stays in the KV
+        cache and is reused by the next keystroke, so a cold prompt is finished, not abandoned;
+        only a cancel (e.g. a newer request) stops it."""
         common = 0
         for a, b in zip(self._cached, tokens, strict=False):
             if a != b:
@@ -341,8 +341,7 @@ class LlamaEngine:
         self._truncate_to(keep)
         todo = tokens[keep:]
         self.last_prefill = (keep, 0)
-        self._eval(todo, cancel, deadline)
-        self.last_prefill = (keep, len(todo))
+        self._eval(todo, cancel)
         return keep, len(todo)
 
     def generate(self, req: GenerationRequest, cancel: threading.Event) -> GenerationResult:
@@ -354,12 +353,9 @@ class LlamaEngine:
             tokens = tokens[-(n_ctx - req.max_tokens - 1) :]
         res = GenerationResult(text="", stop_reason="eol", prompt_tokens=len(tokens))
         try:
-            # No deadline while reading the prompt: every evaluated token stays in the KV cache
-            # and is reused by the next keystroke, so a cold prompt is finished, not abandoned
-            # (only a cancel, e.g. a newer request, stops it).
-            res.reused_tokens, res.evaluated_tokens = self.prefill(tokens, cancel, None)
-        except (Cancelled, TimeoutError) as exc:
-            res.stop_reason = "cancelled" if isinstance(exc, Cancelled) else "timeout"
+            res.reused_tokens, res.evaluated_tokens = self.prefill(tokens, cancel)
+        except Cancelled:
+            res.stop_reason = "cancelled"
             res.reused_tokens, res.evaluated_tokens = self.last_prefill
             res.total_s = time.monotonic() - t0
             return res
@@ -396,7 +392,7 @@ class LlamaEngine:
             try:
                 # Feeding the token back keeps it in the cache: if the user types what we
                 # suggested, the next prompt's common prefix covers it for free.
-                self._eval([tok], cancel, None)
+                self._eval([tok], cancel)
             except Cancelled:
                 reason = "cancelled"
                 break
@@ -415,7 +411,7 @@ class LlamaEngine:
         if len(tokens) + 1 >= self.opts.n_ctx:
             tokens = tokens[: self.opts.n_ctx - 2]
         try:
-            return self.prefill(tokens, cancel, None)[1]
+            return self.prefill(tokens, cancel)[1]
         except Cancelled:
             return self.last_prefill[1]
 
@@ -447,9 +443,3 @@ class LlamaEngine:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.llm.close()
-
-
-def system_info() -> str:
-    import llama_cpp
-
-    return llama_cpp.llama_print_system_info().decode(errors="replace")

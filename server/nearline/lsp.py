@@ -191,18 +191,13 @@ class NearlineServer(LanguageServer):
             if position.line == len(lines)
             else doc.position_codec.position_from_client_units(lines, position).character
         )
-        path: Path | None = None
+        path = _fs_path(uri)
         rel: str | None = None
         root: Path | None = None
-        if uri.startswith("file:"):
-            fs = to_fs_path(uri)
-            if fs:
-                path = Path(fs)
-                for r in self.roots:
-                    with contextlib.suppress(ValueError):
-                        rel = path.relative_to(r).as_posix()
-                        root = r
-                        break
+        for r in self.roots:
+            if path is not None and path.is_relative_to(r):
+                rel, root = path.relative_to(r).as_posix(), r
+                break
         if self.index is not None and path is not None:
             self.index.set_current(path)
         return Query(

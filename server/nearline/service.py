@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,7 +23,7 @@ from typing import Any
 
 from .catalog import ModelEntry, PromptFormat, format_for_path, load_catalog
 from .config import Settings
-from .context import COMPOSERS, ComposeRequest, CountTokens, RepoSource, cut_prefix
+from .context import COMPOSERS, ComposeRequest, CountTokens, RepoSource, cut_prefix, frame_cost
 from .engine import Engine, GenerationRequest, GenerationResult
 from .ignore import redact_secrets
 from .index import language_for
@@ -61,9 +61,8 @@ class Suggestion:
 @dataclass
 class Outcome:
     suggestions: list[Suggestion] = field(default_factory=list)
-    source: str = (
-        "none"  # "model" | "typing-through" | "gated" | "unavailable" | "cancelled" | "error"
-    )
+    # "model" | "typing-through" | "gated" | "unavailable" | "cancelled" | "error"
+    source: str = "none"
     result: GenerationResult | None = None
     prompt_tokens: int = 0
     latency_s: float = 0.0
@@ -235,16 +234,13 @@ class CompletionService:
         """Exact counts with the model's own vocabulary through HF tokenizers, built from the
         GGUF without loading the model (so the index and the composer can count before the model
         is ready). An over-estimate when the file is unusable: budgets stay safe."""
+        from .tokens import load_counter
+
         try:
-            _entry, path = resolve_model(self.settings)
-            from .tokens import load_tokenizer
-
-            return load_tokenizer(path).count
-        except Exception as exc:
-            log.warning("exact token counting unavailable (%s); using an estimate", exc)
-            from .tokens import ApproxCounter
-
-            return ApproxCounter().count
+            path: Path | None = resolve_model(self.settings)[1]
+        except KeyError:
+            path = None  # an unknown model id is reported when the model loads
+        return load_counter(path).count
 
     def count_tokens(self, text: str) -> int:
         if self._count is None:
@@ -339,7 +335,7 @@ class CompletionService:
             same_language=self.settings.context.same_language,
         )
         files = COMPOSERS[composer](req, self.index, self.count_tokens)
-        used = sum(f.tokens + 1 + self.count_tokens(f.path + "\n") for f in files)
+        used = sum(f.tokens + frame_cost(f.path, self.count_tokens) for f in files)
         st.repo, st.repo_key, st.repo_tokens = files, key, used + (framing if files else 0)
         return files
 
@@ -503,7 +499,7 @@ class CompletionService:
             return engine.generate(req, cancel)
         except Exception:
             log.exception("generation failed")
-            return GenerationResult(text="", stop_reason="error")  # type: ignore[arg-type]
+            return GenerationResult(text="", stop_reason="error")
 
     @staticmethod
     def _gate(before: str, after: str) -> bool:
@@ -544,7 +540,3 @@ def create_local_engine(settings: Settings) -> Engine:
         raise ModelError(
             f"llama.cpp could not load {path}: {exc} (corrupt or unsupported GGUF)"
         ) from None
-
-
-def parts_summary(parts: Sequence[PromptPart]) -> str:
-    return ", ".join(f"{p.kind}:{p.path or ''}:{p.tokens}" for p in parts if not p.special)

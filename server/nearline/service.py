@@ -288,6 +288,8 @@ class CompletionService:
         self.inflight = 0  # generations submitted to the model worker and not finished
         # Warm-up runs at the lowest priority: every real request sets this to preempt it.
         self._warm_cancel = threading.Event()
+        # The model request submitted last, in any document (see complete()).
+        self._model_cancel: threading.Event | None = None
         self._next_id = 0
         self.stats: dict[str, int] = {
             "model": 0, "typing_through": 0, "cancelled": 0, "gated": 0, "warmups": 0,
@@ -563,6 +565,13 @@ class CompletionService:
             engine = self.engine
             loop = asyncio.get_running_loop()
             self._warm_cancel.set()
+            # One person types in one place: a model request supersedes the older ones in
+            # every document, not just its own. Otherwise requests from documents the user has
+            # left queue up on the single model worker, each behind the others (the soak
+            # benchmark had answers waiting minutes, and some forever).
+            if self._model_cancel is not None:
+                self._model_cancel.set()
+            self._model_cancel = cancel
             fut = loop.run_in_executor(self._worker, self._run_engine, engine, req, cancel)
             self.inflight += 1
             try:

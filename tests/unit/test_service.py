@@ -198,3 +198,22 @@ async def test_warm_up_reads_the_prompt_and_yields_to_requests() -> None:
     assert await warming == -1  # it saw the cancel
     assert svc.recent[-2]["source"] == "warm-up" or svc.recent[-1]["source"] == "warm-up"
     svc.close()
+
+
+async def test_latest_request_wins_across_documents() -> None:
+    """The model serves the newest request: one still waiting or running in another document
+    is cancelled (else requests from documents the user left queue up behind each other)."""
+    engine = FakeEngine(reply="slow", delay_s=2.0)
+    svc = make_service(engine)
+    await svc.start()
+    first = asyncio.ensure_future(svc.complete(q("a = \n", 0, 4, uri="file:///w/one.py")))
+    await asyncio.get_running_loop().run_in_executor(None, engine.started.wait, 5)
+    queued = asyncio.ensure_future(svc.complete(q("b = \n", 0, 4, uri="file:///w/two.py")))
+    await asyncio.sleep(0.05)
+    engine.delay_s = 0.0
+    engine.reply = "fast"
+    last = await svc.complete(q("c = \n", 0, 4, uri="file:///w/three.py"))
+    assert last.suggestions[0].text == "fast"
+    for older in (await first, await queued):
+        assert older.source == "cancelled" and not older.suggestions
+    svc.close()

@@ -59,6 +59,15 @@ class CompletionSettings:
     """Read an opened document's prompt into the KV cache in the background."""
     suffix_lines: int = 0
     """Lines after the cursor's line given to FIM models (the rest of the cursor's line always is)."""
+    in_comments: bool = True
+    """Complete inside comments."""
+    in_strings: bool = True
+    """Complete inside string literals."""
+    syntax_check: bool = True
+    """Drop suggestions that break the syntax of their statement (tree-sitter; Python,
+    JavaScript, TypeScript, Go, Rust, Java, C, C++)."""
+    candidates: int = 1
+    """Alternative suggestions per request (1-5), most probable first, for editors that cycle."""
 
 
 @dataclass(kw_only=True)
@@ -155,6 +164,7 @@ _CHECKS: dict[tuple[str, str], Callable[[Any], str | None]] = {
     ("completion", "debounce_ms"): _int_range(0, 10_000),
     ("completion", "timeout_ms"): _int_range(50, 600_000),
     ("completion", "suffix_lines"): _int_range(0, 200),
+    ("completion", "candidates"): _int_range(1, 5),
     ("context", "composer"): _one_of(COMPOSERS),
     ("context", "budget_tokens"): _int_range(64, 1 << 20),
     ("index", "max_file_bytes"): _int_range(1, 1 << 30),

@@ -200,6 +200,7 @@ class NearlineServer(LanguageServer):
                 break
         if self.index is not None and path is not None:
             self.index.set_current(path)
+        language = self.language_of(uri, doc.language_id)
         return Query(
             uri=uri,
             text=doc.source,
@@ -207,9 +208,16 @@ class NearlineServer(LanguageServer):
             col=col,
             path=path,
             rel=rel or (path.name if path else None),
-            language=language_for(path.name if path else uri),
+            language=language,
             root=root,
         )
+
+    def language_of(self, uri: str, language_id: str | None) -> str:
+        """The file name decides (as for the index); the editor's language id helps where the
+        name says nothing (an untitled buffer)."""
+        path = _fs_path(uri)
+        lang = language_for(path.name if path else uri)
+        return language_id or lang if lang == "text" else lang
 
 
 def build_server(engine_factory: EngineFactory | None = None) -> NearlineServer:
@@ -260,6 +268,9 @@ def build_server(engine_factory: EngineFactory | None = None) -> NearlineServer:
     def on_open(ls: NearlineServer, params: types.DidOpenTextDocumentParams) -> None:
         uri = params.text_document.uri
         sync_overlay(ls, uri)
+        if ls.service is not None:
+            item = params.text_document
+            ls.service.syntax.open(uri, ls.language_of(uri, item.language_id), item.text)
         # Warm the KV cache with the new document's prompt (at its end: every later request in
         # it shares the repository context and its prefix up to the cursor).
         doc = ls.workspace.text_documents.get(uri)
@@ -274,7 +285,26 @@ def build_server(engine_factory: EngineFactory | None = None) -> NearlineServer:
 
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
     def on_change(ls: NearlineServer, params: types.DidChangeTextDocumentParams) -> None:
-        sync_overlay(ls, params.text_document.uri)
+        uri = params.text_document.uri
+        sync_overlay(ls, uri)
+        doc = ls.workspace.text_documents.get(uri)
+        if ls.service is not None and doc is not None and uri in ls.service.syntax:
+            # The document's syntax tree follows the edits (tree-sitter edits, reparsed lazily).
+            changes: list[Any] = []
+            for ch in params.content_changes:
+                if isinstance(ch, types.TextDocumentContentChangePartial):
+                    r = ch.range
+                    start, end = (r.start.line, r.start.character), (r.end.line, r.end.character)
+                    changes.append((start, end, ch.text))
+                else:
+                    changes.append(ch.text)
+            enc = doc.position_codec.encoding
+            encoding = str(getattr(enc, "value", enc) or "utf-16")
+            try:
+                ls.service.syntax.change(uri, changes, doc.source, encoding)
+            except Exception:
+                log.exception("syntax tree update failed")
+                ls.service.syntax.forget(uri)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def on_close(ls: NearlineServer, params: types.DidCloseTextDocumentParams) -> None:
@@ -341,7 +371,7 @@ def build_server(engine_factory: EngineFactory | None = None) -> NearlineServer:
         items = []
         suggestions = outcome.suggestions if outcome else []
         ls.record_shown(suggestions, q.language)
-        for s in suggestions:
+        for n, s in enumerate(suggestions):
             new_text = word + s.text
             items.append(
                 types.CompletionItem(
@@ -349,8 +379,8 @@ def build_server(engine_factory: EngineFactory | None = None) -> NearlineServer:
                     kind=types.CompletionItemKind.Text,
                     detail="Nearline",
                     filter_text=new_text,
-                    sort_text="0000",
-                    preselect=True,
+                    sort_text=f"{n:04d}",
+                    preselect=n == 0,
                     insert_text_format=types.InsertTextFormat.PlainText,
                     text_edit=types.TextEdit(
                         range=types.Range(start=start, end=params.position), new_text=new_text

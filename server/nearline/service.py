@@ -29,6 +29,9 @@ from .ignore import redact_secrets
 from .index import language_for
 from .models import ModelError
 from .prompt import Prompt, PromptPart, RepoFile, file_parts, repo_parts
+from .syntax import SyntaxDocs, clean, clean_suggestion, gate_reason, neighbours, spec_for
+
+__all__ = ["CompletionService", "OutOfRange", "Query", "clean_suggestion", "split_at_cursor"]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +59,9 @@ class Suggestion:
     """Text to insert at the cursor; completes the line, never contains a newline."""
     id: str = ""
     """Stable while the user types through it: acceptance statistics count it once."""
+    parses: bool | None = None
+    """Whether it parses in its statement's window; None where that was not checked (no
+    grammar for the language, a docstring, typing-through)."""
 
 
 @dataclass
@@ -66,6 +72,8 @@ class Outcome:
     result: GenerationResult | None = None
     prompt_tokens: int = 0
     latency_s: float = 0.0
+    reason: str | None = None
+    """Why the model did not run when ``source`` is "gated" (see ``syntax.gate_reason``)."""
 
 
 class OutOfRange(ValueError):
@@ -87,63 +95,6 @@ def split_at_cursor(text: str, line: int, col: int) -> tuple[str, str, str, str]
     return prefix, before, after, rest
 
 
-_OPEN = {"(": ")", "[": "]", "{": "}"}
-_CLOSE = {v: k for k, v in _OPEN.items()}
-
-
-def _min_depth(text: str) -> int:
-    depth = lowest = 0
-    for c in text:
-        if c in _OPEN:
-            depth += 1
-        elif c in _CLOSE:
-            depth -= 1
-            lowest = min(lowest, depth)
-    return lowest
-
-
-def _drop_restarted_line(text: str, before: str) -> str:
-    """A FIM model given a prefix that ends mid-line sometimes writes the whole line again,
-    indentation included (``    ret`` → ``    return plan``). Keep what continues the typed
-    text; drop a restart that does not match it."""
-    typed = before.lstrip()
-    indent = before[: len(before) - len(typed)]
-    lead = text[: len(text) - len(text.lstrip())]
-    # A restart repeats the line's own indentation; a single space after a word does not.
-    if not typed or not indent or lead != indent or before[-1:].isspace():
-        return text
-    again = text.lstrip()
-    if again.startswith(typed):
-        return again[len(typed) :]
-    return ""
-
-
-def clean_suggestion(raw: str, before: str, after: str) -> str:
-    """Make a raw model line safe to show: one line, no trailing space, and not repeating the
-    text already after the cursor (``foo(a|)`` must not end in ``))``)."""
-    text = raw.split("\n", 1)[0].rstrip("\r").rstrip()
-    text = _drop_restarted_line(text, before)
-    after_s = after.strip()
-    if not after_s:
-        return text if text.strip() else ""
-    base = _min_depth(before + after)
-
-    def fits(cand: str) -> bool:
-        if _min_depth(before + cand + after) < base:
-            return False
-        # A string the suggestion closes with the quote that already follows the cursor.
-        q = after_s[0]
-        return not (q in "'\"`" and cand.endswith(q) and (before + cand).count(q) % 2 == 0)
-
-    candidates = [text]
-    if text.endswith(after_s):
-        candidates.append(text[: len(text) - len(after_s)].rstrip())
-    run = len(text) - len(text.rstrip(")]}'\"`;,:"))
-    candidates += [text[: len(text) - k] for k in range(1, run + 1)]
-    text = next((c for c in candidates if fits(c)), candidates[-1])
-    return text if text.strip() else ""
-
-
 @dataclass
 class _DocState:
     seq: int = 0
@@ -151,8 +102,8 @@ class _DocState:
     repo: list[RepoFile] | None = None
     repo_tokens: int = 0
     repo_key: tuple[Any, ...] | None = None
-    # Typing-through: what the cursor's line looked like when each suggestion was made.
-    shown: OrderedDict[tuple[int, str], tuple[str, str]] = field(default_factory=OrderedDict)
+    # Typing-through: what the cursor's line looked like when suggestions were made.
+    shown: OrderedDict[tuple[int, str], list[tuple[str, str]]] = field(default_factory=OrderedDict)
 
 
 class CompletionService:
@@ -184,7 +135,14 @@ class CompletionService:
         self._next_id = 0
         self.stats: dict[str, int] = {
             "model": 0, "typing_through": 0, "cancelled": 0, "gated": 0, "warmups": 0,
+            # Suggestions from model runs: dropped by cleaning; looked at by the syntax check,
+            # found broken, dropped for it (completion.syntaxCheck); shown, of which checked
+            # and parsing (the parse-valid rate of shown suggestions is their ratio).
+            "clean_rejected": 0, "syntax_checked": 0, "syntax_invalid": 0,
+            "syntax_rejected": 0, "shown": 0, "shown_checked": 0, "shown_parsed": 0,
         }  # fmt: skip
+        # Per-document syntax trees, kept in step with the editor's changes (see lsp.py).
+        self.syntax = SyntaxDocs()
         # Recent answers, for benchmarks and the status command.
         self.recent: deque[dict[str, Any]] = deque(maxlen=2000)
 
@@ -262,6 +220,7 @@ class CompletionService:
         self._worker.shutdown(wait=False, cancel_futures=True)
 
     def forget(self, uri: str) -> None:
+        self.syntax.forget(uri)
         st = self._docs.pop(uri, None)
         if st is not None and st.cancel is not None:
             st.cancel.set()
@@ -348,24 +307,91 @@ class CompletionService:
         )
 
     # -- completion ----------------------------------------------------------------------
-    def _typing_through(
-        self, st: _DocState, q: Query, before: str, after: str
-    ) -> Suggestion | None:
-        for (line, shown_before), (suggestion, sid) in reversed(st.shown.items()):
+    def _typing_through(self, st: _DocState, q: Query, before: str, after: str) -> list[Suggestion]:
+        for (line, shown_before), shown in reversed(st.shown.items()):
             if line != q.line or not before.startswith(shown_before):
                 continue
             typed = before[len(shown_before) :]
-            if typed and suggestion.startswith(typed) and len(typed) < len(suggestion):
-                rest = clean_suggestion(suggestion[len(typed) :], before, after)
-                return Suggestion(rest, sid) if rest else None
-        return None
+            if not typed:
+                continue
+            hits = []
+            for suggestion, sid in shown:
+                if suggestion.startswith(typed) and len(typed) < len(suggestion):
+                    rest = clean_suggestion(suggestion[len(typed) :], before, after)
+                    if rest:
+                        hits.append(Suggestion(rest, sid))
+            if hits:
+                return hits
+        return []
 
-    def _remember(self, st: _DocState, q: Query, before: str, suggestion: Suggestion) -> None:
+    def _remember(
+        self, st: _DocState, q: Query, before: str, suggestions: list[Suggestion]
+    ) -> None:
         key = (q.line, before)
-        st.shown[key] = (suggestion.text, suggestion.id)
+        st.shown[key] = [(s.text, s.id) for s in suggestions]
         st.shown.move_to_end(key)
         while len(st.shown) > 32:
             st.shown.popitem(last=False)
+
+    def _gate(self, q: Query, language: str, before: str, after: str) -> str | None:
+        """Why the model should not run here (``syntax.gate_reason``), or None."""
+        c = self.settings.completion
+        scope = None
+        if spec_for(language) is not None and not (c.in_comments and c.in_strings):
+            try:
+                scope = self.syntax.scope(q.uri, language, q.text, q.line, q.col)
+            except Exception:
+                log.exception("syntax scope failed")
+        return gate_reason(
+            language,
+            before,
+            after,
+            scope=scope,
+            in_comments=c.in_comments,
+            in_strings=c.in_strings,
+        )
+
+    def _suggestions(
+        self, q: Query, language: str, before: str, after: str, result: GenerationResult
+    ) -> list[Suggestion]:
+        """Clean and check the model's line and its alternatives; keep the distinct survivors,
+        most probable first, up to ``completion.candidates``."""
+        c = self.settings.completion
+        above, below = neighbours(q.text.split("\n"), q.line)
+        ended = result.stop_reason in ("eol", "eog", "stop")
+        raws = [(result.text, ended)] + [(t, True) for t, _ in result.alternatives]
+        out: list[Suggestion] = []
+        seen: set[str] = set()
+        for raw, line_ends in raws:
+            if len(out) >= c.candidates:
+                break
+            text = clean(raw, before, after, above=above, below=below).text
+            if not text:
+                self.stats["clean_rejected"] += 1
+                continue
+            if text in seen:
+                continue
+            seen.add(text)
+            try:
+                check = self.syntax.check(
+                    q.uri, language, q.text, q.line, q.col, text, line_ends=line_ends
+                )
+            except Exception:
+                log.exception("syntax check failed")
+                check = None
+            if check is not None:
+                self.stats["syntax_checked"] += 1
+                if not check.ok:
+                    self.stats["syntax_invalid"] += 1
+                    if c.syntax_check:
+                        self.stats["syntax_rejected"] += 1
+                        continue
+            self._next_id += 1
+            out.append(Suggestion(text, f"s{self._next_id}", None if check is None else check.ok))
+        self.stats["shown"] += len(out)
+        self.stats["shown_checked"] += sum(s.parses is not None for s in out)
+        self.stats["shown_parsed"] += sum(s.parses is True for s in out)
+        return out
 
     async def complete(self, q: Query) -> Outcome:
         t0 = time.perf_counter()
@@ -383,16 +409,18 @@ class CompletionService:
         cancel = threading.Event()
         st.cancel = cancel
 
-        hit = self._typing_through(st, q, before, after)
-        if hit:
+        hits = self._typing_through(st, q, before, after)
+        if hits:
             self.stats["typing_through"] += 1
             self.recent.append({"source": "typing-through", "evaluated": 0})
-            out.suggestions, out.source = [hit], "typing-through"
+            out.suggestions, out.source = hits, "typing-through"
             out.latency_s = time.perf_counter() - t0
             return out
-        if self._gate(before, after):
+        language = q.language or language_for(q.rel or q.uri)
+        reason = self._gate(q, language, before, after)
+        if reason is not None:
             self.stats["gated"] += 1
-            out.source = "gated"
+            out.source, out.reason = "gated", reason
             return out
         if self.state != "ready" or self.engine is None:
             if self.state == "loading":
@@ -413,6 +441,7 @@ class CompletionService:
                 max_tokens=self.settings.completion.max_tokens,
                 timeout_s=self.settings.completion.timeout_ms / 1000,
                 doc=q.uri,
+                candidates=self.settings.completion.candidates,
             )
             engine = self.engine
             loop = asyncio.get_running_loop()
@@ -448,18 +477,17 @@ class CompletionService:
             out.source = "error"
             return out
         self.stats["model"] += 1
+        out.source = "model"
+        out.suggestions = self._suggestions(q, language, before, after, result)
+        if out.suggestions:
+            self._remember(st, q, before, out.suggestions)
         self.recent.append({
             "source": "model", "prompt": result.prompt_tokens, "evaluated": result.evaluated_tokens,
             "generated": result.generated_tokens, "stop": result.stop_reason,
             "latency_ms": round(out.latency_s * 1000, 1),
+            "alternatives": len(result.alternatives), "shown": len(out.suggestions),
+            "parses": [s.parses for s in out.suggestions],
         })  # fmt: skip
-        text = clean_suggestion(result.text, before, after)
-        out.source = "model"
-        if text:
-            self._next_id += 1
-            suggestion = Suggestion(text, f"s{self._next_id}")
-            self._remember(st, q, before, suggestion)
-            out.suggestions = [suggestion]
         return out
 
     async def warm(self, q: Query) -> int:
@@ -501,15 +529,6 @@ class CompletionService:
         except Exception:
             log.exception("generation failed")
             return GenerationResult(text="", stop_reason="error")
-
-    @staticmethod
-    def _gate(before: str, after: str) -> bool:
-        """True when we should not complete here. Minimal rules until tree-sitter gating:
-        not in the middle of a word, and only closers/punctuation after the cursor."""
-        if after[:1].isalnum() or after[:1] == "_":
-            return True
-        rest = after.strip()
-        return bool(rest) and any(c not in ")]}'\"`:;,. " for c in rest)
 
 
 def resolve_model(settings: Settings) -> tuple[ModelEntry, Path]:

@@ -13,9 +13,16 @@ from nearline.engine import GenerationRequest, GenerationResult
 
 
 class FakeEngine:
-    def __init__(self, reply: str = "x + 1", delay_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        reply: str = "x + 1",
+        delay_s: float = 0.0,
+        alternatives: list[tuple[str, float]] | None = None,
+    ) -> None:
         self.format = load_catalog().get("qwen2.5-coder-0.5b-instruct-q4_k_m").format
         self.reply = reply
+        # Other lines for requests with candidates > 1, as the real engine ranks them.
+        self.alternatives = alternatives or []
         self.delay_s = delay_s
         self.calls: list[GenerationRequest] = []
         self.started = threading.Event()
@@ -33,7 +40,12 @@ class FakeEngine:
             if cancel.is_set():
                 return GenerationResult(text="", stop_reason="cancelled")
             time.sleep(0.005)
-        return GenerationResult(text=self.reply, stop_reason="eol", prompt_tokens=10)
+        return GenerationResult(
+            text=self.reply,
+            stop_reason="eol",
+            prompt_tokens=10,
+            alternatives=self.alternatives[: req.candidates - 1],
+        )
 
     def warm(
         self, segments: Sequence[tuple[str, bool]], cancel: threading.Event, doc: str = ""

@@ -423,6 +423,7 @@ def build_server(engine_factory: EngineFactory | None = None) -> NearlineServer:
             "engine": engine.info() if engine else None,
             "settings": settings_to_dict(ls.settings),
             "stats": dict(svc.stats) if svc else {},
+            "syntax": dict(svc.syntax.stats) if svc else {},
             "inflight": svc.inflight if svc else 0,
             "recent": list(svc.recent) if svc else [],
         }

@@ -243,7 +243,12 @@ def gate_reason(
     spec = spec_for(language)
     if spec is None:
         return None
-    if after[:1] and is_word_char(after[0], spec):
+    if (
+        before[-1:]
+        and after[:1]
+        and is_word_char(before[-1], spec)
+        and is_word_char(after[0], spec)
+    ):
         return "mid-identifier"
     if any(not c.isspace() and c not in spec.closers for c in after):
         return "text-after-cursor"
@@ -288,6 +293,10 @@ def _min_depth(text: str) -> int:
     return lowest
 
 
+def _net_depth(text: str) -> int:
+    return sum(c in OPEN for c in text) - sum(c in CLOSE for c in text)
+
+
 def _drop_restarted_line(text: str, before: str) -> str:
     """A FIM model given a prefix that ends mid-line sometimes writes the whole line again,
     indentation included (``    ret`` → ``    return plan``). Keep what continues the typed
@@ -321,7 +330,13 @@ def _drop_overlap(text: str, before: str, after: str) -> str:
 
     candidates = [text]
     if text.endswith(after_s):
-        candidates.append(text[: len(text) - len(after_s)].rstrip())
+        stripped = text[: len(text) - len(after_s)].rstrip()
+        # `args) {` before `) {`: the model wrote the rest of the line again. Dropping the
+        # repeat must leave the suggestion's own brackets balanced (`foo()` before `)` stays).
+        if _min_depth(stripped) == 0 and _net_depth(stripped) == 0:
+            candidates.insert(0, stripped)
+        else:
+            candidates.append(stripped)
     run = len(text) - len(text.rstrip(")]}'\"`;,:"))
     candidates += [text[: len(text) - k] for k in range(1, run + 1)]
     return next((c for c in candidates if fits(c)), candidates[-1])
@@ -397,8 +412,13 @@ class _Scan:
     """Index of the last character of code (outside strings and comments), -1 if none."""
     closer: str = ""
     """What ends the comment or string the text ends in (a newline for a line comment)."""
+    multiline: bool = False
+    """The string the text ends in may go on to the next line (a docstring, a template)."""
 
 
+_PY_HEADER = re.compile(
+    r"[ \t]*(if|elif|else|for|while|def|class|with|try|except|finally|async[ \t]+(def|for|with))\b"
+)
 _RUST_CHAR = re.compile(r"'(?:\\.[^']{0,8}|[^\\'\n])'")
 
 
@@ -447,7 +467,7 @@ def _scan(spec: LanguageSpec, text: str) -> _Scan:
                 j += 1
             if j >= n or not text.startswith(q, j):
                 if j >= n:
-                    out.scope, out.closer = "string", q
+                    out.scope, out.closer, out.multiline = "string", q, spans_lines
                     return out
                 i = j  # an unterminated one-line string ends with its line
                 continue
@@ -469,7 +489,10 @@ def _scan(spec: LanguageSpec, text: str) -> _Scan:
 class Check:
     ok: bool
     reason: str | None = None
-    """Why not: ``new-errors``, ``unmatched-bracket``, ``unbalanced``."""
+    """Why not: ``new-errors`` (more ERROR/MISSING nodes in the window than without it),
+    ``unmatched-bracket`` (it closes a bracket never opened, or the wrong one), ``unbalanced``
+    (the line ends looking finished with a bracket or a one-line string it opened still open,
+    or, in Python, after an operator), ``missing-colon`` (a Python block header without ``:``)."""
 
 
 def _count_errors(language: str, text: str) -> int:
@@ -498,7 +521,10 @@ def _complete_window(
     sc = _scan(spec, text) if line_end < len(text) else on_line
     stack: list[tuple[int, str]] = []
     at_eol: list[tuple[int, str]] | None = None
+    depth_at_start: int | None = None
     for pos, c in sc.brackets:
+        if depth_at_start is None and pos >= line_start:
+            depth_at_start = len(stack)
         if at_eol is None and pos >= line_end:
             at_eol = list(stack)
         if c in OPEN:
@@ -512,20 +538,35 @@ def _complete_window(
             stack.pop()  # the context was already off before the suggestion; judge the rest
     if at_eol is None:
         at_eol = list(stack)
+    if depth_at_start is None:
+        depth_at_start = len(stack)
     last = text[on_line.last_code] if on_line.last_code >= 0 else ""
+    ends = line_ends and hi > lo
+    if ends and on_line.scope == "string" and not on_line.multiline:
+        return text, "unbalanced"  # a one-line string left open
     continues = (
-        on_line.scope == "string"
+        on_line.multiline
         or last in OPEN
         or last in _OPERATORS
         or last in ",\\"
         or (last == ":" and bool(at_eol))
     )
     # A line that looks finished must close the brackets it opened itself.
-    if line_ends and hi > lo and not continues and any(pos >= line_start for pos, _ in at_eol):
+    if ends and not continues and any(pos >= line_start for pos, _ in at_eol):
         return text, "unbalanced"
     if (
-        line_ends
-        and hi > lo
+        ends
+        and spec.newline_ends_statement
+        and not at_eol
+        and not depth_at_start
+        and on_line.scope is None
+        and last not in ":\\"
+        and _PY_HEADER.match(text, line_start)
+        and ":" not in text[line_start:line_end]
+    ):
+        return text, "missing-colon"
+    if (
+        ends
         and spec.newline_ends_statement
         and not at_eol
         and last in _OPERATORS
@@ -601,21 +642,29 @@ def check_window(
     with_s, problem = build(suggestion, line_ends)
     if problem:
         return Check(False, problem)
-    without, _ = build("", False)
+    # Without the suggestion, a line cut after an operator (`x = `, `f(`) gets a hole, so that
+    # only what the suggestion adds is counted against it.
+    sc = _scan(spec, before)
+    last = before[sc.last_code] if sc.scope is None and sc.last_code >= 0 else ""
+    without, _ = build(_HOLE if last in _OPERATORS or last in "([" else "", False)
     if _count_errors(language, with_s) > _count_errors(language, without):
         return Check(False, "new-errors")
     return Check(True)
 
 
 def scope_at(tree: Any, offset: int) -> tuple[str, int] | None:
-    """(``"comment"`` or ``"string"``, start byte of that node) when byte ``offset`` is inside
-    one in ``tree``; None in code (including an f-string's or template's substitution)."""
+    """What the tree says byte ``offset`` is in: (``"comment"``, start byte of the comment),
+    (``"string"``, start byte) or (``"code"``, 0) — an f-string's or template's substitution is
+    code. None when the cursor is in a broken region (an ERROR node), where the tree cannot
+    tell (a string still being typed, say)."""
     node = tree.root_node.descendant_for_byte_range(max(0, offset - 1), offset)
     while node is not None:
         t = node.type
         s, e = node.start_byte, node.end_byte
-        if t in CODE_IN_STRING and s < offset < e:
+        if t == "ERROR" or node.is_missing:
             return None
+        if t in CODE_IN_STRING and s < offset < e:
+            return "code", 0
         if (
             t in COMMENT_TYPES
             and s < offset
@@ -625,7 +674,7 @@ def scope_at(tree: Any, offset: int) -> tuple[str, int] | None:
         if t in STRING_TYPES and s < offset < e:
             return "string", s
         node = node.parent
-    return None
+    return "code", 0
 
 
 def open_brackets(tree: Any, offset: int) -> list[tuple[int, int | None]]:
@@ -817,10 +866,9 @@ class SyntaxDocs:
         before = lines[line][:col] if line < len(lines) else ""
         tree = self.tree(uri, language, text)
         if tree is not None:
-            offset = _cursor_byte(lines, line, col)
-            found = scope_at(tree, offset)
+            found = scope_at(tree, _cursor_byte(lines, line, col))
             if found is not None:
-                return found[0]
+                return None if found[0] == "code" else found[0]
         return line_scope(spec, before)
 
     def check(
@@ -849,7 +897,7 @@ def _check_in_tree(
     offset = _cursor_byte(lines, line, col)
     line_start_b = offset - len(lines[line][:col].encode("utf-8"))
     scope = scope_at(tree, offset)
-    if scope is not None and scope[1] < line_start_b:
+    if scope is not None and scope[0] != "code" and scope[1] < line_start_b:
         return None  # inside a docstring or block comment begun earlier: no code to break
     data = text.encode("utf-8")
     first = line

@@ -239,7 +239,7 @@ def gate_reason(
 ) -> str | None:
     """Why the model should not run at this cursor, or None when it should. ``before``/``after``
     are the cursor's line split at the cursor; ``scope`` is what the document's tree says about
-    the cursor (``"comment"``, ``"string"`` or None), by default the line's own lexing."""
+    the cursor (``"comment"``, ``"string"`` or ``"code"``); None: the line's own lexing decides."""
     spec = spec_for(language)
     if spec is None:
         return None
@@ -857,8 +857,9 @@ class SyntaxDocs:
         return doc.tree
 
     def scope(self, uri: str, language: str | None, text: str, line: int, col: int) -> str | None:
-        """``"comment"``/``"string"`` at the cursor (tree first, then the line's own lexing,
-        which catches a string still being typed); None in code or without a grammar."""
+        """``"comment"``, ``"string"`` or ``"code"`` at the cursor: the tree decides, unless
+        the cursor is in a broken region, where the line's own lexing does (it catches a string
+        still being typed); None for languages without gating."""
         spec = spec_for(language)
         if spec is None:
             return None
@@ -868,8 +869,8 @@ class SyntaxDocs:
         if tree is not None:
             found = scope_at(tree, _cursor_byte(lines, line, col))
             if found is not None:
-                return None if found[0] == "code" else found[0]
-        return line_scope(spec, before)
+                return found[0]
+        return line_scope(spec, before) or "code"
 
     def check(
         self,

@@ -158,23 +158,23 @@ def test_gate_in_comments_and_strings_can_be_switched_off(
 TREE_SCOPES = [
     ("python", 'def f():\n    """Docs\n    more ‸\n    """\n', "string"),
     ("python", "x = 1  # note‸\n", "comment"),
-    ("python", "x = 'abc'‸\n", None),
-    ("python", "x = f'{na‸}'\n", None),
+    ("python", "x = 'abc'‸\n", "code"),
+    ("python", "x = f'{na‸}'\n", "code"),
     ("python", "x = f'na‸'\n", "string"),
     ("javascript", "/*\n * about ‸\n */\nconst x = 1;\n", "comment"),
-    ("javascript", "const s = `a ${x‸}`;\n", None),
+    ("javascript", "const s = `a ${x‸}`;\n", "code"),
     ("javascript", "const s = `line one\nline ‸ two`;\n", "string"),
     ("go", "package m\n\nvar s = `raw\nmore ‸`\n", "string"),
     ("rust", "/// Doc comment ‸\nfn f() {}\n", "comment"),
-    ("rust", "fn f<'a>(x: &'a ‸str) {}\n", None),
+    ("rust", "fn f<'a>(x: &'a ‸str) {}\n", "code"),
     ("java", "class A {\n  /** Doc\n   * ‸\n   */\n  int x;\n}\n", "comment"),
-    ("c", "/* done */‸\n", None),
+    ("c", "/* done */‸\n", "code"),
     ("cpp", 'auto s = R"(raw ‸)";\n', "string"),
 ]
 
 
 @pytest.mark.parametrize(("language", "doc", "expected"), TREE_SCOPES)
-def test_scope_from_the_document_tree(language: str, doc: str, expected: str | None) -> None:
+def test_scope_from_the_document_tree(language: str, doc: str, expected: str) -> None:
     text, line, col = locate(doc)
     assert SyntaxDocs().scope("file:///a", language, text, line, col) == expected
 

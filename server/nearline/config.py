@@ -59,6 +59,9 @@ class CompletionSettings:
     """Read an opened document's prompt into the KV cache in the background."""
     suffix_lines: int = 0
     """Lines after the cursor's line given to FIM models (the rest of the cursor's line always is)."""
+    speculate: bool = True
+    """While a suggestion is shown, compute the next line as if it were accepted (in the
+    background, preempted by any request), so accepting and going on is instant."""
 
 
 @dataclass(kw_only=True)

@@ -24,7 +24,7 @@ export const SERVER_KEYS: Readonly<Record<string, readonly string[]>> = {
     'stateCacheMb',
     'draftTokens',
   ],
-  completion: ['enabled', 'maxTokens', 'debounceMs', 'timeoutMs', 'warmUp', 'suffixLines'],
+  completion: ['enabled', 'maxTokens', 'debounceMs', 'timeoutMs', 'warmUp', 'suffixLines', 'speculate'],
   context: ['composer', 'budgetTokens'],
   index: ['exclude', 'maxFileBytes', 'watch'],
   stats: ['enabled'],

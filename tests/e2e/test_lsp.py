@@ -425,3 +425,33 @@ async def test_focus_restores_a_documents_saved_state(
     await inline(client, a_uri, end["line"], end["character"])
     runs = [r for r in (await status(client))["recent"] if r["source"] == "model"]
     assert runs[-1]["evaluated"] <= 3 < runs[-1]["prompt"]
+
+
+async def test_next_line_is_ready_when_a_suggestion_is_accepted(
+    client: LanguageClient, small_model: Path, tmp_path: Path
+) -> None:
+    """While a suggestion is on screen the server computes the next line as if it were
+    accepted; accepting it and pressing Enter is then answered without running the model."""
+    await wait_ready(client)
+    text = "".join(f"value_{i} = {i}\n" for i in range(1, 9)) + "value_9 = "
+    uri = open_doc(client, tmp_path / "spec.py", text)
+    items = await inline(client, uri, 8, 10)
+    assert items
+    first = items[0].insert_text
+    assert isinstance(first, str) and first.strip()
+    spec: list[dict[str, Any]] = []
+    for _ in range(1200):
+        st = await status(client)
+        spec = [r for r in st["recent"] if r["source"] == "speculation"]
+        if spec:
+            break
+        await asyncio.sleep(0.05)
+    assert spec and not spec[-1]["preempted"] and spec[-1]["generated"] > 0
+    models = st["stats"]["model"]
+    # Accept (insert the suggestion) and press Enter.
+    edit(client, uri, 2, ((8, 10), (8, 10), first + "\n"))
+    nxt = await inline(client, uri, 9, 0)
+    after = await status(client)
+    assert nxt and isinstance(nxt[0].insert_text, str) and nxt[0].insert_text.strip()
+    assert after["stats"]["speculated"] == 1
+    assert after["stats"]["model"] == models  # no model run for the new line

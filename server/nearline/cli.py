@@ -251,9 +251,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.bench_cmd == "latency":
         from .bench.latency import run_latency
 
+        overrides: dict[str, Any] = {}
+        for item in args.set or []:
+            key, eq, value = item.partition("=")
+            if not eq or "." not in key:
+                raise UserError(f"--set wants section.key=value, got {item!r}")
+            try:
+                overrides[key] = json.loads(value)
+            except json.JSONDecodeError:
+                overrides[key] = value
         return asyncio.run(
             run_latency(model=args.model, file=args.file, max_keystrokes=args.keystrokes,
-                        raw=not args.no_raw, out_json=args.json)
+                        raw=not args.no_raw, out_json=args.json, other_file=args.other_file,
+                        llama_server=args.llama_server, server_baseline=not args.no_llama_server,
+                        settings_overrides=overrides, root=args.root)
         )  # fmt: skip
     if args.bench_cmd == "index":
         try:
@@ -334,6 +345,14 @@ def build_parser() -> argparse.ArgumentParser:
     bl.add_argument("--keystrokes", type=int, default=300)
     bl.add_argument("--no-raw", action="store_true", help="skip the raw llama-cpp-python run")
     bl.add_argument("--json", default=None, help="write the numbers to this JSON file")
+    bl.add_argument("--root", default=None, help="project to use (default: the sample project)")
+    bl.add_argument("--other-file", default=None, help="file to switch to and back from")
+    bl.add_argument("--llama-server", default=None, help="llama-server binary for the baseline")
+    bl.add_argument("--no-llama-server", action="store_true", help="skip the llama-server run")
+    bl.add_argument(
+        "--set", action="append", metavar="SECTION.KEY=VALUE",
+        help="a server setting for this run, e.g. --set model.draftTokens=6",
+    )  # fmt: skip
     bi = bsub.add_parser("index", help="index a generated tree")
     bi.add_argument("--files", type=int, default=10_000)
     b.set_defaults(func=cmd_bench)

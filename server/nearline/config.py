@@ -68,6 +68,9 @@ class CompletionSettings:
     JavaScript, TypeScript, Go, Rust, Java, C, C++)."""
     candidates: int = 1
     """Alternative suggestions per request (1-5), most probable first, for editors that cycle."""
+    speculate: bool = True
+    """While a suggestion is shown, compute the next line as if it were accepted (in the
+    background, preempted by any request), so accepting and going on is instant."""
 
 
 @dataclass(kw_only=True)

@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 PROMPT_COMMAND = "nearline.prompt"
 STATUS_COMMAND = "nearline.status"
 INDEX_COMMAND = "nearline.index"
+# Editors tell us which document became active (LSP itself has no such notification).
+DID_FOCUS = "nearline/didFocus"
 
 
 class LspLogHandler(logging.Handler):
@@ -264,6 +266,22 @@ def build_server(engine_factory: EngineFactory | None = None) -> NearlineServer:
         elif isinstance(raw, dict) and raw and ls.apply_settings(raw):
             ls.spawn(start_model(ls), "reload-model")
 
+    def warm_document(ls: NearlineServer, uri: str, position: types.Position | None) -> None:
+        """Read the document's prompt into the KV cache in the background (at the cursor when
+        the editor says where it is, else at the end: every later request there shares the
+        repository context and the prefix up to it). Any real request preempts it."""
+        doc = ls.workspace.text_documents.get(uri)
+        if ls.service is None or doc is None or not ls.settings.completion.warm_up:
+            return
+        if position is None:
+            lines = doc.source.split("\n")
+            position = types.Position(
+                line=len(lines) - 1,
+                character=doc.position_codec.client_num_units(lines[-1].rstrip("\r")),
+            )
+        if (q := ls.query(uri, position)) is not None:
+            ls.spawn(ls.service.warm(q), "warm-up")
+
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     def on_open(ls: NearlineServer, params: types.DidOpenTextDocumentParams) -> None:
         uri = params.text_document.uri
@@ -271,17 +289,23 @@ def build_server(engine_factory: EngineFactory | None = None) -> NearlineServer:
         if ls.service is not None:
             item = params.text_document
             ls.service.syntax.open(uri, ls.language_of(uri, item.language_id), item.text)
-        # Warm the KV cache with the new document's prompt (at its end: every later request in
-        # it shares the repository context and its prefix up to the cursor).
-        doc = ls.workspace.text_documents.get(uri)
-        if ls.service is not None and doc is not None and ls.settings.completion.warm_up:
-            lines = doc.source.split("\n")
-            end = types.Position(
-                line=len(lines) - 1,
-                character=doc.position_codec.client_num_units(lines[-1].rstrip("\r")),
-            )
-            if (q := ls.query(uri, end)) is not None:
-                ls.spawn(ls.service.warm(q), "warm-up")
+        warm_document(ls, uri, None)
+
+    @server.feature(DID_FOCUS)
+    def on_focus(ls: NearlineServer, params: Any) -> None:
+        """``nearline/didFocus`` {textDocument: {uri}, position?}: the editor switched to a
+        document (LSP has no notification for that). Its saved KV state is restored and what
+        changed is read now, before the user types."""
+        doc = _get(params, "textDocument") or _get(params, "text_document")
+        uri = _get(doc, "uri")
+        pos = _get(params, "position")
+        if not isinstance(uri, str):
+            return
+        position = None
+        line, char = _get(pos, "line"), _get(pos, "character")
+        if isinstance(line, int) and isinstance(char, int) and line >= 0 and char >= 0:
+            position = types.Position(line=line, character=char)
+        warm_document(ls, uri, position)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
     def on_change(ls: NearlineServer, params: types.DidChangeTextDocumentParams) -> None:
@@ -519,6 +543,13 @@ async def start_model(ls: NearlineServer) -> None:
             ls.work_done_progress.end(token, types.WorkDoneProgressEnd(message=ls.service.state))
     if ls.service.state == "ready" and ls.service.engine is not None:
         log.info("model ready in %.1fs: %s", time.perf_counter() - t0, ls.service.engine.info())
+
+
+def _get(obj: Any, name: str) -> Any:
+    """A field of custom-notification params, which arrive as dicts or as attribute objects."""
+    if isinstance(obj, dict):
+        return obj.get(name)
+    return getattr(obj, name, None)
 
 
 def _supports_progress(ls: NearlineServer) -> bool:

@@ -104,6 +104,9 @@ class _DocState:
     repo_key: tuple[Any, ...] | None = None
     # Typing-through: what the cursor's line looked like when suggestions were made.
     shown: OrderedDict[tuple[int, str], list[tuple[str, str]]] = field(default_factory=OrderedDict)
+    # Next-line speculation: line -> (the line above it once the suggestion is accepted,
+    # the line the model expects next, suggestion id).
+    spec: dict[int, tuple[str, str, str]] = field(default_factory=dict)
 
 
 class CompletionService:
@@ -133,6 +136,7 @@ class CompletionService:
         # Warm-up runs at the lowest priority: every real request sets this to preempt it.
         self._warm_cancel = threading.Event()
         self._next_id = 0
+        self._tasks: set[asyncio.Task[Any]] = set()
         self.stats: dict[str, int] = {
             "model": 0, "typing_through": 0, "cancelled": 0, "gated": 0, "warmups": 0,
             # Suggestions from model runs: dropped by cleaning; looked at by the syntax check,
@@ -140,6 +144,7 @@ class CompletionService:
             # and parsing (the parse-valid rate of shown suggestions is their ratio).
             "clean_rejected": 0, "syntax_checked": 0, "syntax_invalid": 0,
             "syntax_rejected": 0, "shown": 0, "shown_checked": 0, "shown_parsed": 0,
+            "speculated": 0,
         }  # fmt: skip
         # Per-document syntax trees, kept in step with the editor's changes (see lsp.py).
         self.syntax = SyntaxDocs()
@@ -410,6 +415,8 @@ class CompletionService:
         st.cancel = cancel
 
         hits = self._typing_through(st, q, before, after)
+        if not hits and (spec := self._speculated(st, q, before, after)) is not None:
+            hits = [spec]
         if hits:
             self.stats["typing_through"] += 1
             self.recent.append({"source": "typing-through", "evaluated": 0})
@@ -488,7 +495,76 @@ class CompletionService:
             "alternatives": len(result.alternatives), "shown": len(out.suggestions),
             "parses": [s.parses for s in out.suggestions],
         })  # fmt: skip
+        if (
+            out.suggestions
+            and self.settings.completion.speculate
+            and result.stop_reason in ("eol", "eog")
+            and not after.strip()
+        ):
+            self._spawn(self._speculate(q, st, before + out.suggestions[0].text))
         return out
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _speculated(self, st: _DocState, q: Query, before: str, after: str) -> Suggestion | None:
+        """The line after an accepted suggestion, computed while the user was reading it."""
+        entry = st.spec.get(q.line)
+        if entry is None or q.line == 0 or after.strip():
+            return None
+        above, line, sid = entry
+        lines = q.text.split("\n", q.line)
+        if lines[q.line - 1].rstrip("\r") != above or not line.startswith(before):
+            return None
+        rest = clean_suggestion(line[len(before) :], before, after)
+        if not rest:
+            return None
+        suggestion = Suggestion(rest, sid)
+        # From here on it is an ordinary suggestion on screen: typing through it works as usual.
+        self._remember(st, q, before, [Suggestion(line[len(before) :], sid)])
+        self.stats["speculated"] += 1
+        return suggestion
+
+    async def _speculate(self, q: Query, st: _DocState, accepted: str) -> None:
+        """While a suggestion is on screen, compute the next line as if it were accepted and
+        Enter pressed, at the lowest priority (any request preempts it): accepting and going
+        on then costs nothing."""
+        if self.state != "ready" or self.engine is None or self.inflight:
+            return
+        self._warm_cancel.set()
+        cancel = self._warm_cancel = threading.Event()
+        lines = q.text.split("\n")
+        cr = "\r" if lines[q.line].endswith("\r") else ""
+        lines[q.line] = accepted + cr
+        lines.insert(q.line + 1, cr)
+        hq = replace(q, text="\n".join(lines), line=q.line + 1, col=0)
+        try:
+            prompt = self.build_prompt(hq)
+        except OutOfRange:
+            return
+        req = GenerationRequest(
+            segments=prompt.segments(),
+            max_tokens=self.settings.completion.max_tokens,
+            timeout_s=self.settings.completion.timeout_ms / 1000,
+            doc=q.uri,
+        )
+        loop = asyncio.get_running_loop()
+        result = await loop.run_in_executor(
+            self._worker, self._run_engine, self.engine, req, cancel
+        )
+        preempted = cancel.is_set() or result.stop_reason in ("cancelled", "error")
+        self.recent.append({
+            "source": "speculation", "evaluated": result.evaluated_tokens,
+            "generated": result.generated_tokens, "preempted": preempted,
+        })  # fmt: skip
+        if preempted:
+            return
+        text = result.text.split("\n", 1)[0].rstrip()
+        if text.strip():
+            self._next_id += 1
+            st.spec = {q.line + 1: (accepted, text, f"s{self._next_id}")}
 
     async def warm(self, q: Query) -> int:
         """Read ``q``'s prompt into the KV cache in the background (a document was opened), so

@@ -296,3 +296,64 @@ async def test_repeat_of_the_line_above_is_not_shown() -> None:
     assert out.source == "model" and not out.suggestions
     assert svc.stats["clean_rejected"] == 1
     svc.close()
+
+
+def _next_line_script(prompt: str) -> str:
+    prefix = prompt.split("<|fim_suffix|>")[0]
+    return "    return total" if prefix.endswith("total = a + b\n") else "a + b"
+
+
+async def _speculation_done(svc: CompletionService) -> dict[str, object]:
+    for _ in range(200):
+        done = [r for r in svc.recent if r["source"] == "speculation"]
+        if done:
+            return done[-1]
+        await asyncio.sleep(0.01)
+    raise AssertionError("no speculation ran")
+
+
+async def test_next_line_is_speculated_and_served_after_accepting() -> None:
+    engine = FakeEngine(script=_next_line_script)
+    svc = make_service(engine)
+    await svc.start()
+    head = "def f(a, b):\n    total = "
+    out = await svc.complete(q(head, 1, 12))
+    assert out.suggestions[0].text == "a + b"
+    spec = await _speculation_done(svc)
+    assert not spec["preempted"]
+    calls = len(engine.calls)
+    # The user accepts and presses Enter: the next line is on screen without a model run.
+    accepted = head + "a + b\n"
+    nxt = await svc.complete(q(accepted, 2, 0))
+    assert nxt.source == "typing-through" and nxt.suggestions[0].text == "    return total"
+    # The editor indented the new line: the rest of the speculated line.
+    indented = await svc.complete(q(accepted + "    ", 2, 4))
+    assert indented.suggestions[0].text == "return total"
+    # The first answer came from the speculation, the second by typing through it.
+    assert len(engine.calls) == calls and svc.stats["speculated"] == 1
+    svc.close()
+
+
+async def test_speculation_is_not_used_when_the_suggestion_was_not_accepted() -> None:
+    engine = FakeEngine(script=_next_line_script)
+    svc = make_service(engine)
+    await svc.start()
+    head = "def f(a, b):\n    total = "
+    await svc.complete(q(head, 1, 12))
+    await _speculation_done(svc)
+    calls = len(engine.calls)
+    other = await svc.complete(q(head + "a - b\n", 2, 0))
+    assert other.source == "model" and len(engine.calls) == calls + 1
+    assert svc.stats["speculated"] == 0
+    svc.close()
+
+
+async def test_speculation_can_be_switched_off() -> None:
+    engine = FakeEngine(script=_next_line_script)
+    svc = make_service(engine, completion__speculate=False)
+    await svc.start()
+    await svc.complete(q("def f(a, b):\n    total = ", 1, 12))
+    await asyncio.sleep(0.1)
+    assert len(engine.calls) == 1
+    assert not [r for r in svc.recent if r["source"] == "speculation"]
+    svc.close()

@@ -35,6 +35,7 @@ export const SERVER_KEYS: Readonly<Record<string, readonly string[]>> = {
     'inStrings',
     'syntaxCheck',
     'candidates',
+    'speculate',
   ],
   context: ['composer', 'budgetTokens'],
   index: ['exclude', 'maxFileBytes', 'watch'],

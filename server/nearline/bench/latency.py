@@ -396,8 +396,11 @@ def _ratios(r: dict[str, Any]) -> None:
         ratios["nearline/llama-server p50"] = n["p50_ms"] / s["p50_ms"]
         ratios["nearline/llama-server p95"] = n["p95_ms"] / s["p95_ms"]
         v = s["llama_vim"]
-        ratios["nearline/llama.vim-driven p50"] = n["p50_ms"] / max(v["p50_ms"], 1e-3)
-        ratios["nearline/llama.vim-driven p95"] = n["p95_ms"] / max(v["p95_ms"], 1e-3)
+        # A percentile answered from llama.vim's client cache is 0 ms: no meaningful ratio.
+        if v["p50_ms"] >= 1:
+            ratios["nearline/llama.vim-driven p50"] = n["p50_ms"] / v["p50_ms"]
+        if v["p95_ms"] >= 1:
+            ratios["nearline/llama.vim-driven p95"] = n["p95_ms"] / v["p95_ms"]
     m = r["model_runs"]
     if w and "p50_ms" in w and m["n"]:
         ratios["nearline model runs/raw p50"] = m["p50_ms"] / w["p50_ms"]

@@ -25,6 +25,7 @@ export const SERVER_KEYS: Readonly<Record<string, readonly string[]>> = {
   completion: ['enabled', 'maxTokens', 'debounceMs', 'timeoutMs', 'warmUp', 'suffixLines'],
   context: ['composer', 'budgetTokens'],
   index: ['exclude', 'maxFileBytes', 'watch'],
+  engine: ['isolation'],
   stats: ['enabled'],
 };
 

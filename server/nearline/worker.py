@@ -65,6 +65,12 @@ BACKOFF_S = 1.0
 """Wait before the 2nd restart within the window; doubles for each further one."""
 BACKOFF_MAX_S = 30.0
 CLOSE_TIMEOUT_S = 5.0
+STUCK_S = 120.0
+"""A call still running this long after its cancel is stuck in native code: the process is
+killed and restarted like a crashed one. A healthy engine honours a cancel within one prompt
+batch (`model.batchSize` tokens: under a second by default, a minute at the largest size)."""
+OOM_SCORE_ADJ = 500
+"""Make the model process, not the server, the one the kernel's OOM killer picks."""
 
 _PR_SET_PDEATHSIG = 1
 
@@ -126,6 +132,12 @@ def _send(conn: Connection, msg: tuple[Any, ...]) -> None:
     conn.send_bytes(data)
 
 
+def _prefer_oom_kill() -> None:
+    # Raising one's own score needs no privilege; a failure changes nothing else.
+    with contextlib.suppress(OSError), open("/proc/self/oom_score_adj", "w") as f:
+        f.write(str(OOM_SCORE_ADJ))
+
+
 def _die_with_parent(parent_pid: int) -> None:
     if sys.platform.startswith("linux"):
         with contextlib.suppress(Exception):
@@ -143,6 +155,7 @@ def _child_main(conn: Connection, flag_raw: Any, builder_bytes: bytes, parent_pi
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     _die_with_parent(parent_pid)
+    _prefer_oom_kill()
     # The server decides when this process ends (a terminal's Ctrl-C reaches the whole group).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
@@ -231,12 +244,14 @@ class ProcessEngine:
         max_crashes: int = MAX_CRASHES,
         crash_window_s: float = CRASH_WINDOW_S,
         backoff_s: float = BACKOFF_S,
+        stuck_s: float = STUCK_S,
     ) -> None:
         self.format = fmt
         self.label = label
         self.max_crashes = max_crashes
         self.crash_window_s = crash_window_s
         self.backoff_s = backoff_s
+        self.stuck_s = stuck_s
         # Pickled here so that a builder the child could not rebuild fails now, in the caller.
         self._builder_bytes = pickle.dumps(builder, protocol=pickle.HIGHEST_PROTOCOL)
         self._ctx = multiprocessing.get_context("spawn")
@@ -427,10 +442,15 @@ class ProcessEngine:
     def _wait_reply(self, events: list[threading.Event], what: str) -> tuple[Any, ...]:
         conn, proc, flag = self._conn, self._proc, self._flag
         assert conn is not None and proc is not None and flag is not None
-        mirrored = False
+        mirrored_at: float | None = None
         while True:
+            timeout = (
+                POLL_S if events and mirrored_at is None
+                else None if mirrored_at is None
+                else max(0.0, mirrored_at + self.stuck_s - time.monotonic())
+            )  # fmt: skip
             try:
-                ready = wait([conn, proc.sentinel], POLL_S if events and not mirrored else None)
+                ready = wait([conn, proc.sentinel], timeout)
             except (OSError, ValueError):
                 break  # closed under us by close() from another thread
             if conn in ready or (ready and conn.poll(0)):
@@ -442,19 +462,25 @@ class ProcessEngine:
                     break
             if proc.sentinel in ready:
                 break
-            if not mirrored and any(e.is_set() for e in events):
-                flag.set()
-                mirrored = True
+            if mirrored_at is None:
+                if any(e.is_set() for e in events):
+                    flag.set()
+                    mirrored_at = time.monotonic()
+            elif time.monotonic() >= mirrored_at + self.stuck_s:
+                proc.kill()
+                raise self._crashed(
+                    what, f"did not stop within {self.stuck_s:.0f} s of a cancel and was killed"
+                )
         raise self._crashed(what)
 
-    def _crashed(self, when: str) -> WorkerCrashed:
+    def _crashed(self, when: str, how: str | None = None) -> WorkerCrashed:
         if self._closed:
             return WorkerCrashed("the model process was shut down")
         proc = self._proc
         pid = proc.pid if proc is not None else None
         if proc is not None:
             proc.join(1.0)
-        how = describe_exit(proc.exitcode if proc is not None else None)
+        how = how or describe_exit(proc.exitcode if proc is not None else None)
         self._stop_child()
         self.crashes += 1
         self.last_crash = how.removeprefix("was ")

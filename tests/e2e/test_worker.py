@@ -24,6 +24,11 @@ def maps_llama(pid: int) -> bool:
         return "libllama" in f.read()
 
 
+def oom_score_adj(pid: int) -> int:
+    with open(f"/proc/{pid}/oom_score_adj") as f:
+        return int(f.read())
+
+
 crash_client = client_fixture(
     {
         "model": {"id": SMALL_ID, "contextLength": 4096, "threads": 1},
@@ -46,6 +51,8 @@ async def test_sigkill_of_the_model_process_is_survived(
     # The server process never loads llama.cpp; the model process does.
     assert not maps_llama(server_pid)
     assert maps_llama(worker_pid)
+    # Out of memory, the kernel kills the model process rather than the server.
+    assert oom_score_adj(worker_pid) > oom_score_adj(server_pid)
 
     # A long cold prompt: reading it takes tens of seconds, so the kill lands mid-request.
     body = "".join(f"def function_{i}(x):\n    return x * {i} + {i % 7}\n\n" for i in range(300))

@@ -259,6 +259,26 @@ def test_keeps_crashing_then_gives_up(small_model: Path, tmp_path: Path) -> None
         eng.close()
 
 
+def test_a_call_stuck_past_its_cancel_is_killed(small_model: Path) -> None:
+    builder, fmt, label = engine_builder(settings())
+    eng = ProcessEngine(functools.partial(wb.deaf, builder), fmt, label, stuck_s=1.0)
+    try:
+        pid = eng.pid
+        cancel = threading.Event()
+        threading.Timer(0.5, cancel.set).start()
+        t0 = time.monotonic()
+        with pytest.raises(WorkerCrashed, match="did not stop within 1 s of a cancel"):
+            eng.generate(req(EOL_PROMPT), cancel)
+        assert time.monotonic() - t0 < 10
+        assert pid is not None and not is_running(pid)
+        # Counted as a crash: the next call (or restart()) starts a new process.
+        assert eng.crashes == 1
+        assert eng.tokenize([("x", False)])
+        assert eng.pid not in (None, pid)
+    finally:
+        eng.close()
+
+
 # -- the process itself ------------------------------------------------------------------------------
 SCRIPT = """
 import functools, sys, threading

@@ -96,3 +96,16 @@ def keyed_engine(settings: Settings) -> KeyedEngine:
 
     entry, path = resolve_model(settings)
     return KeyedEngine(load_options(entry, path, settings.model), entry.format, entry.id)
+
+
+def deaf(builder: Callable[[], Any]) -> Any:
+    """An engine stuck in a call that never looks at its cancel flag (as native code that hangs
+    would be)."""
+    engine = builder()
+
+    def generate(req: GenerationRequest, cancel: threading.Event) -> GenerationResult:
+        threading.Event().wait()
+        raise AssertionError("unreachable")
+
+    engine.generate = generate
+    return engine

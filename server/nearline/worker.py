@@ -52,7 +52,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from .catalog import PromptFormat
-from .engine import GenerationRequest, GenerationResult
+from .engine import GenerationResult
 from .models import ModelError
 
 log = logging.getLogger(__name__)
@@ -200,6 +200,11 @@ def _child_main(conn: Connection, flag_raw: Any, builder_bytes: bytes, parent_pi
                 reply = ("raise", RuntimeError(f"unknown request {kind!r}"), "")
         except Exception as exc:
             reply = ("raise", _portable(exc), traceback.format_exc())
+        # The engine's info() rides along, so the server can show it without asking.
+        try:
+            reply = (*reply, dict(engine.info()))
+        except Exception:
+            reply = (*reply, None)
         try:
             _send(conn, reply)
         except OSError:
@@ -278,21 +283,23 @@ class ProcessEngine:
                 ) from None
 
     # -- the Engine protocol ----------------------------------------------------------------
-    def tokenize(self, segments: Sequence[tuple[str, bool]]) -> list[int]:
-        result: list[int] = self.call("tokenize", segments)
+    # Arguments pass through as given, so the engine's signatures can change without this file.
+    def tokenize(self, *args: Any, **kwargs: Any) -> list[int]:
+        result: list[int] = self.call("tokenize", *args, **kwargs)
         return result
 
-    def generate(self, req: GenerationRequest, cancel: threading.Event) -> GenerationResult:
-        result: GenerationResult = self.call("generate", req, cancel)
+    def generate(self, *args: Any, **kwargs: Any) -> GenerationResult:
+        result: GenerationResult = self.call("generate", *args, **kwargs)
         return result
 
-    def warm(self, segments: Sequence[tuple[str, bool]], cancel: threading.Event) -> int:
-        result: int = self.call("warm", segments, cancel)
+    def warm(self, *args: Any, **kwargs: Any) -> int:
+        result: int = self.call("warm", *args, **kwargs)
         return result
 
     def info(self) -> dict[str, Any]:
-        """The child engine's ``info()`` as of its start, plus the worker's state. Never talks to
-        the child: the status command calls this from the event loop while a call may run."""
+        """The child engine's ``info()`` as of the end of the last call, plus the worker's state.
+        Never talks to the child: the status command calls this from the event loop while a
+        call may be running."""
         proc = self._proc
         state = (
             "closed" if self._closed
@@ -432,6 +439,8 @@ class ProcessEngine:
         except OSError:
             raise self._crashed(_DOING.get(head[1], f"during {head[1]}")) from None
         msg = self._wait_reply(events, _DOING.get(head[1], f"during {head[1]}"))
+        if isinstance(msg[-1], dict):
+            self._info = msg[-1]
         if msg[0] == "ok":
             return msg[1]
         exc, tb = msg[1], msg[2]

@@ -104,6 +104,16 @@ def test_answers_like_the_in_process_engine(
     assert proc_engine.tokenize([(body, False)]) == local_engine.tokenize([(body, False)])
     # Forwarded by name: a method and a property the worker has no code for.
     assert proc_engine.cached_tokens == local_engine.cached_tokens > 0
+    # Per-document KV states (a field and an argument added after worker.py was written):
+    # the same saves and restores happen in the child, and its info() is current.
+    for eng in (proc_engine, local_engine):
+        for doc in ("a.py", "b.py", "a.py"):
+            r = dataclasses.replace(req(long_prompt(doc, 8) + body), doc=doc)
+            eng.generate(r, threading.Event())
+        eng.warm([(long_prompt("c.py", 8), False)], threading.Event(), "c.py")
+    local_cache = local_engine.info()["state_cache"]
+    assert proc_engine.info()["state_cache"] == local_cache
+    assert local_cache["documents"] >= 2
     info = proc_engine.info()
     assert info["isolation"] == "process" and info["model"] == SMALL_ID
     assert info["worker_pid"] == proc_engine.pid != os.getpid()

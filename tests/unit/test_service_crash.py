@@ -84,7 +84,7 @@ async def test_a_crash_ends_the_request_is_told_once_and_the_next_request_is_ser
 async def test_a_crash_during_warm_up_is_handled_the_same_way() -> None:
     engine = CrashingEngine()
 
-    def warm(segments: object, cancel: threading.Event) -> int:
+    def warm(segments: object, cancel: threading.Event, doc: str = "") -> int:
         engine.down = True
         raise WorkerCrashed("the model process was killed by signal SIGSEGV while reading ahead")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import os
 import signal
 import subprocess
@@ -357,3 +358,18 @@ def test_the_model_process_dies_with_the_server(small_model: Path) -> None:
     while is_running(worker) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not is_running(worker)
+
+
+def test_bench_worker_runs(small_model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "worker.json"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "server")}
+    cmd = [sys.executable, "-m", "nearline", "bench", "worker", "--model", SMALL_ID,
+           "--requests", "3", "--threads", "1", "--json", str(out)]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "overhead = wall - engine time" in proc.stdout
+    report = json.loads(out.read_text())
+    assert report["requests"] == 3 and report["different_answers"] == 0
+    for side in ("thread", "process"):
+        assert report["overhead_ms"][side]["n"] == 3
+        assert report["request_ms"][side]["p50_ms"] >= report["engine_ms"][side]["p50_ms"] > 0

@@ -266,6 +266,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
                         llama_server=args.llama_server, server_baseline=not args.no_llama_server,
                         settings_overrides=overrides, root=args.root)
         )  # fmt: skip
+    if args.bench_cmd == "worker":
+        from .bench.worker_bench import run_worker_bench
+        from .models import ModelError
+
+        try:
+            return run_worker_bench(model=args.model, requests=args.requests,
+                                    threads=args.threads, file=args.file, out_json=args.json)  # fmt: skip
+        except ModelError as exc:
+            raise UserError(str(exc)) from None
     if args.bench_cmd == "index":
         try:
             from .bench.index_bench import run as run_index
@@ -353,6 +362,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--set", action="append", metavar="SECTION.KEY=VALUE",
         help="a server setting for this run, e.g. --set model.draftTokens=6",
     )  # fmt: skip
+    bw = bsub.add_parser("worker", help="per-request cost of running the model in its own process")
+    bw.add_argument("--model", default=None)
+    bw.add_argument("--requests", type=int, default=60)
+    bw.add_argument("--threads", type=int, default=None)
+    bw.add_argument("--file", default=None, help="file of the sample project to type")
+    bw.add_argument("--json", default=None, help="write the numbers to this JSON file")
     bi = bsub.add_parser("index", help="index a generated tree")
     bi.add_argument("--files", type=int, default=10_000)
     b.set_defaults(func=cmd_bench)

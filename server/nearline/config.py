@@ -18,6 +18,7 @@ from typing import Any
 ROPE_SCALING_TYPES = ("none", "linear", "yarn")
 COMPOSERS = ("path-distance", "file-level")
 BACKENDS = ("local",)
+ISOLATIONS = ("process", "thread")
 
 
 @dataclass(kw_only=True)
@@ -91,6 +92,9 @@ class IndexSettingsCfg:
 @dataclass(kw_only=True)
 class EngineSettings:
     backend: str = "local"
+    isolation: str = "process"
+    """Where llama.cpp runs: ``process`` (a child process: a crash in native code is survived,
+    the model restarts) or ``thread`` (in the server process: for benchmarks and debugging)."""
 
 
 @dataclass(kw_only=True)
@@ -172,6 +176,7 @@ _CHECKS: dict[tuple[str, str], Callable[[Any], str | None]] = {
     ("context", "budget_tokens"): _int_range(64, 1 << 20),
     ("index", "max_file_bytes"): _int_range(1, 1 << 30),
     ("engine", "backend"): _one_of(BACKENDS),
+    ("engine", "isolation"): _one_of(ISOLATIONS),
 }
 
 

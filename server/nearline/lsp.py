@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -441,10 +442,14 @@ def build_server(engine_factory: EngineFactory | None = None) -> NearlineServer:
     def status_command(ls: NearlineServer, *args: Any) -> dict[str, Any]:
         svc = ls.service
         engine = svc.engine if svc else None
+        info = engine.info() if engine else None
         return {
             "state": svc.state if svc else "idle",
             "error": svc.error if svc else None,
-            "engine": engine.info() if engine else None,
+            "pid": os.getpid(),
+            # The model process (engine.isolation: process); None when the model runs in here.
+            "worker_pid": info.get("worker_pid") if info else None,
+            "engine": info,
             "settings": settings_to_dict(ls.settings),
             "stats": dict(svc.stats) if svc else {},
             "syntax": dict(svc.syntax.stats) if svc else {},

@@ -11,6 +11,8 @@ answered from it without the model.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import threading
 import time
@@ -22,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .catalog import ModelEntry, PromptFormat, format_for_path, load_catalog
-from .config import Settings
+from .config import ModelSettings, Settings
 from .context import COMPOSERS, ComposeRequest, CountTokens, RepoSource, cut_prefix, frame_cost
 from .engine import Engine, GenerationRequest, GenerationResult
 from .ignore import redact_secrets
@@ -30,6 +32,7 @@ from .index import language_for
 from .models import ModelError
 from .prompt import Prompt, PromptPart, RepoFile, file_parts, repo_parts
 from .syntax import SyntaxDocs, clean, clean_suggestion, gate_reason, neighbours, spec_for
+from .worker import WorkerCrashed
 
 __all__ = ["CompletionService", "OutOfRange", "Query", "clean_suggestion", "split_at_cursor"]
 
@@ -120,11 +123,12 @@ class CompletionService:
         on_message: MessageSink | None = None,
     ) -> None:
         self.settings = settings
-        self._engine_factory = engine_factory or create_local_engine
+        self._engine_factory = engine_factory or create_engine
         self.index = index
         self._count_override = count_tokens
         self._count: CountTokens | None = count_tokens
         self._on_message = on_message or (lambda level, text: None)
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nearline-model")
         self.engine: Engine | None = None
         self.state = "idle"  # idle | loading | ready | error
@@ -145,6 +149,7 @@ class CompletionService:
             "clean_rejected": 0, "syntax_checked": 0, "syntax_invalid": 0,
             "syntax_rejected": 0, "shown": 0, "shown_checked": 0, "shown_parsed": 0,
             "speculated": 0,
+            "crashes": 0,
         }  # fmt: skip
         # Per-document syntax trees, kept in step with the editor's changes (see lsp.py).
         self.syntax = SyntaxDocs()
@@ -164,11 +169,28 @@ class CompletionService:
     def _report_once(self, level: str, text: str) -> None:
         if text not in self._reported:
             self._reported.add(text)
+            self._notify(level, text)
+
+    def _notify(self, level: str, text: str) -> None:
+        """Tell the user, from any thread: the message sink writes to the client, which belongs
+        to the event loop's thread."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
             self._on_message(level, text)
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._on_message(level, text)
+        else:
+            loop.call_soon_threadsafe(self._on_message, level, text)
 
     async def start(self) -> None:
         """Load the model in the worker; safe to call again after settings change."""
         loop = asyncio.get_running_loop()
+        self._loop = loop
         self.state, self.error = "loading", None
         self._load_task = loop.run_in_executor(self._worker, self._load_blocking)
         await self._load_task
@@ -216,6 +238,8 @@ class CompletionService:
         return self.state == "ready"
 
     def close(self) -> None:
+        # Nothing running on the model thread may hold up the engine's close (and exit).
+        self._warm_cancel.set()
         for st in self._docs.values():
             if st.cancel is not None:
                 st.cancel.set()
@@ -585,6 +609,12 @@ class CompletionService:
                 return 0
             try:
                 return engine.warm(segments, cancel, q.uri)
+            except WorkerCrashed as exc:
+                self._worker_crashed(engine, exc)
+                return 0
+            except ModelError as exc:
+                self._engine_failed(engine, exc)
+                return 0
             except Exception:
                 log.exception("warm-up failed")
                 return 0
@@ -594,17 +624,57 @@ class CompletionService:
         self.recent.append({"source": "warm-up", "evaluated": n, "preempted": cancel.is_set()})
         return n
 
-    @staticmethod
     def _run_engine(
-        engine: Engine | None, req: GenerationRequest, cancel: threading.Event
+        self, engine: Engine | None, req: GenerationRequest, cancel: threading.Event
     ) -> GenerationResult:
         if engine is None or cancel.is_set():
             return GenerationResult(text="", stop_reason="cancelled")
+        if self.state == "error":
+            # Queued before a restart that gave up: the engine is unusable.
+            return GenerationResult(text="", stop_reason="error")
         try:
             return engine.generate(req, cancel)
+        except WorkerCrashed as exc:
+            self._worker_crashed(engine, exc)
+            return GenerationResult(text="", stop_reason="error")
+        except ModelError as exc:  # the model process could not be restarted
+            self._engine_failed(engine, exc)
+            return GenerationResult(text="", stop_reason="error")
         except Exception:
             log.exception("generation failed")
             return GenerationResult(text="", stop_reason="error")
+
+    # -- a crashed model process (engine.isolation: process) --------------------------------
+    def _worker_crashed(self, engine: Engine, exc: WorkerCrashed) -> None:
+        """On the model thread, once per death of the model process: tell the user, and queue
+        the restart ahead of the next request so that one gets a real answer."""
+        self.stats["crashes"] += 1
+        self.recent.append({"source": "crash", "error": str(exc)})
+        self._notify("warning", f"Nearline: {exc}; restarting it.")
+        with contextlib.suppress(RuntimeError):  # the service is closing
+            self._worker.submit(self._restart_engine, engine)
+
+    def _restart_engine(self, engine: Engine) -> None:
+        if self.engine is not engine:
+            return  # replaced meanwhile (settings changed)
+        restart = getattr(engine, "restart", None)
+        if restart is None:
+            return
+        try:
+            restart()
+        except ModelError as exc:
+            self._engine_failed(engine, exc)
+        except Exception as exc:
+            log.exception("restarting the model process failed")
+            self._engine_failed(engine, ModelError(str(exc)))
+
+    def _engine_failed(self, engine: Engine, exc: ModelError) -> None:
+        """The engine gave up (it kept crashing): no more requests reach it until the settings
+        change (``start()`` builds a new one)."""
+        if self.engine is not engine:
+            return
+        self.state, self.error = "error", str(exc)
+        self._report_once("error", f"Nearline: {exc}")
 
 
 def resolve_model(settings: Settings) -> tuple[ModelEntry, Path]:
@@ -614,9 +684,18 @@ def resolve_model(settings: Settings) -> tuple[ModelEntry, Path]:
     return entry, entry.path
 
 
-def create_local_engine(settings: Settings) -> Engine:
-    """Verify and load the configured model; raises ``ModelError`` with a fix for the user."""
-    from .engine import LlamaEngine, load_options
+def create_engine(settings: Settings) -> Engine:
+    """The configured engine (the service's default factory): the model in a child process
+    (``engine.isolation: process``: a crash in llama.cpp cannot take the server down), or in
+    this process (``thread``: for benchmarks and debugging)."""
+    if settings.engine.isolation == "thread":
+        return create_local_engine(settings)
+    return create_process_engine(settings)
+
+
+def _verified_model(settings: Settings) -> tuple[ModelEntry, Path, PromptFormat, str]:
+    """(entry, file, prompt format, label) of the configured model, checked before loading;
+    raises ``ModelError`` with a fix for the user."""
     from .models import check_gguf, ensure_verified
 
     try:
@@ -625,14 +704,47 @@ def create_local_engine(settings: Settings) -> Engine:
         raise ModelError(str(exc.args[0])) from None
     if settings.model.path:
         check_gguf(path)
-        fmt = format_for_path(path, entry.format)
-    else:
-        ensure_verified(entry, path)
-        fmt = entry.format
-    opts = load_options(entry, path, settings.model)
+        return entry, path, format_for_path(path, entry.format), path.name
+    ensure_verified(entry, path)
+    return entry, path, entry.format, entry.id
+
+
+def build_llama_engine(
+    entry: ModelEntry, path: Path, ms: ModelSettings, fmt: PromptFormat, label: str
+) -> Engine:
+    """Load a verified model with llama.cpp, in whichever process calls it (the server, or the
+    model process); llama.cpp's refusal to load becomes a ``ModelError``."""
+    from .engine import LlamaEngine, load_options
+
+    opts = load_options(entry, path, ms)
     try:
-        return LlamaEngine(opts, fmt, entry.id if not settings.model.path else path.name)
+        return LlamaEngine(opts, fmt, label)
     except ValueError as exc:
         raise ModelError(
             f"llama.cpp could not load {path}: {exc} (corrupt or unsupported GGUF)"
         ) from None
+
+
+def create_local_engine(settings: Settings) -> Engine:
+    """Verify and load the configured model in this process."""
+    entry, path, fmt, label = _verified_model(settings)
+    return build_llama_engine(entry, path, settings.model, fmt, label)
+
+
+def engine_builder(settings: Settings) -> tuple[Callable[[], Engine], PromptFormat, str]:
+    """Verify the configured model here; return a picklable zero-argument builder that loads
+    it wherever it is called, with the model's prompt format and label."""
+    entry, path, fmt, label = _verified_model(settings)
+    return (
+        functools.partial(build_llama_engine, entry, path, settings.model, fmt, label),
+        fmt,
+        label,
+    )
+
+
+def create_process_engine(settings: Settings) -> Engine:
+    """Verify the configured model here, load it in a child process (``worker.py``): this
+    process never imports llama.cpp."""
+    from .worker import ProcessEngine
+
+    return ProcessEngine(*engine_builder(settings))

@@ -39,6 +39,7 @@ export const SERVER_KEYS: Readonly<Record<string, readonly string[]>> = {
   ],
   context: ['composer', 'budgetTokens'],
   index: ['exclude', 'maxFileBytes', 'watch'],
+  engine: ['isolation'],
   stats: ['enabled'],
 };
 

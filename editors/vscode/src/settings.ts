@@ -26,6 +26,7 @@ export const SERVER_KEYS: Readonly<Record<string, readonly string[]>> = {
   context: ['composer', 'budgetTokens'],
   index: ['exclude', 'maxFileBytes', 'watch'],
   stats: ['enabled'],
+  engine: ['backend', 'url', 'model', 'apiKeyEnv', 'timeoutMs', 'connectTimeoutMs'],
 };
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {

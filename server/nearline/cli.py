@@ -251,9 +251,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.bench_cmd == "latency":
         from .bench.latency import run_latency
 
+        extra: dict[str, Any] = {}
+        if args.settings:
+            try:
+                extra = json.loads(args.settings)
+            except json.JSONDecodeError as exc:
+                raise UserError(f"--settings is not valid JSON: {exc}") from None
+            if not isinstance(extra, dict) or not all(isinstance(v, dict) for v in extra.values()):
+                raise UserError('--settings must be nested sections, e.g. {"engine": {...}}')
         return asyncio.run(
             run_latency(model=args.model, file=args.file, max_keystrokes=args.keystrokes,
-                        raw=not args.no_raw, out_json=args.json)
+                        raw=not args.no_raw, out_json=args.json, extra_settings=extra)
         )  # fmt: skip
     if args.bench_cmd == "index":
         try:
@@ -334,6 +342,11 @@ def build_parser() -> argparse.ArgumentParser:
     bl.add_argument("--keystrokes", type=int, default=300)
     bl.add_argument("--no-raw", action="store_true", help="skip the raw llama-cpp-python run")
     bl.add_argument("--json", default=None, help="write the numbers to this JSON file")
+    bl.add_argument(
+        "--settings",
+        default=None,
+        help='more server settings as JSON, e.g. {"engine": {"backend": "openai", "url": "…"}}',
+    )
     bi = bsub.add_parser("index", help="index a generated tree")
     bi.add_argument("--files", type=int, default=10_000)
     b.set_defaults(func=cmd_bench)

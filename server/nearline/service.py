@@ -255,8 +255,8 @@ class CompletionService:
         else:
             entry = self.model_entry()
             how = (
-                f"run `nearline models pull {entry.id}` (only its vocabulary is read; generation "
-                "stays on the server, and any catalog model of the same family will do)"
+                f"run `nearline models pull {entry.id}`, or point model.path at a GGUF of the same "
+                "model family (only its vocabulary is read; generation stays on the server)"
             )
         self._report_once(
             "info",

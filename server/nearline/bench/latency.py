@@ -44,6 +44,7 @@ async def run_latency(
     raw: bool = True,
     out_json: str | None = None,
     start_fraction: float = 0.5,
+    extra_settings: dict[str, Any] | None = None,
 ) -> int:
     root = sample_project()
     rel = file or "inventory/models.py"
@@ -56,6 +57,9 @@ async def run_latency(
     settings: dict[str, Any] = {"completion": {"debounceMs": 0}}
     if model:
         settings["model"] = {"id": model}
+    # E.g. {"engine": {"backend": "openai", "url": ...}}: the same keystrokes on a remote engine.
+    for section, values in (extra_settings or {}).items():
+        settings[section] = {**settings.get(section, {}), **values}
     session = EditorSession(root, settings)
     engine = await session.start_ready()
     if engine is None:
@@ -87,6 +91,8 @@ async def run_latency(
     evaluated = [r["evaluated"] for r in recent if r.get("source") == "model"]
     model_lat = [r["latency_ms"] / 1000 for r in recent if r.get("source") == "model"][1:]
     report: dict[str, Any] = {
+        "backend": engine.get("backend"),
+        "url": engine.get("url"),
         "model": engine.get("model"),
         "threads": engine.get("threads"),
         "file": rel,
@@ -102,7 +108,7 @@ async def run_latency(
             "max": max(evaluated) if evaluated else None,
         },
     }
-    if raw and prompts:
+    if raw and prompts and engine.get("backend") == "local":
         report["raw"] = _raw_llama(engine, prompts)
         report["ratio_p50"] = report["nearline"]["p50_ms"] / report["raw"]["p50_ms"]
         report["ratio_p95"] = report["nearline"]["p95_ms"] / report["raw"]["p95_ms"]
@@ -144,9 +150,8 @@ def _raw_llama(engine: dict[str, Any], prompts: list[str]) -> dict[str, Any]:
 
 def _print(r: dict[str, Any]) -> None:
     n = r["nearline"]
-    print(
-        f"\nnearline bench latency — model {r['model']}, {r['threads']} threads, file {r['file']}"
-    )
+    where = f"{r['threads']} threads" if r.get("backend") == "local" else f"remote {r['url']}"
+    print(f"\nnearline bench latency — model {r['model']}, {where}, file {r['file']}")
     print(
         f"keystrokes: {r['keystrokes']}   first request after open: {r['first_request_ms']:.0f} ms"
     )

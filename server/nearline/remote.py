@@ -233,7 +233,7 @@ class RemoteEngine:
 
     # -- HTTP ---------------------------------------------------------------------------------
     def _headers(self) -> dict[str, str]:
-        h = {"Accept": "text/event-stream"}
+        h: dict[str, str] = {}
         if self.opts.api_key:
             h["Authorization"] = f"Bearer {self.opts.api_key}"
         return h
@@ -384,7 +384,8 @@ class RemoteEngine:
         try:
             await self._probe()
             body = self._body(spec.prompt, spec.max_tokens, single_line)
-            async with self._http().stream("POST", url, json=body, headers=self._headers()) as resp:
+            headers = {**self._headers(), "Accept": "text/event-stream"}
+            async with self._http().stream("POST", url, json=body, headers=headers) as resp:
                 prog.first_byte_at = time.monotonic()
                 if resp.status_code >= 400:
                     raw = b""
@@ -569,12 +570,15 @@ class RemoteEngine:
             reason = "eol" if req.single_line else "stop"
         usage = prog.usage or {}
         timings = prog.timings or {}
-        local = self._count(req.segments)
         prompt_tokens = _int(usage.get("prompt_tokens"))
         cached = _int(timings.get("cache_n"))
         evaluated = _int(timings.get("prompt_n"))
         if prompt_tokens is None:
-            prompt_tokens = (cached or 0) + evaluated if evaluated is not None else local
+            # Not every server reports usage while streaming: count here.
+            if evaluated is not None:
+                prompt_tokens = (cached or 0) + evaluated
+            else:
+                prompt_tokens = self._count(req.segments)
         generated = _int(usage.get("completion_tokens"))
         if generated is None:
             generated = _int(timings.get("predicted_n"))
@@ -589,7 +593,7 @@ class RemoteEngine:
             prompt_s=(prog.first_byte_at - t0) if prog.first_byte_at else 0.0,
             first_token_s=(prog.first_token_at - t0) if prog.first_token_at else 0.0,
             total_s=end - t0,
-            extra={"backend": "openai", "local_prompt_tokens": local, **self._take_notice()},
+            extra={"backend": "openai", **self._take_notice()},
         )
 
     def warm(self, segments: Sequence[tuple[str, bool]], cancel: threading.Event) -> int:

@@ -178,6 +178,11 @@ def cmd_complete(args: argparse.Namespace) -> int:
             raise UserError(svc.error or "the model is not available")
         out = await svc.complete(q)
         svc.close()
+        if out.source == "error":
+            extra = out.result.extra if out.result is not None else {}
+            if "server" in extra:  # a remote engine's failure
+                raise UserError(f"the completion server at {extra['server']} {extra['error']}")
+            raise UserError("generation failed (see the log above)")
         if out.suggestions:
             print(out.suggestions[0].text)
         if args.verbose and out.result is not None:

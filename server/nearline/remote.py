@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import os
+import socket
 import threading
 import time
 from collections.abc import Sequence
@@ -162,6 +164,20 @@ def _error_detail(raw: bytes) -> str:
     return msg[:300] + ("…" if len(msg) > 300 else "")
 
 
+def _connect_cause(exc: BaseException) -> str:
+    """The socket error under httpx's "All connection attempts failed", in words."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(seen, socket.gaierror):
+            return "unknown host"
+        if isinstance(seen, OSError) and seen.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+            return "no route to the host"
+        seen = seen.__cause__ or seen.__context__
+    return str(exc) or type(exc).__name__
+
+
 def _retry_after(resp: httpx.Response) -> float | None:
     value = resp.headers.get("retry-after")
     try:
@@ -259,10 +275,7 @@ class RemoteEngine:
                 "(engine.connectTimeoutMs)"
             )
         if isinstance(exc, httpx.ConnectError):
-            cause = str(exc) or type(exc).__name__
-            if "refused" in cause.lower():
-                cause = "connection refused"
-            return RemoteError(f"cannot be reached ({cause}); is it running?")
+            return RemoteError(f"cannot be reached ({_connect_cause(exc)}); is it running?")
         if isinstance(exc, httpx.TimeoutException):
             return RemoteError(
                 f"did not answer within {self.opts.timeout_s:g} s (engine.timeoutMs)"
@@ -502,13 +515,15 @@ class RemoteEngine:
             delay = min(BACKOFF_MAX_S, max(delay, exc.retry_after_s))
         self._retry_at = time.monotonic() + delay
         self.last_error = msg
-        log.warning(
+        # Info, not warning: the first failure of an outage reaches the user as a message.
+        log.info(
             "completion server %s %s (failure %d, next try in %.1fs)",
             self.opts.base_url, msg, self.failures, delay,
         )  # fmt: skip
         if self.failures == 1:
+            end = "" if msg.endswith((".", "?", "!")) else "."
             return (
-                f"Nearline: the completion server at {self.opts.base_url} {msg}. "
+                f"Nearline: the completion server at {self.opts.base_url} {msg}{end} "
                 "Suggestions stay empty until it answers; Nearline keeps retrying."
             )
         return None
@@ -550,7 +565,11 @@ class RemoteEngine:
                 text="",
                 stop_reason="error",
                 total_s=time.monotonic() - t0,
-                extra={"error": self.last_error, **self._take_notice(notice)},
+                extra={
+                    "error": self.last_error,
+                    "server": self.opts.base_url,
+                    **self._take_notice(notice),
+                },
             )
         if cut != "cancelled":
             self._succeeded()

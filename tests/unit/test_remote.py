@@ -239,7 +239,9 @@ def test_http_500_gives_one_notice_then_backs_off_then_recovers() -> None:
 
 def test_connection_refused_is_reported_plainly() -> None:
     def refuse(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+        # What httpx raises for a closed port: the socket error is its cause.
+        refused = ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 9)")
+        raise httpx.ConnectError("All connection attempts failed", request=request) from refused
 
     opts = remote_options(EngineSettings(backend="openai", url="http://127.0.0.1:9"))
     eng = RemoteEngine(opts, QWEN.format, QWEN.id, transport=httpx.MockTransport(refuse))

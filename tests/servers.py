@@ -221,3 +221,21 @@ def start_served(kind: str, log: Path) -> Served:
             )
         return start_llama_server(binary, model, log)
     return start_llama_cpp_python(model, log)
+
+
+class ServedPool:
+    """One running server per kind, started when first asked for."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.running: dict[str, Served] = {}
+
+    def get(self, kind: str) -> Served:
+        s = self.running.get(kind)
+        if s is None or s.proc.poll() is not None:
+            s = self.running[kind] = start_served(kind, self.logs / f"{kind}.log")
+        return s
+
+    def stop(self) -> None:
+        for s in self.running.values():
+            s.stop()

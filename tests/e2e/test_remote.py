@@ -6,7 +6,6 @@ been built (``bash scripts/build-llama-server.sh``)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient
 
 from ..conftest import SAMPLE, SERVER_CMD, SMALL_ID, server_env
-from ..servers import Served, free_port, front, start_served
+from ..servers import Served, ServedPool, free_port, front
 from .conftest import edit, init_params, inline, open_doc, prompt_at, status, wait_ready
 
 pytestmark = pytest.mark.model
@@ -34,19 +33,13 @@ def remote_options(url: str, **engine: Any) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module", params=["llama_cpp.server", "llama-server"])
-def served(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Served]:
-    s = start_served(request.param, tmp_path_factory.mktemp("served") / "server.log")
-    yield s
-    s.stop()
+def served(request: pytest.FixtureRequest, served_pool: ServedPool) -> Served:
+    return served_pool.get(request.param)
 
 
 @pytest.fixture(scope="module")
-def py_served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    s = start_served("llama_cpp.server", tmp_path_factory.mktemp("py-served") / "server.log")
-    yield s
-    s.stop()
+def py_served(served_pool: ServedPool) -> Served:
+    return served_pool.get("llama_cpp.server")
 
 
 @pytest_lsp.fixture(config=ClientServerConfig(server_command=SERVER_CMD, server_env=server_env()))

@@ -5,7 +5,6 @@ string a server tokenizes with special-token parsing."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,18 +17,14 @@ from nearline.service import CompletionService, Query, create_engine
 from nearline.tokens import load_tokenizer
 
 from ..conftest import SMALL_ID, model_path
-from ..servers import Served, start_served
+from ..servers import Served, ServedPool
 
 pytestmark = pytest.mark.model
 
 
 @pytest.fixture(scope="module", params=["llama_cpp.server", "llama-server"])
-def served(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Served]:
-    s = start_served(request.param, tmp_path_factory.mktemp("served") / "server.log")
-    yield s
-    s.stop()
+def served(request: pytest.FixtureRequest, served_pool: ServedPool) -> Served:
+    return served_pool.get(request.param)
 
 
 def service(backend: str, url: str = "http://127.0.0.1:9") -> CompletionService:
@@ -117,7 +112,10 @@ def test_file_text_cannot_forge_control_tokens(small_model: Path) -> None:
 
 def test_generate_with_a_real_server_reports_its_numbers(served: Served, small_model: Path) -> None:
     settings, _ = parse_settings(
-        {"model": {"id": SMALL_ID}, "engine": {"backend": "openai", "url": served.url}}
+        {
+            "model": {"id": SMALL_ID},
+            "engine": {"backend": "openai", "url": served.url, "timeoutMs": 300_000},
+        }
     )
     engine = create_engine(settings)
     assert isinstance(engine, RemoteEngine)

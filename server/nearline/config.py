@@ -39,6 +39,12 @@ class ModelSettings:
     batch_size: int = 64
     """Prompt tokens per llama_decode call: also the granularity at which a cold prompt can be
     cancelled, so it stays small (64 tokens ≈ 0.3 s on 2 CPU cores)."""
+    state_cache_mb: int = 256
+    """Memory for saved KV states of recently used documents (0 = off): switching to another
+    file and back restores its state instead of reading its whole prompt again."""
+    draft_tokens: int = 0
+    """Prompt-lookup speculative decoding: draft up to this many tokens copied from the prompt
+    and verify them in one batch (0 = off)."""
 
 
 @dataclass(kw_only=True)
@@ -185,6 +191,8 @@ _CHECKS: dict[tuple[str, str], Callable[[Any], str | None]] = {
     ("model", "rope_scaling_factor"): _positive,
     ("model", "yarn_orig_context"): _int_range(1, 1 << 24),
     ("model", "batch_size"): _int_range(8, 4096),
+    ("model", "state_cache_mb"): _int_range(0, 1 << 16),
+    ("model", "draft_tokens"): _int_range(0, 16),
     ("model", "path"): _existing_file,
     ("completion", "max_tokens"): _int_range(1, 512),
     ("completion", "debounce_ms"): _int_range(0, 10_000),

@@ -434,6 +434,7 @@ class CompletionService:
                 segments=prompt.segments(),
                 max_tokens=self.settings.completion.max_tokens,
                 timeout_s=self.settings.completion.timeout_ms / 1000,
+                doc=q.uri,
             )
             engine = self.engine
             loop = asyncio.get_running_loop()
@@ -505,7 +506,7 @@ class CompletionService:
             if cancel.is_set():
                 return 0
             try:
-                return engine.warm(segments, cancel)
+                return engine.warm(segments, cancel, q.uri)
             except Exception:
                 log.exception("warm-up failed")
                 return 0

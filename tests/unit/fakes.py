@@ -35,7 +35,9 @@ class FakeEngine:
             time.sleep(0.005)
         return GenerationResult(text=self.reply, stop_reason="eol", prompt_tokens=10)
 
-    def warm(self, segments: Sequence[tuple[str, bool]], cancel: threading.Event) -> int:
+    def warm(
+        self, segments: Sequence[tuple[str, bool]], cancel: threading.Event, doc: str = ""
+    ) -> int:
         self.warms.append(list(segments))
         self.started.set()
         deadline = time.monotonic() + self.warm_s

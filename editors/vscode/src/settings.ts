@@ -21,6 +21,8 @@ export const SERVER_KEYS: Readonly<Record<string, readonly string[]>> = {
     'ropeScaling',
     'ropeScalingFactor',
     'yarnOrigContext',
+    'stateCacheMb',
+    'draftTokens',
   ],
   completion: ['enabled', 'maxTokens', 'debounceMs', 'timeoutMs', 'warmUp', 'suffixLines'],
   context: ['composer', 'budgetTokens'],

@@ -615,7 +615,9 @@ class RemoteEngine:
             extra={"backend": "openai", **self._take_notice()},
         )
 
-    def warm(self, segments: Sequence[tuple[str, bool]], cancel: threading.Event) -> int:
+    def warm(
+        self, segments: Sequence[tuple[str, bool]], cancel: threading.Event, doc: str = ""
+    ) -> int:
         """Have the server read the prompt into its prefix cache (one generated token, the least
         every server accepts); returns the prompt tokens it evaluated. A failure counts towards
         the backoff and its message is shown with the next suggestion request."""

@@ -71,7 +71,7 @@ async def test_suggestions_come_back_from_the_remote_server(
     assert items, "the remote server gave no suggestion"
     assert items[0].insert_text.strip() and "\n" not in items[0].insert_text
     st = await status(client)
-    assert st["recent"][-1]["source"] == "model"
+    assert any(r["source"] == "model" for r in st["recent"])
     assert st["engine"]["failures"] == 0 and st["engine"]["last_error"] is None
 
     # Typing through the suggestion is answered here, without asking the server again.
@@ -79,12 +79,11 @@ async def test_suggestions_come_back_from_the_remote_server(
     first = await inline(client, small, 1, 12)
     assert first, "the remote server gave no suggestion"
     shown = first[0].insert_text
+    assert len(shown) > 1, shown
     sent = await requests_sent(client)
-    typed = shown[0]
-    edit(client, small, 2, ((1, 12), (1, 12), typed))
-    again = await inline(client, small, 1, 12 + len(typed))
-    if len(shown) > 1:
-        assert again and again[0].insert_text == shown[1:].rstrip()
+    edit(client, small, 2, ((1, 12), (1, 12), shown[0]))
+    again = await inline(client, small, 1, 13)
+    assert again and shown.endswith(again[0].insert_text), (shown, again)
     assert await requests_sent(client) == sent
     assert (await status(client))["stats"]["typing_through"] >= 1
     assert not [m for m in client.messages if m.type == types.MessageType.Error]

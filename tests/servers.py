@@ -119,6 +119,18 @@ def start_llama_server(binary: Path, model: Path, log_path: Path, n_ctx: int = 2
     return _wait_up(Served("llama-server", f"http://127.0.0.1:{port}", proc, log_path, log))
 
 
+@dataclass
+class Relayed:
+    """One request ``Front`` relayed: its JSON body, how many stream events it passed on, and
+    how it ended."""
+
+    path: str
+    body: dict[str, Any]
+    events: int = 0
+    upstream_done: bool = False
+    client_gone: bool = False
+
+
 class Front:
     """An HTTP server on 127.0.0.1 in front of a real completion server. ``mode``: ``proxy``
     relays every request (streaming), ``500`` answers an OpenAI-style error with HTTP 500,
@@ -130,6 +142,7 @@ class Front:
         self.url = f"http://127.0.0.1:{self.port}"
         self.mode = "proxy"
         self.hits: dict[str, int] = {}
+        self.streams: list[Relayed] = []
         self._server: http.server.ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -171,6 +184,8 @@ class Front:
             def _relay(self, body: bytes) -> None:
                 host, port = front.upstream.removeprefix("http://").split(":")
                 conn = http.client.HTTPConnection(host, int(port), timeout=300)
+                log = Relayed(self.path, json.loads(body) if body else {})
+                front.streams.append(log)
                 try:
                     headers = {"Content-Type": self.headers.get("Content-Type", "")}
                     conn.request(self.command, self.path, body=body or None, headers=headers)
@@ -181,8 +196,11 @@ class Front:
                     while chunk := resp.read1(65536):
                         self.wfile.write(chunk)
                         self.wfile.flush()
+                        log.events += chunk.count(b"data: {")
+                    log.upstream_done = True
                 except OSError:
-                    pass  # the client went away: closing upstream tells the server to stop
+                    # The client went away: closing upstream tells the server to stop.
+                    log.client_gone = True
                 finally:
                     conn.close()
 

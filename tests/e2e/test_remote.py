@@ -15,7 +15,7 @@ from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient
 
 from ..conftest import SAMPLE, SERVER_CMD, SMALL_ID, server_env
-from ..servers import Served, ServedPool, free_port, front
+from ..servers import Front, Relayed, Served, ServedPool, free_port, front
 from .conftest import edit, init_params, inline, open_doc, prompt_at, status, wait_ready
 
 pytestmark = pytest.mark.model
@@ -89,12 +89,29 @@ async def test_suggestions_come_back_from_the_remote_server(
     assert not [m for m in client.messages if m.type == types.MessageType.Error]
 
 
+@pytest_lsp.fixture(config=ClientServerConfig(server_command=SERVER_CMD, server_env=server_env()))
+async def remote_watched(lsp_client: LanguageClient, served: Served):
+    """Like ``remote``, through a relay that logs every stream (``lsp_client.front``), and
+    without warm-up requests (their own hang-ups would blur what a cancel does)."""
+    with front(served.url) as f:
+        lsp_client.front = f  # type: ignore[attr-defined]
+        options = remote_options(f.url)
+        # No time limit that could end the generation before max_tokens: only the cancel may.
+        options["completion"].update(warmUp=False, timeoutMs=600_000)
+        options["engine"]["timeoutMs"] = 600_000
+        await lsp_client.initialize_session(init_params(options=options))
+        yield
+        await lsp_client.shutdown_session()
+
+
 async def test_cancel_request_closes_the_remote_stream(
-    remote: LanguageClient, served: Served, tmp_path: Path
+    remote_watched: LanguageClient, served: Served, tmp_path: Path
 ) -> None:
-    client = remote
+    client = remote_watched
+    relay: Front = client.front  # type: ignore[attr-defined]
     await wait_ready(client)
     predicted = served.metric("tokens_predicted_total") if served.kind == "llama-server" else 0
+    hangups = served.log_text().count("Disconnected from client")
     # The small model continues this list on one line until max_tokens: a long generation.
     text = "values = [" + ", ".join(str(i) for i in range(1, 40)) + ","
     uri = open_doc(client, tmp_path / "long.py", text)
@@ -110,31 +127,40 @@ async def test_cancel_request_closes_the_remote_stream(
             types.TEXT_DOCUMENT_INLINE_COMPLETION, params, msg_id="remote-cancel"
         )
     )
-    for _ in range(600):
-        if (await status(client))["inflight"] >= 1:
+
+    def generating() -> Relayed | None:
+        return next(
+            (r for r in relay.streams if r.body.get("max_tokens") == MAX_TOKENS and r.events >= 3),
+            None,
+        )
+
+    for _ in range(3000):
+        if (stream := generating()) is not None:
             break
         await asyncio.sleep(0.05)
-    await asyncio.sleep(1.0)  # let the server get into the stream
+    assert stream is not None, relay.streams
     client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id="remote-cancel"))
     with pytest.raises(Exception) as info:
         await asyncio.wait_for(fut, 60)
     assert "cancel" in str(info.value).lower() or getattr(info.value, "code", None) == -32800
-    # The next request is served: the server is not busy finishing the abandoned one (the C++
-    # server has one slot and would make it wait for all of it).
+    # The next request is served (the C++ server has one slot: it would wait for the whole
+    # abandoned generation if that went on).
     small = open_doc(client, tmp_path / "next.py", "def add(a, b):\n    return a")
     assert await inline(client, small, 1, 12)
-    st = await status(client)
-    assert any(r["source"] == "cancelled" for r in st["recent"])
-    # The server saw the stream closed and stopped generating.
+    # Nearline hung up mid-stream, having received far fewer tokens than it asked for...
+    assert stream.client_gone and not stream.upstream_done, stream
+    assert stream.events < MAX_TOKENS
+    assert any(r["source"] == "cancelled" for r in (await status(client))["recent"])
+    # ...and the server saw the stream closed and stopped generating.
     if served.kind == "llama-server":
         spent = served.metric("tokens_predicted_total") - predicted
         assert spent < MAX_TOKENS, spent
     else:
         for _ in range(100):
-            if "Disconnected from client" in served.log_text():
+            if served.log_text().count("Disconnected from client") > hangups:
                 break
             await asyncio.sleep(0.1)
-        assert "Disconnected from client" in served.log_text()
+        assert served.log_text().count("Disconnected from client") == hangups + 1
 
 
 # -- failures: refused, HTTP 500, garbage; one message each, empty answers, then recovery --------

@@ -129,6 +129,7 @@ class CompletionService:
         self._count: CountTokens | None = count_tokens
         self._on_message = on_message or (lambda level, text: None)
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.exact_tokens = count_tokens is not None  # an injected counter is taken as exact
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nearline-model")
         self.engine: Engine | None = None
         self.state = "idle"  # idle | loading | ready | error
@@ -206,6 +207,7 @@ class CompletionService:
             if self._count_override is None:
                 # The model may have changed with the settings: count with its vocabulary.
                 self._count = self._make_counter()
+                self._note_estimated_budgets()
         except ModelError as exc:
             self.state, self.error = "error", str(exc)
             self._report_once("error", f"Nearline: {exc}")
@@ -219,13 +221,33 @@ class CompletionService:
         """Exact counts with the model's own vocabulary through HF tokenizers, built from the
         GGUF without loading the model (so the index and the composer can count before the model
         is ready). An over-estimate when the file is unusable: budgets stay safe."""
-        from .tokens import load_counter
+        from .tokens import ApproxCounter, load_counter
 
         try:
             path: Path | None = resolve_model(self.settings)[1]
         except KeyError:
             path = None  # an unknown model id is reported when the model loads
-        return load_counter(path).count
+        self.exact_tokens = not isinstance(counter := load_counter(path), ApproxCounter)
+        return counter.count
+
+    def _note_estimated_budgets(self) -> None:
+        """With a remote engine the model's GGUF need not be here, and without it budgets are
+        estimated (on the safe side): say once how to make them exact."""
+        if self.settings.engine.backend == "local" or self.exact_tokens:
+            return
+        if self.settings.model.path:
+            how = f"model.path ({self.settings.model.path}) is not a readable GGUF file"
+        else:
+            entry = self.model_entry()
+            how = (
+                f"run `nearline models pull {entry.id}`, or point model.path at a GGUF of the same "
+                "model family (only its vocabulary is read; generation stays on the server)"
+            )
+        self._report_once(
+            "info",
+            "Nearline: prompt budgets are estimated because the model's vocabulary is not on "
+            f"this machine. For exact budgets {how}.",
+        )
 
     def count_tokens(self, text: str) -> int:
         if self._count is None:
@@ -505,6 +527,10 @@ class CompletionService:
             out.source = "cancelled"
             return out
         if result.stop_reason == "error":
+            # The engine says when a failure is news (once per outage of a remote server).
+            if notice := result.extra.get("notice"):
+                self._on_message("error", str(notice))
+            self.recent.append({"source": "error", "error": result.extra.get("error")})
             out.source = "error"
             return out
         self.stats["model"] += 1
@@ -685,12 +711,33 @@ def resolve_model(settings: Settings) -> tuple[ModelEntry, Path]:
 
 
 def create_engine(settings: Settings) -> Engine:
-    """The configured engine (the service's default factory): the model in a child process
+    """The configured engine (the service's default factory): a remote OpenAI-compatible
+    server (``engine.backend: openai``); else llama.cpp in a child process
     (``engine.isolation: process``: a crash in llama.cpp cannot take the server down), or in
     this process (``thread``: for benchmarks and debugging)."""
+    if settings.engine.backend == "openai":
+        return create_remote_engine(settings)
     if settings.engine.isolation == "thread":
         return create_local_engine(settings)
     return create_process_engine(settings)
+
+
+def create_remote_engine(settings: Settings) -> Engine:
+    """An OpenAI-compatible server does the generating; the catalog entry of ``model.id`` (or
+    the file ``model.path``) still gives the prompt format and, when its GGUF is here, the exact
+    vocabulary. Never contacts the server: an unreachable one is reported by the first request
+    and retried, so the engine is ready even before the server is."""
+    from .remote import RemoteEngine, remote_options
+    from .tokens import load_counter
+
+    try:
+        entry, path = resolve_model(settings)
+    except KeyError as exc:
+        raise ModelError(str(exc.args[0])) from None
+    fmt = format_for_path(path, entry.format) if settings.model.path else entry.format
+    opts = remote_options(settings.engine)
+    counter = load_counter(path if path.is_file() else None)
+    return RemoteEngine(opts, fmt, entry.id if not settings.model.path else path.name, counter)
 
 
 def _verified_model(settings: Settings) -> tuple[ModelEntry, Path, PromptFormat, str]:

@@ -41,6 +41,7 @@ export const SERVER_KEYS: Readonly<Record<string, readonly string[]>> = {
   index: ['exclude', 'maxFileBytes', 'watch'],
   engine: ['isolation'],
   stats: ['enabled'],
+  engine: ['backend', 'url', 'model', 'apiKeyEnv', 'timeoutMs', 'connectTimeoutMs'],
 };
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {

@@ -98,6 +98,7 @@ async def run_latency(
     server_baseline: bool = True,
     settings_overrides: dict[str, Any] | None = None,
     root: str | None = None,
+    extra_settings: dict[str, Any] | None = None,
 ) -> int:
     proj = Path(root) if root else sample_project()
     rel = file or "inventory/models.py"
@@ -113,6 +114,9 @@ async def run_latency(
     for key, value in (settings_overrides or {}).items():
         section, _, name = key.partition(".")
         settings.setdefault(section, {})[name] = value
+    # E.g. {"engine": {"backend": "openai", "url": ...}}: the same keystrokes on a remote engine.
+    for section, values in (extra_settings or {}).items():
+        settings[section] = {**settings.get(section, {}), **values}
     session = EditorSession(proj, settings)
     _note(f"starting nearline serve on {proj} ...")
     engine = await session.start_ready()
@@ -157,6 +161,8 @@ async def run_latency(
     sources = status.get("stats") or {}
     answered = sources.get("model", 0) + sources.get("typing_through", 0)
     report: dict[str, Any] = {
+        "backend": engine.get("backend"),
+        "url": engine.get("url"),
         "model": engine.get("model"),
         "threads": engine.get("threads"),
         "file": rel,
@@ -188,7 +194,7 @@ async def run_latency(
     }
     seq = [p for p in prompts if p]
     tail = [p for p in (b_prompt, back_prompt) if p]
-    if raw and seq:
+    if raw and seq and engine.get("backend", "local") == "local":
         _note("replaying the same prompts through raw llama-cpp-python ...")
         report["raw"] = _raw_llama(engine, seq, tail)
     if server_baseline and seq:
@@ -418,8 +424,13 @@ def _row(name: str, d: dict[str, Any], extra: str = "") -> str:
 
 def _print(r: dict[str, Any]) -> None:
     out = sys.stdout
+    where = (
+        f"{r['threads']} threads"
+        if r.get("backend", "local") == "local"
+        else f"remote {r.get('url')}"
+    )
     print(
-        f"\nnearline bench latency — model {r['model']}, {r['threads']} threads, "
+        f"\nnearline bench latency — model {r['model']}, {where}, "
         f"typing {r['keystrokes']} keystrokes into {r['file']}",
         file=out,
     )

@@ -31,7 +31,10 @@ from .ignore import redact_secrets
 from .index import language_for
 from .models import ModelError
 from .prompt import Prompt, PromptPart, RepoFile, file_parts, repo_parts
+from .syntax import SyntaxDocs, clean, clean_suggestion, gate_reason, neighbours, spec_for
 from .worker import WorkerCrashed
+
+__all__ = ["CompletionService", "OutOfRange", "Query", "clean_suggestion", "split_at_cursor"]
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +62,9 @@ class Suggestion:
     """Text to insert at the cursor; completes the line, never contains a newline."""
     id: str = ""
     """Stable while the user types through it: acceptance statistics count it once."""
+    parses: bool | None = None
+    """Whether it parses in its statement's window; None where that was not checked (no
+    grammar for the language, a docstring, typing-through)."""
 
 
 @dataclass
@@ -69,6 +75,8 @@ class Outcome:
     result: GenerationResult | None = None
     prompt_tokens: int = 0
     latency_s: float = 0.0
+    reason: str | None = None
+    """Why the model did not run when ``source`` is "gated" (see ``syntax.gate_reason``)."""
 
 
 class OutOfRange(ValueError):
@@ -90,63 +98,6 @@ def split_at_cursor(text: str, line: int, col: int) -> tuple[str, str, str, str]
     return prefix, before, after, rest
 
 
-_OPEN = {"(": ")", "[": "]", "{": "}"}
-_CLOSE = {v: k for k, v in _OPEN.items()}
-
-
-def _min_depth(text: str) -> int:
-    depth = lowest = 0
-    for c in text:
-        if c in _OPEN:
-            depth += 1
-        elif c in _CLOSE:
-            depth -= 1
-            lowest = min(lowest, depth)
-    return lowest
-
-
-def _drop_restarted_line(text: str, before: str) -> str:
-    """A FIM model given a prefix that ends mid-line sometimes writes the whole line again,
-    indentation included (``    ret`` → ``    return plan``). Keep what continues the typed
-    text; drop a restart that does not match it."""
-    typed = before.lstrip()
-    indent = before[: len(before) - len(typed)]
-    lead = text[: len(text) - len(text.lstrip())]
-    # A restart repeats the line's own indentation; a single space after a word does not.
-    if not typed or not indent or lead != indent or before[-1:].isspace():
-        return text
-    again = text.lstrip()
-    if again.startswith(typed):
-        return again[len(typed) :]
-    return ""
-
-
-def clean_suggestion(raw: str, before: str, after: str) -> str:
-    """Make a raw model line safe to show: one line, no trailing space, and not repeating the
-    text already after the cursor (``foo(a|)`` must not end in ``))``)."""
-    text = raw.split("\n", 1)[0].rstrip("\r").rstrip()
-    text = _drop_restarted_line(text, before)
-    after_s = after.strip()
-    if not after_s:
-        return text if text.strip() else ""
-    base = _min_depth(before + after)
-
-    def fits(cand: str) -> bool:
-        if _min_depth(before + cand + after) < base:
-            return False
-        # A string the suggestion closes with the quote that already follows the cursor.
-        q = after_s[0]
-        return not (q in "'\"`" and cand.endswith(q) and (before + cand).count(q) % 2 == 0)
-
-    candidates = [text]
-    if text.endswith(after_s):
-        candidates.append(text[: len(text) - len(after_s)].rstrip())
-    run = len(text) - len(text.rstrip(")]}'\"`;,:"))
-    candidates += [text[: len(text) - k] for k in range(1, run + 1)]
-    text = next((c for c in candidates if fits(c)), candidates[-1])
-    return text if text.strip() else ""
-
-
 @dataclass
 class _DocState:
     seq: int = 0
@@ -154,8 +105,11 @@ class _DocState:
     repo: list[RepoFile] | None = None
     repo_tokens: int = 0
     repo_key: tuple[Any, ...] | None = None
-    # Typing-through: what the cursor's line looked like when each suggestion was made.
-    shown: OrderedDict[tuple[int, str], tuple[str, str]] = field(default_factory=OrderedDict)
+    # Typing-through: what the cursor's line looked like when suggestions were made.
+    shown: OrderedDict[tuple[int, str], list[tuple[str, str]]] = field(default_factory=OrderedDict)
+    # Next-line speculation: line -> (the line above it once the suggestion is accepted,
+    # the line the model expects next, suggestion id).
+    spec: dict[int, tuple[str, str, str]] = field(default_factory=dict)
 
 
 class CompletionService:
@@ -175,6 +129,7 @@ class CompletionService:
         self._count: CountTokens | None = count_tokens
         self._on_message = on_message or (lambda level, text: None)
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.exact_tokens = count_tokens is not None  # an injected counter is taken as exact
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nearline-model")
         self.engine: Engine | None = None
         self.state = "idle"  # idle | loading | ready | error
@@ -186,10 +141,19 @@ class CompletionService:
         # Warm-up runs at the lowest priority: every real request sets this to preempt it.
         self._warm_cancel = threading.Event()
         self._next_id = 0
+        self._tasks: set[asyncio.Task[Any]] = set()
         self.stats: dict[str, int] = {
             "model": 0, "typing_through": 0, "cancelled": 0, "gated": 0, "warmups": 0,
+            # Suggestions from model runs: dropped by cleaning; looked at by the syntax check,
+            # found broken, dropped for it (completion.syntaxCheck); shown, of which checked
+            # and parsing (the parse-valid rate of shown suggestions is their ratio).
+            "clean_rejected": 0, "syntax_checked": 0, "syntax_invalid": 0,
+            "syntax_rejected": 0, "shown": 0, "shown_checked": 0, "shown_parsed": 0,
+            "speculated": 0,
             "crashes": 0,
         }  # fmt: skip
+        # Per-document syntax trees, kept in step with the editor's changes (see lsp.py).
+        self.syntax = SyntaxDocs()
         # Recent answers, for benchmarks and the status command.
         self.recent: deque[dict[str, Any]] = deque(maxlen=2000)
 
@@ -243,6 +207,7 @@ class CompletionService:
             if self._count_override is None:
                 # The model may have changed with the settings: count with its vocabulary.
                 self._count = self._make_counter()
+                self._note_estimated_budgets()
         except ModelError as exc:
             self.state, self.error = "error", str(exc)
             self._report_once("error", f"Nearline: {exc}")
@@ -256,13 +221,33 @@ class CompletionService:
         """Exact counts with the model's own vocabulary through HF tokenizers, built from the
         GGUF without loading the model (so the index and the composer can count before the model
         is ready). An over-estimate when the file is unusable: budgets stay safe."""
-        from .tokens import load_counter
+        from .tokens import ApproxCounter, load_counter
 
         try:
             path: Path | None = resolve_model(self.settings)[1]
         except KeyError:
             path = None  # an unknown model id is reported when the model loads
-        return load_counter(path).count
+        self.exact_tokens = not isinstance(counter := load_counter(path), ApproxCounter)
+        return counter.count
+
+    def _note_estimated_budgets(self) -> None:
+        """With a remote engine the model's GGUF need not be here, and without it budgets are
+        estimated (on the safe side): say once how to make them exact."""
+        if self.settings.engine.backend == "local" or self.exact_tokens:
+            return
+        if self.settings.model.path:
+            how = f"model.path ({self.settings.model.path}) is not a readable GGUF file"
+        else:
+            entry = self.model_entry()
+            how = (
+                f"run `nearline models pull {entry.id}`, or point model.path at a GGUF of the same "
+                "model family (only its vocabulary is read; generation stays on the server)"
+            )
+        self._report_once(
+            "info",
+            "Nearline: prompt budgets are estimated because the model's vocabulary is not on "
+            f"this machine. For exact budgets {how}.",
+        )
 
     def count_tokens(self, text: str) -> int:
         if self._count is None:
@@ -286,6 +271,7 @@ class CompletionService:
         self._worker.shutdown(wait=False, cancel_futures=True)
 
     def forget(self, uri: str) -> None:
+        self.syntax.forget(uri)
         st = self._docs.pop(uri, None)
         if st is not None and st.cancel is not None:
             st.cancel.set()
@@ -372,24 +358,91 @@ class CompletionService:
         )
 
     # -- completion ----------------------------------------------------------------------
-    def _typing_through(
-        self, st: _DocState, q: Query, before: str, after: str
-    ) -> Suggestion | None:
-        for (line, shown_before), (suggestion, sid) in reversed(st.shown.items()):
+    def _typing_through(self, st: _DocState, q: Query, before: str, after: str) -> list[Suggestion]:
+        for (line, shown_before), shown in reversed(st.shown.items()):
             if line != q.line or not before.startswith(shown_before):
                 continue
             typed = before[len(shown_before) :]
-            if typed and suggestion.startswith(typed) and len(typed) < len(suggestion):
-                rest = clean_suggestion(suggestion[len(typed) :], before, after)
-                return Suggestion(rest, sid) if rest else None
-        return None
+            if not typed:
+                continue
+            hits = []
+            for suggestion, sid in shown:
+                if suggestion.startswith(typed) and len(typed) < len(suggestion):
+                    rest = clean_suggestion(suggestion[len(typed) :], before, after)
+                    if rest:
+                        hits.append(Suggestion(rest, sid))
+            if hits:
+                return hits
+        return []
 
-    def _remember(self, st: _DocState, q: Query, before: str, suggestion: Suggestion) -> None:
+    def _remember(
+        self, st: _DocState, q: Query, before: str, suggestions: list[Suggestion]
+    ) -> None:
         key = (q.line, before)
-        st.shown[key] = (suggestion.text, suggestion.id)
+        st.shown[key] = [(s.text, s.id) for s in suggestions]
         st.shown.move_to_end(key)
         while len(st.shown) > 32:
             st.shown.popitem(last=False)
+
+    def _gate(self, q: Query, language: str, before: str, after: str) -> str | None:
+        """Why the model should not run here (``syntax.gate_reason``), or None."""
+        c = self.settings.completion
+        scope = None
+        if spec_for(language) is not None and not (c.in_comments and c.in_strings):
+            try:
+                scope = self.syntax.scope(q.uri, language, q.text, q.line, q.col)
+            except Exception:
+                log.exception("syntax scope failed")
+        return gate_reason(
+            language,
+            before,
+            after,
+            scope=scope,
+            in_comments=c.in_comments,
+            in_strings=c.in_strings,
+        )
+
+    def _suggestions(
+        self, q: Query, language: str, before: str, after: str, result: GenerationResult
+    ) -> list[Suggestion]:
+        """Clean and check the model's line and its alternatives; keep the distinct survivors,
+        most probable first, up to ``completion.candidates``."""
+        c = self.settings.completion
+        above, below = neighbours(q.text.split("\n"), q.line)
+        ended = result.stop_reason in ("eol", "eog", "stop")
+        raws = [(result.text, ended)] + [(t, True) for t, _ in result.alternatives]
+        out: list[Suggestion] = []
+        seen: set[str] = set()
+        for raw, line_ends in raws:
+            if len(out) >= c.candidates:
+                break
+            text = clean(raw, before, after, above=above, below=below).text
+            if not text:
+                self.stats["clean_rejected"] += 1
+                continue
+            if text in seen:
+                continue
+            seen.add(text)
+            try:
+                check = self.syntax.check(
+                    q.uri, language, q.text, q.line, q.col, text, line_ends=line_ends
+                )
+            except Exception:
+                log.exception("syntax check failed")
+                check = None
+            if check is not None:
+                self.stats["syntax_checked"] += 1
+                if not check.ok:
+                    self.stats["syntax_invalid"] += 1
+                    if c.syntax_check:
+                        self.stats["syntax_rejected"] += 1
+                        continue
+            self._next_id += 1
+            out.append(Suggestion(text, f"s{self._next_id}", None if check is None else check.ok))
+        self.stats["shown"] += len(out)
+        self.stats["shown_checked"] += sum(s.parses is not None for s in out)
+        self.stats["shown_parsed"] += sum(s.parses is True for s in out)
+        return out
 
     async def complete(self, q: Query) -> Outcome:
         t0 = time.perf_counter()
@@ -407,16 +460,20 @@ class CompletionService:
         cancel = threading.Event()
         st.cancel = cancel
 
-        hit = self._typing_through(st, q, before, after)
-        if hit:
+        hits = self._typing_through(st, q, before, after)
+        if not hits and (spec := self._speculated(st, q, before, after)) is not None:
+            hits = [spec]
+        if hits:
             self.stats["typing_through"] += 1
             self.recent.append({"source": "typing-through", "evaluated": 0})
-            out.suggestions, out.source = [hit], "typing-through"
+            out.suggestions, out.source = hits, "typing-through"
             out.latency_s = time.perf_counter() - t0
             return out
-        if self._gate(before, after):
+        language = q.language or language_for(q.rel or q.uri)
+        reason = self._gate(q, language, before, after)
+        if reason is not None:
             self.stats["gated"] += 1
-            out.source = "gated"
+            out.source, out.reason = "gated", reason
             return out
         if self.state != "ready" or self.engine is None:
             if self.state == "loading":
@@ -437,6 +494,7 @@ class CompletionService:
                 max_tokens=self.settings.completion.max_tokens,
                 timeout_s=self.settings.completion.timeout_ms / 1000,
                 doc=q.uri,
+                candidates=self.settings.completion.candidates,
             )
             engine = self.engine
             loop = asyncio.get_running_loop()
@@ -469,22 +527,94 @@ class CompletionService:
             out.source = "cancelled"
             return out
         if result.stop_reason == "error":
+            # The engine says when a failure is news (once per outage of a remote server).
+            if notice := result.extra.get("notice"):
+                self._on_message("error", str(notice))
+            self.recent.append({"source": "error", "error": result.extra.get("error")})
             out.source = "error"
             return out
         self.stats["model"] += 1
+        out.source = "model"
+        out.suggestions = self._suggestions(q, language, before, after, result)
+        if out.suggestions:
+            self._remember(st, q, before, out.suggestions)
         self.recent.append({
             "source": "model", "prompt": result.prompt_tokens, "evaluated": result.evaluated_tokens,
             "generated": result.generated_tokens, "stop": result.stop_reason,
             "latency_ms": round(out.latency_s * 1000, 1),
+            "alternatives": len(result.alternatives), "shown": len(out.suggestions),
+            "parses": [s.parses for s in out.suggestions],
         })  # fmt: skip
-        text = clean_suggestion(result.text, before, after)
-        out.source = "model"
-        if text:
-            self._next_id += 1
-            suggestion = Suggestion(text, f"s{self._next_id}")
-            self._remember(st, q, before, suggestion)
-            out.suggestions = [suggestion]
+        if (
+            out.suggestions
+            and self.settings.completion.speculate
+            and result.stop_reason in ("eol", "eog")
+            and not after.strip()
+        ):
+            self._spawn(self._speculate(q, st, before + out.suggestions[0].text))
         return out
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _speculated(self, st: _DocState, q: Query, before: str, after: str) -> Suggestion | None:
+        """The line after an accepted suggestion, computed while the user was reading it."""
+        entry = st.spec.get(q.line)
+        if entry is None or q.line == 0 or after.strip():
+            return None
+        above, line, sid = entry
+        lines = q.text.split("\n", q.line)
+        if lines[q.line - 1].rstrip("\r") != above or not line.startswith(before):
+            return None
+        rest = clean_suggestion(line[len(before) :], before, after)
+        if not rest:
+            return None
+        suggestion = Suggestion(rest, sid)
+        # From here on it is an ordinary suggestion on screen: typing through it works as usual.
+        self._remember(st, q, before, [Suggestion(line[len(before) :], sid)])
+        self.stats["speculated"] += 1
+        return suggestion
+
+    async def _speculate(self, q: Query, st: _DocState, accepted: str) -> None:
+        """While a suggestion is on screen, compute the next line as if it were accepted and
+        Enter pressed, at the lowest priority (any request preempts it): accepting and going
+        on then costs nothing."""
+        if self.state != "ready" or self.engine is None or self.inflight:
+            return
+        self._warm_cancel.set()
+        cancel = self._warm_cancel = threading.Event()
+        lines = q.text.split("\n")
+        cr = "\r" if lines[q.line].endswith("\r") else ""
+        lines[q.line] = accepted + cr
+        lines.insert(q.line + 1, cr)
+        hq = replace(q, text="\n".join(lines), line=q.line + 1, col=0)
+        try:
+            prompt = self.build_prompt(hq)
+        except OutOfRange:
+            return
+        req = GenerationRequest(
+            segments=prompt.segments(),
+            max_tokens=self.settings.completion.max_tokens,
+            timeout_s=self.settings.completion.timeout_ms / 1000,
+            doc=q.uri,
+        )
+        loop = asyncio.get_running_loop()
+        result = await loop.run_in_executor(
+            self._worker, self._run_engine, self.engine, req, cancel
+        )
+        preempted = cancel.is_set() or result.stop_reason in ("cancelled", "error")
+        self.recent.append({
+            "source": "speculation", "evaluated": result.evaluated_tokens,
+            "generated": result.generated_tokens, "preempted": preempted,
+        })  # fmt: skip
+        if preempted:
+            return
+        text = result.text.split("\n", 1)[0].rstrip()
+        if text.strip():
+            self._next_id += 1
+            st.spec = {q.line + 1: (accepted, text, f"s{self._next_id}")}
 
     async def warm(self, q: Query) -> int:
         """Read ``q``'s prompt into the KV cache in the background (a document was opened), so
@@ -572,15 +702,6 @@ class CompletionService:
         self.state, self.error = "error", str(exc)
         self._report_once("error", f"Nearline: {exc}")
 
-    @staticmethod
-    def _gate(before: str, after: str) -> bool:
-        """True when we should not complete here. Minimal rules until tree-sitter gating:
-        not in the middle of a word, and only closers/punctuation after the cursor."""
-        if after[:1].isalnum() or after[:1] == "_":
-            return True
-        rest = after.strip()
-        return bool(rest) and any(c not in ")]}'\"`:;,. " for c in rest)
-
 
 def resolve_model(settings: Settings) -> tuple[ModelEntry, Path]:
     entry = load_catalog().get(settings.model.id)
@@ -590,12 +711,33 @@ def resolve_model(settings: Settings) -> tuple[ModelEntry, Path]:
 
 
 def create_engine(settings: Settings) -> Engine:
-    """The configured engine (the service's default factory): the model in a child process
+    """The configured engine (the service's default factory): a remote OpenAI-compatible
+    server (``engine.backend: openai``); else llama.cpp in a child process
     (``engine.isolation: process``: a crash in llama.cpp cannot take the server down), or in
     this process (``thread``: for benchmarks and debugging)."""
+    if settings.engine.backend == "openai":
+        return create_remote_engine(settings)
     if settings.engine.isolation == "thread":
         return create_local_engine(settings)
     return create_process_engine(settings)
+
+
+def create_remote_engine(settings: Settings) -> Engine:
+    """An OpenAI-compatible server does the generating; the catalog entry of ``model.id`` (or
+    the file ``model.path``) still gives the prompt format and, when its GGUF is here, the exact
+    vocabulary. Never contacts the server: an unreachable one is reported by the first request
+    and retried, so the engine is ready even before the server is."""
+    from .remote import RemoteEngine, remote_options
+    from .tokens import load_counter
+
+    try:
+        entry, path = resolve_model(settings)
+    except KeyError as exc:
+        raise ModelError(str(exc.args[0])) from None
+    fmt = format_for_path(path, entry.format) if settings.model.path else entry.format
+    opts = remote_options(settings.engine)
+    counter = load_counter(path if path.is_file() else None)
+    return RemoteEngine(opts, fmt, entry.id if not settings.model.path else path.name, counter)
 
 
 def _verified_model(settings: Settings) -> tuple[ModelEntry, Path, PromptFormat, str]:

@@ -15,9 +15,9 @@ exceptions (``ModelError`` with the same message).
 
 Cancellation: every ``threading.Event`` argument is replaced by one flag in shared memory that
 the child's engine polls exactly as it polls the Event (``is_set()`` between prompt batches and
-between tokens). While a call runs, the calling thread waits on the pipe and on the child's
-exit with a short timeout (``POLL_S``) and copies its Event into the flag, so a cancel still
-stops the engine within one batch / one token. The flag is a plain shared byte rather than a
+between tokens). While a call runs, the calling thread blocks on the pipe and on the child's
+exit, and a forwarder thread blocked in ``Event.wait()`` copies the Event into the flag the
+moment it is set, so a cancel still stops the engine within one batch / one token. The flag is a plain shared byte rather than a
 ``multiprocessing.Event``: the latter takes a lock, and a child killed while holding it would
 leave the server blocked forever on its next ``set()``.
 
@@ -57,8 +57,10 @@ from .models import ModelError
 
 log = logging.getLogger(__name__)
 
-POLL_S = 0.005
-"""How often a running call looks at its cancel Event: far below one token (~10-50 ms)."""
+WATCH_S = 0.05
+"""How often the cancel forwarder notices that its call has ended (a cancel itself is forwarded
+the moment it is set)."""
+STUCK_CHECK_S = 1.0
 MAX_CRASHES = 3
 CRASH_WINDOW_S = 60.0
 BACKOFF_S = 1.0
@@ -106,8 +108,62 @@ class SharedFlag:
         while not self.is_set():
             if deadline is not None and time.monotonic() >= deadline:
                 return False
-            time.sleep(POLL_S)
+            time.sleep(0.005)
         return True
+
+
+class _CancelForwarder:
+    """Copies the running call's cancel Event into the child's flag the moment it is set.
+
+    One daemon thread per engine blocks in ``Event.wait()``, which wakes at once on ``set()``:
+    no polling by the calling thread, and no wake-ups while the child computes that would take
+    a CPU from llama.cpp's threads. A generation number under a lock keeps a late ``set()`` of
+    a finished call from cancelling the next one.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._gen = 0
+        self._events: list[threading.Event] = []
+        self._flag: SharedFlag | None = None
+        self._thread: threading.Thread | None = None
+
+    def watch(self, events: list[threading.Event], flag: SharedFlag) -> None:
+        with self._cond:
+            self._gen += 1
+            flag.clear()
+            if any(e.is_set() for e in events):
+                flag.set()
+            elif events:
+                self._events, self._flag = events, flag
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._run, name="nearline-cancel-forwarder", daemon=True
+                    )
+                    self._thread.start()
+                self._cond.notify()
+
+    def unwatch(self) -> None:
+        with self._cond:
+            self._gen += 1
+            self._events, self._flag = [], None
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._events:
+                    self._cond.wait()
+                gen, events, flag = self._gen, self._events, self._flag
+            first, rest = events[0], events[1:]
+            while True:
+                fired = first.wait(WATCH_S) or any(e.is_set() for e in rest)
+                with self._cond:
+                    if self._gen != gen:
+                        break
+                    if fired and flag is not None:
+                        flag.set()
+                        self._events = []
+                        break
 
 
 class _CancelArg:
@@ -267,6 +323,7 @@ class ProcessEngine:
         self._info: dict[str, Any] = {}
         self._methods: frozenset[str] = frozenset()
         self._crashes: deque[float] = deque()
+        self._forwarder = _CancelForwarder()
         self._failed: WorkerFailed | None = None
         self._closed = False
         self.restarts = 0
@@ -374,7 +431,7 @@ class ProcessEngine:
         # Only the child holds its end now: when the child dies, this side reads EOF.
         child_conn.close()
         self._proc, self._conn, self._flag = proc, parent_conn, SharedFlag(raw)
-        msg = self._wait_reply([], _DOING["load"])
+        msg = self._wait_reply(_DOING["load"])
         if msg[0] == "error":
             self._stop_child()
             exc = msg[1]
@@ -431,14 +488,16 @@ class ProcessEngine:
         }
         # Pickling errors surface here, before anything is written: the pipe stays in step.
         data = pickle.dumps((*head, wire_args, wire_kwargs), protocol=pickle.HIGHEST_PROTOCOL)
-        flag.clear()
-        if any(e.is_set() for e in events):
-            flag.set()
+        doing = _DOING.get(head[1], f"during {head[1]}")
+        self._forwarder.watch(events, flag)
         try:
-            conn.send_bytes(data)
-        except OSError:
-            raise self._crashed(_DOING.get(head[1], f"during {head[1]}")) from None
-        msg = self._wait_reply(events, _DOING.get(head[1], f"during {head[1]}"))
+            try:
+                conn.send_bytes(data)
+            except OSError:
+                raise self._crashed(doing) from None
+            msg = self._wait_reply(doing)
+        finally:
+            self._forwarder.unwatch()
         if isinstance(msg[-1], dict):
             self._info = msg[-1]
         if msg[0] == "ok":
@@ -448,18 +507,15 @@ class ProcessEngine:
             exc.add_note(f"in the model process:\n{tb}")
         raise exc
 
-    def _wait_reply(self, events: list[threading.Event], what: str) -> tuple[Any, ...]:
+    def _wait_reply(self, what: str) -> tuple[Any, ...]:
         conn, proc, flag = self._conn, self._proc, self._flag
         assert conn is not None and proc is not None and flag is not None
-        mirrored_at: float | None = None
+        cancelled_at: float | None = None
         while True:
-            timeout = (
-                POLL_S if events and mirrored_at is None
-                else None if mirrored_at is None
-                else max(0.0, mirrored_at + self.stuck_s - time.monotonic())
-            )  # fmt: skip
             try:
-                ready = wait([conn, proc.sentinel], timeout)
+                # Woken by the reply or the child's death; once a second to see whether a
+                # cancelled call is taking too long.
+                ready = wait([conn, proc.sentinel], STUCK_CHECK_S)
             except (OSError, ValueError):
                 break  # closed under us by close() from another thread
             if conn in ready or (ready and conn.poll(0)):
@@ -471,11 +527,10 @@ class ProcessEngine:
                     break
             if proc.sentinel in ready:
                 break
-            if mirrored_at is None:
-                if any(e.is_set() for e in events):
-                    flag.set()
-                    mirrored_at = time.monotonic()
-            elif time.monotonic() >= mirrored_at + self.stuck_s:
+            if cancelled_at is None:
+                if flag.is_set():
+                    cancelled_at = time.monotonic()
+            elif time.monotonic() >= cancelled_at + self.stuck_s:
                 proc.kill()
                 raise self._crashed(
                     what, f"did not stop within {self.stuck_s:.0f} s of a cancel and was killed"

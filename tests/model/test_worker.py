@@ -109,9 +109,9 @@ def test_answers_like_the_in_process_engine(
     # the same saves and restores happen in the child, and its info() is current.
     for eng in (proc_engine, local_engine):
         for doc in ("a.py", "b.py", "a.py"):
-            r = dataclasses.replace(req(long_prompt(doc, 8) + body), doc=doc)
+            r = dataclasses.replace(req(long_prompt(doc, 5) + body, 4), doc=doc)
             eng.generate(r, threading.Event())
-        eng.warm([(long_prompt("c.py", 8), False)], threading.Event(), "c.py")
+        eng.warm([(long_prompt("c.py", 5), False)], threading.Event(), "c.py")
     local_cache = local_engine.info()["state_cache"]
     assert proc_engine.info()["state_cache"] == local_cache
     assert local_cache["documents"] >= 2
@@ -167,8 +167,12 @@ def test_cancel_already_set_evaluates_nothing(proc_engine: ProcessEngine) -> Non
     res = proc_engine.generate(req(EOL_PROMPT), cancel)
     assert res.stop_reason == "cancelled"
     assert res.evaluated_tokens == 0
-    # The flag is per call: the next call is not cancelled.
-    assert proc_engine.generate(req(EOL_PROMPT), threading.Event()).text.strip() == "3"
+    # The flag is per call: the next call is not cancelled...
+    done = threading.Event()
+    assert proc_engine.generate(req(EOL_PROMPT), done).text.strip() == "3"
+    # ...nor is the one after a finished call's Event is set late.
+    done.set()
+    assert proc_engine.generate(req(EOL_PROMPT), threading.Event()).stop_reason == "eol"
 
 
 def test_warm_up_is_preempted(proc_engine: ProcessEngine) -> None:

@@ -42,6 +42,19 @@ def _parse_hostport(value: str) -> tuple[str, int]:
     return (host or "127.0.0.1").strip("[]"), p
 
 
+def _is_loopback(host: str) -> bool:
+    """Only loopback addresses keep the server private to this machine (a host name might
+    resolve anywhere, so only ``localhost`` counts)."""
+    import ipaddress
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import faulthandler
     import signal
@@ -57,11 +70,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logging.getLogger("nearline").setLevel(logging.INFO)
     if args.tcp:
         host, port = _parse_hostport(args.tcp)
-        if host not in ("127.0.0.1", "localhost", "::1"):
+        if not _is_loopback(host):
             log.warning(
                 "listening on %s: reachable from other machines; Nearline has no auth", host
             )
-        server.start_tcp(host, port)
+        try:
+            server.start_tcp(host, port)
+        except OSError as exc:  # port taken, unknown host, no permission
+            reason = exc.strerror or str(exc)
+            raise UserError(f"cannot listen on {host}:{port}: {reason}") from None
     else:
         server.start_io()
     return 0
@@ -288,6 +305,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
                                     threads=args.threads, file=args.file, out_json=args.json)  # fmt: skip
         except ModelError as exc:
             raise UserError(str(exc)) from None
+    if args.bench_cmd == "soak":
+        from .bench.soak import main_soak
+
+        if args.seconds <= 0 or args.rate <= 0:
+            raise UserError("--seconds and --rate must be positive")
+        return main_soak(args.seconds, args.model, args.rate, args.json)
     if args.bench_cmd == "index":
         try:
             from .bench.index_bench import run as run_index
@@ -386,6 +409,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help='more server settings as JSON, e.g. {"engine": {"backend": "openai", "url": "…"}}',
     )
+    bs = bsub.add_parser("soak", help="typing, request and cancel storms across 20 documents")
+    bs.add_argument("--seconds", type=float, default=60.0)
+    bs.add_argument("--model", default=None)
+    bs.add_argument("--rate", type=float, default=50.0, help="requests per second")
+    bs.add_argument("--json", default=None, help="write the numbers to this JSON file")
     bi = bsub.add_parser("index", help="index a generated tree")
     bi.add_argument("--files", type=int, default=10_000)
     b.set_defaults(func=cmd_bench)

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import re
 import threading
 import time
 from collections import OrderedDict, deque
@@ -25,9 +26,17 @@ from typing import Any
 
 from .catalog import ModelEntry, PromptFormat, format_for_path, load_catalog
 from .config import ModelSettings, Settings
-from .context import COMPOSERS, ComposeRequest, CountTokens, RepoSource, cut_prefix, frame_cost
+from .context import (
+    COMPOSERS,
+    PREFIX_CUT_STEP,
+    ComposeRequest,
+    CountTokens,
+    RepoSource,
+    cut_prefix,
+    frame_cost,
+)
 from .engine import Engine, GenerationRequest, GenerationResult
-from .ignore import redact_secrets
+from .ignore import PRIVATE_KEY_BLOCK, is_secret_path, redact_slice, secret_spans
 from .index import language_for
 from .models import ModelError
 from .prompt import Prompt, PromptPart, RepoFile, file_parts, repo_parts
@@ -54,6 +63,8 @@ class Query:
     rel: str | None = None
     language: str | None = None
     root: Path | None = None
+    offset: int | None = None
+    """The cursor as an offset into ``text`` when the caller knows it (saves a line walk)."""
 
 
 @dataclass
@@ -83,19 +94,115 @@ class OutOfRange(ValueError):
     pass
 
 
+@dataclass(frozen=True)
+class Cursor:
+    """A cursor in a text, as offsets (no copies: the text may be 20 MB)."""
+
+    text: str
+    line: int
+    offset: int
+    line_start: int
+    line_end: int  # end of the line's text, its "\r\n" / "\n" excluded
+
+    @property
+    def before(self) -> str:
+        return self.text[self.line_start : self.offset]
+
+    @property
+    def after(self) -> str:
+        return self.text[self.offset : self.line_end]
+
+
+def locate(text: str, line: int, col: int, offset: int | None = None) -> Cursor:
+    """The cursor at (line, col) — lines split at "\n", col in code points — or at a known
+    ``offset`` (then line and col are not re-checked). Raises OutOfRange."""
+    if offset is None:
+        if line < 0:
+            raise OutOfRange(f"line {line + 1} is outside the document")
+        start = 0
+        for i in range(line):
+            nl = text.find("\n", start)
+            if nl < 0:
+                raise OutOfRange(f"line {line + 1} is outside the document ({i + 1} lines)")
+            start = nl + 1
+    else:
+        if not 0 <= offset <= len(text):
+            raise OutOfRange(f"offset {offset} is outside the document")
+        start = text.rfind("\n", 0, offset) + 1
+    end = text.find("\n", start)
+    end = len(text) if end < 0 else end
+    bare_end = end - 1 if end > start and text[end - 1] == "\r" else end
+    if offset is None:
+        if col < 0 or col > bare_end - start:
+            raise OutOfRange(
+                f"column {col + 1} is outside line {line + 1} ({bare_end - start} characters)"
+            )
+        offset = start + col
+    elif offset > bare_end:
+        raise OutOfRange("the cursor is inside a line ending")
+    return Cursor(text, line, offset, start, bare_end)
+
+
 def split_at_cursor(text: str, line: int, col: int) -> tuple[str, str, str, str]:
     """(prefix, line_before_cursor, line_after_cursor, rest_after_line)."""
-    lines = text.split("\n")
-    if line < 0 or line >= len(lines):
-        raise OutOfRange(f"line {line + 1} is outside the document ({len(lines)} lines)")
-    cur = lines[line]
-    bare = cur[:-1] if cur.endswith("\r") else cur
-    if col < 0 or col > len(bare):
-        raise OutOfRange(f"column {col + 1} is outside line {line + 1} ({len(bare)} characters)")
-    before, after = bare[:col], bare[col:]
-    prefix = "\n".join([*lines[:line], before])
-    rest = "\n".join(lines[line + 1 :])
-    return prefix, before, after, rest
+    c = locate(text, line, col)
+    nl = text.find("\n", c.line_end)
+    rest = text[nl + 1 :] if nl >= 0 else ""
+    return text[: c.offset], c.before, c.after, rest
+
+
+# The prompt builder looks at no more than (budget tokens x this) characters before the cursor
+# (a quarter of that after it): no tokenizer yields fewer characters per token on real text,
+# and a 20 MB file then costs what a small one does on every keystroke.
+CHARS_PER_TOKEN_BOUND = 16
+# Characters of context searched for secrets beyond each edge of that window, so that a secret
+# the window cuts (or an assignment whose value starts a line below its name) is still found.
+SECRET_MARGIN = 4096
+# Bracket matching and typing-through look at this much of the cursor's line on each side.
+LINE_CONTEXT = 4096
+_SURROGATES = re.compile("[\ud800-\udfff]")
+_KEY_BEGIN = "-----BEGIN"
+KEY_LOOKBACK = 65536
+
+
+def _window_start(text: str, cur: Cursor, chars: int) -> int:
+    """Where the prefix window starts: ``chars`` before the cursor, moved to a line whose
+    number is a multiple of PREFIX_CUT_STEP (so cut_prefix's steps, counted from the window,
+    match the file's own), or left mid-line in a line longer than the window. Rounded to a
+    coarse grid first, so the start (and the KV cache) stays put while typing."""
+    if cur.offset <= chars:
+        return 0
+    grid = max(1024, chars // 8)
+    start = (cur.offset - chars) // grid * grid
+    first_line = cur.line - text.count("\n", start, cur.offset)
+    steps = -(-(first_line + 1) // PREFIX_CUT_STEP) * PREFIX_CUT_STEP - first_line
+    pos = start
+    for _ in range(steps):
+        nl = text.find("\n", pos, cur.offset)
+        if nl < 0:
+            return start
+        pos = nl + 1
+    return pos
+
+
+def _key_block_around(text: str, at: int) -> int | None:
+    """Where the private-key block that ``at`` falls inside begins, or None. (A key's body
+    alone is just base64: it is recognised from its BEGIN line, which may lie further back
+    than any margin. No key block is longer than the lookback.)"""
+    begin = text.rfind(_KEY_BEGIN, max(0, at - KEY_LOOKBACK), at)
+    if begin < 0:
+        return None
+    m = PRIVATE_KEY_BLOCK.match(text[begin : at + 1])
+    return begin if m is not None and begin + m.end() > at else None
+
+
+def _head_within(text: str, budget: int, count: CountTokens) -> tuple[str, int]:
+    """The longest start of ``text`` (to a character) that fits ``budget`` tokens."""
+    tokens = count(text) if text else 0
+    while tokens > budget and text:
+        text = text[: int(len(text) * budget / tokens * 0.9)]
+        tokens = count(text) if text else 0
+    return text, tokens
 
 
 @dataclass
@@ -284,20 +391,57 @@ class CompletionService:
         max_tokens = self.settings.completion.max_tokens
         return max(64, min(total, n_ctx - 1) - max_tokens)
 
+    @staticmethod
+    def secret_document(q: Query) -> bool:
+        """The document is a secret file (``.env``, a key, credentials): nothing of it may
+        reach a prompt, and it gets no completions."""
+        names = [q.rel or ""]
+        if q.path is not None:
+            names += [q.path.name, q.path.as_posix()]
+        else:
+            names.append(q.uri.rsplit("/", 1)[-1])
+        return any(n and is_secret_path(n) for n in names)
+
+    def _file_window(self, q: Query, fmt: PromptFormat, budget: int) -> tuple[str, str | None]:
+        """The prefix (and for FIM models the suffix) the prompt may use: a window around the
+        cursor bounded by the budget, secrets redacted with context beyond its edges."""
+        text = q.text
+        cur = locate(text, q.line, q.col, q.offset)
+        if self.secret_document(q):
+            return "", ("" if fmt.has_fim else None)
+        chars = budget * CHARS_PER_TOKEN_BOUND
+        start = _window_start(text, cur, chars)
+        end = cur.offset
+        if fmt.has_fim:
+            end = cur.line_end
+            for _ in range(self.settings.completion.suffix_lines):
+                nl = text.find("\n", end)
+                if nl < 0:
+                    break
+                nxt = text.find("\n", nl + 1)
+                end = len(text) if nxt < 0 else nxt
+            end = min(end, cur.offset + chars // 4)
+        lo, hi = max(0, start - SECRET_MARGIN), min(len(text), end + SECRET_MARGIN)
+        if (key := _key_block_around(text, lo)) is not None:
+            lo = key
+        spans = [(a + lo, b + lo) for a, b in secret_spans(text[lo:hi])]
+        # A lone surrogate (a client may send one) cannot be tokenized: one U+FFFD each keeps
+        # every length the same.
+        prefix = _SURROGATES.sub("\ufffd", redact_slice(text, spans, start, cur.offset))
+        if not fmt.has_fim:
+            return prefix, None
+        suffix = _SURROGATES.sub("\ufffd", redact_slice(text, spans, cur.offset, end))
+        return prefix, suffix
+
     def build_prompt(self, q: Query) -> Prompt:
         fmt = self.prompt_format()
         count = self.count_tokens
-        prefix, _before, after, rest = split_at_cursor(q.text, q.line, q.col)
-        # Secrets never reach a prompt, not even from the file being edited.
-        prefix = redact_secrets(prefix)[0]
         budget = self.budget()
-        suffix: str | None = None
+        # Secrets never reach a prompt, not even from the file being edited.
+        prefix, suffix = self._file_window(q, fmt, budget)
         suffix_tokens = 0
-        if fmt.has_fim:
-            extra = rest.split("\n")[: self.settings.completion.suffix_lines]
-            suffix = after + ("\n" + "\n".join(extra) if extra and any(extra) else "")
-            suffix = redact_secrets(suffix)[0]
-            suffix_tokens = count(suffix) if suffix else 0
+        if suffix is not None:
+            suffix, suffix_tokens = _head_within(suffix, budget // 4, count)
         rel = q.rel or (q.path.name if q.path else q.uri.rsplit("/", 1)[-1])
         header_tokens = 2 + count(rel + "\n") + (3 if suffix is not None else 0)
         prefix_budget = max(16, budget - suffix_tokens - header_tokens)
@@ -450,7 +594,10 @@ class CompletionService:
         if not self.settings.completion.enabled:
             out.source = "gated"
             return out
-        _prefix, before, after, _rest = split_at_cursor(q.text, q.line, q.col)
+        cur = locate(q.text, q.line, q.col, q.offset)
+        # Cleaning and typing-through need only the cursor's surroundings, not a 2 MB line.
+        before = q.text[max(cur.line_start, cur.offset - LINE_CONTEXT) : cur.offset]
+        after = q.text[cur.offset : min(cur.line_end, cur.offset + LINE_CONTEXT)]
         st = self._docs.setdefault(q.uri, _DocState())
         # Newest request per document wins: end the one in flight.
         if st.cancel is not None:
@@ -471,6 +618,8 @@ class CompletionService:
             return out
         language = q.language or language_for(q.rel or q.uri)
         reason = self._gate(q, language, before, after)
+        if reason is None and self.secret_document(q):
+            reason = "secret file"
         if reason is not None:
             self.stats["gated"] += 1
             out.source, out.reason = "gated", reason
@@ -565,8 +714,10 @@ class CompletionService:
         if entry is None or q.line == 0 or after.strip():
             return None
         above, line, sid = entry
-        lines = q.text.split("\n", q.line)
-        if lines[q.line - 1].rstrip("\r") != above or not line.startswith(before):
+        cur = locate(q.text, q.line, q.col, q.offset)
+        prev_start = q.text.rfind("\n", 0, cur.line_start - 1) + 1
+        prev = q.text[prev_start : cur.line_start - 1].rstrip("\r")
+        if prev != above or not line.startswith(before):
             return None
         rest = clean_suggestion(line[len(before) :], before, after)
         if not rest:
@@ -585,11 +736,14 @@ class CompletionService:
             return
         self._warm_cancel.set()
         cancel = self._warm_cancel = threading.Event()
-        lines = q.text.split("\n")
-        cr = "\r" if lines[q.line].endswith("\r") else ""
-        lines[q.line] = accepted + cr
-        lines.insert(q.line + 1, cr)
-        hq = replace(q, text="\n".join(lines), line=q.line + 1, col=0)
+        cur = locate(q.text, q.line, q.col, q.offset)
+        text = q.text
+        cr = "\r" if text[cur.line_end : cur.line_end + 1] == "\r" else ""
+        # The document as if the suggestion were accepted and Enter pressed.
+        head = text[: cur.line_start] + accepted + cr + "\n"
+        nl = text.find("\n", cur.line_end)
+        tail = cr + ("\n" + text[nl + 1 :] if nl >= 0 else "")
+        hq = replace(q, text=head + tail, line=q.line + 1, col=0, offset=len(head))
         try:
             prompt = self.build_prompt(hq)
         except OutOfRange:

@@ -496,7 +496,7 @@ class Check:
 
 
 def _count_errors(language: str, text: str) -> int:
-    tree = _parser(language).parse(text.encode("utf-8"))
+    tree = _parser(language).parse(text.encode("utf-8", "surrogatepass"))
     if not tree.root_node.has_error:
         return 0
     caps = _error_query(language).captures(tree.root_node)
@@ -762,7 +762,7 @@ class SyntaxDocs:
         if ts_language(language) is None or language is None:
             self._docs.pop(uri, None)
             return
-        self._docs[uri] = _Doc(language, text.encode("utf-8"))
+        self._docs[uri] = _Doc(language, text.encode("utf-8", "surrogatepass"))
         self._docs.move_to_end(uri)
         while len(self._docs) > self.max_docs:
             self._docs.popitem(last=False)
@@ -788,15 +788,15 @@ class SyntaxDocs:
             return
         for ch in changes:
             if isinstance(ch, str):
-                self._replace(doc, 0, len(doc.data), ch.encode("utf-8"))
+                self._replace(doc, 0, len(doc.data), ch.encode("utf-8", "surrogatepass"))
                 continue
             (l0, c0), (l1, c1), new = ch
             start = _byte_offset(doc.data, l0, c0, encoding)
             end = _byte_offset(doc.data, l1, c1, encoding)
             if start is None or end is None or end < start:
                 break
-            self._replace(doc, start, end, new.encode("utf-8"))
-        if doc.data != text.encode("utf-8"):
+            self._replace(doc, start, end, new.encode("utf-8", "surrogatepass"))
+        if doc.data != text.encode("utf-8", "surrogatepass"):
             self.sync(uri, text)
 
     def _replace(self, doc: _Doc, start: int, end: int, new: bytes) -> None:
@@ -819,7 +819,7 @@ class SyntaxDocs:
         doc = self._docs.get(uri)
         if doc is None:
             return
-        new = text.encode("utf-8")
+        new = text.encode("utf-8", "surrogatepass")
         old = doc.data
         if old == new:
             return
@@ -833,7 +833,7 @@ class SyntaxDocs:
         None for languages without a grammar and for very large documents."""
         if language is None or ts_language(language) is None:
             return None
-        data_len = len(text.encode("utf-8"))
+        data_len = len(text.encode("utf-8", "surrogatepass"))
         if data_len > MAX_TREE_BYTES:
             return None
         doc = self._docs.get(uri)
@@ -896,11 +896,11 @@ def _check_in_tree(
 ) -> Check | None:
     lines = text.split("\n")
     offset = _cursor_byte(lines, line, col)
-    line_start_b = offset - len(lines[line][:col].encode("utf-8"))
+    line_start_b = offset - len(lines[line][:col].encode("utf-8", "surrogatepass"))
     scope = scope_at(tree, offset)
     if scope is not None and scope[0] != "code" and scope[1] < line_start_b:
         return None  # inside a docstring or block comment begun earlier: no code to break
-    data = text.encode("utf-8")
+    data = text.encode("utf-8", "surrogatepass")
     first = line
     # The window: from the line of the outermost bracket still open at the cursor's line to the
     # line of its closer; brackets opened further up stand for themselves (their line up to the
@@ -942,7 +942,7 @@ def parses_in_window(
     text = text_before + text_after
     line = text_before.count("\n")
     col = len(text_before) - (text_before.rfind("\n") + 1)
-    tree = _parser(language).parse(text.encode("utf-8"))
+    tree = _parser(language).parse(text.encode("utf-8", "surrogatepass"))
     result = _check_in_tree(language, tree, text, line, col, suggestion, line_ends)
     return result is None or result.ok
 
@@ -952,7 +952,9 @@ def parses_in_window(
 
 def _cursor_byte(lines: Sequence[str], line: int, col: int) -> int:
     text = "\n".join(lines[:line]) + ("\n" if line else "")
-    return len(text.encode("utf-8")) + len(lines[line][:col].encode("utf-8"))
+    return len(text.encode("utf-8", "surrogatepass")) + len(
+        lines[line][:col].encode("utf-8", "surrogatepass")
+    )
 
 
 def _units_to_chars(s: str, units: int, encoding: str) -> int:
@@ -960,7 +962,7 @@ def _units_to_chars(s: str, units: int, encoding: str) -> int:
         return units
     width: Callable[[str], int]
     if encoding == "utf-8":
-        width = lambda c: len(c.encode("utf-8"))  # noqa: E731
+        width = lambda c: len(c.encode("utf-8", "surrogatepass"))  # noqa: E731
     else:
         width = lambda c: 2 if ord(c) > 0xFFFF else 1  # noqa: E731
     n = 0
@@ -985,7 +987,9 @@ def _byte_offset(data: bytes, line: int, units: int, encoding: str) -> int | Non
     if encoding == "utf-8":
         return min(start + units, end)
     text = data[start:end].decode("utf-8", errors="replace")
-    return start + len(text[: _units_to_chars(text, units, encoding)].encode("utf-8"))
+    return start + len(
+        text[: _units_to_chars(text, units, encoding)].encode("utf-8", "surrogatepass")
+    )
 
 
 def _point(data: bytes, offset: int) -> tuple[int, int]:

@@ -54,3 +54,14 @@ def server_env(**extra: str) -> dict[str, str]:
     env = {**os.environ, "NEARLINE_STATS_FILE": _TEST_STATS, **extra}
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
+
+
+@pytest.fixture(scope="session")
+def served_pool(tmp_path_factory: pytest.TempPathFactory):
+    """Completion servers for the remote-engine tests (tests/servers.py), started on first use
+    by kind and shared by every test of the session."""
+    from .servers import ServedPool
+
+    pool = ServedPool(tmp_path_factory.mktemp("served"))
+    yield pool
+    pool.stop()

@@ -195,6 +195,11 @@ def cmd_complete(args: argparse.Namespace) -> int:
             raise UserError(svc.error or "the model is not available")
         out = await svc.complete(q)
         svc.close()
+        if out.source == "error":
+            extra = out.result.extra if out.result is not None else {}
+            if "server" in extra:  # a remote engine's failure
+                raise UserError(f"the completion server at {extra['server']} {extra['error']}")
+            raise UserError("generation failed (see the log above)")
         if out.suggestions:
             print(out.suggestions[0].text)
         if args.verbose and out.result is not None:
@@ -268,10 +273,38 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.bench_cmd == "latency":
         from .bench.latency import run_latency
 
+        overrides: dict[str, Any] = {}
+        for item in args.set or []:
+            key, eq, value = item.partition("=")
+            if not eq or "." not in key:
+                raise UserError(f"--set wants section.key=value, got {item!r}")
+            try:
+                overrides[key] = json.loads(value)
+            except json.JSONDecodeError:
+                overrides[key] = value
+        extra: dict[str, Any] = {}
+        if args.settings:
+            try:
+                extra = json.loads(args.settings)
+            except json.JSONDecodeError as exc:
+                raise UserError(f"--settings is not valid JSON: {exc}") from None
+            if not isinstance(extra, dict) or not all(isinstance(v, dict) for v in extra.values()):
+                raise UserError('--settings must be nested sections, e.g. {"engine": {...}}')
         return asyncio.run(
             run_latency(model=args.model, file=args.file, max_keystrokes=args.keystrokes,
-                        raw=not args.no_raw, out_json=args.json)
+                        raw=not args.no_raw, out_json=args.json, other_file=args.other_file,
+                        llama_server=args.llama_server, server_baseline=not args.no_llama_server,
+                        settings_overrides=overrides, root=args.root, extra_settings=extra)
         )  # fmt: skip
+    if args.bench_cmd == "worker":
+        from .bench.worker_bench import run_worker_bench
+        from .models import ModelError
+
+        try:
+            return run_worker_bench(model=args.model, requests=args.requests,
+                                    threads=args.threads, file=args.file, out_json=args.json)  # fmt: skip
+        except ModelError as exc:
+            raise UserError(str(exc)) from None
     if args.bench_cmd == "soak":
         from .bench.soak import main_soak
 
@@ -357,6 +390,25 @@ def build_parser() -> argparse.ArgumentParser:
     bl.add_argument("--keystrokes", type=int, default=300)
     bl.add_argument("--no-raw", action="store_true", help="skip the raw llama-cpp-python run")
     bl.add_argument("--json", default=None, help="write the numbers to this JSON file")
+    bl.add_argument("--root", default=None, help="project to use (default: the sample project)")
+    bl.add_argument("--other-file", default=None, help="file to switch to and back from")
+    bl.add_argument("--llama-server", default=None, help="llama-server binary for the baseline")
+    bl.add_argument("--no-llama-server", action="store_true", help="skip the llama-server run")
+    bl.add_argument(
+        "--set", action="append", metavar="SECTION.KEY=VALUE",
+        help="a server setting for this run, e.g. --set model.draftTokens=6",
+    )  # fmt: skip
+    bw = bsub.add_parser("worker", help="per-request cost of running the model in its own process")
+    bw.add_argument("--model", default=None)
+    bw.add_argument("--requests", type=int, default=60)
+    bw.add_argument("--threads", type=int, default=None)
+    bw.add_argument("--file", default=None, help="file of the sample project to type")
+    bw.add_argument("--json", default=None, help="write the numbers to this JSON file")
+    bl.add_argument(
+        "--settings",
+        default=None,
+        help='more server settings as JSON, e.g. {"engine": {"backend": "openai", "url": "…"}}',
+    )
     bs = bsub.add_parser("soak", help="typing, request and cancel storms across 20 documents")
     bs.add_argument("--seconds", type=float, default=60.0)
     bs.add_argument("--model", default=None)

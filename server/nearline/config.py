@@ -17,7 +17,8 @@ from typing import Any
 
 ROPE_SCALING_TYPES = ("none", "linear", "yarn")
 COMPOSERS = ("path-distance", "file-level")
-BACKENDS = ("local",)
+BACKENDS = ("local", "openai")
+ISOLATIONS = ("process", "thread")
 
 
 @dataclass(kw_only=True)
@@ -39,6 +40,12 @@ class ModelSettings:
     batch_size: int = 64
     """Prompt tokens per llama_decode call: also the granularity at which a cold prompt can be
     cancelled, so it stays small (64 tokens ≈ 0.3 s on 2 CPU cores)."""
+    state_cache_mb: int = 256
+    """Memory for saved KV states of recently used documents (0 = off): switching to another
+    file and back restores its state instead of reading its whole prompt again."""
+    draft_tokens: int = 0
+    """Prompt-lookup speculative decoding: draft up to this many tokens copied from the prompt
+    and verify them in one batch (0 = off)."""
 
 
 @dataclass(kw_only=True)
@@ -53,6 +60,18 @@ class CompletionSettings:
     """Read an opened document's prompt into the KV cache in the background."""
     suffix_lines: int = 0
     """Lines after the cursor's line given to FIM models (the rest of the cursor's line always is)."""
+    in_comments: bool = True
+    """Complete inside comments."""
+    in_strings: bool = True
+    """Complete inside string literals."""
+    syntax_check: bool = True
+    """Drop suggestions that break the syntax of their statement (tree-sitter; Python,
+    JavaScript, TypeScript, Go, Rust, Java, C, C++)."""
+    candidates: int = 1
+    """Alternative suggestions per request (1-5), most probable first, for editors that cycle."""
+    speculate: bool = True
+    """While a suggestion is shown, compute the next line as if it were accepted (in the
+    background, preempted by any request), so accepting and going on is instant."""
 
 
 @dataclass(kw_only=True)
@@ -73,6 +92,23 @@ class IndexSettingsCfg:
 @dataclass(kw_only=True)
 class EngineSettings:
     backend: str = "local"
+    """``local``: llama.cpp in this process. ``openai``: any server with an OpenAI-compatible
+    ``/v1/completions`` endpoint (llama-server, llama-cpp-python's server, vLLM, Ollama);
+    prompts are still composed, budgeted and cleaned here, only generation moves there."""
+    url: str = "http://127.0.0.1:8080"
+    """Base URL of the server (``/v1`` is appended unless the URL already ends with it)."""
+    model: str | None = None
+    """Model name sent to the server; ``None`` = the first model the server lists."""
+    api_key_env: str | None = None
+    """The *name* of an environment variable holding the API key (never the key itself)."""
+    timeout_ms: int = 10_000
+    """Limit on one remote request from connecting to its last token (queueing and reading the
+    prompt included; ``completion.timeoutMs`` still limits the generation itself)."""
+    connect_timeout_ms: int = 2_000
+    isolation: str = "process"
+    """Where llama.cpp runs (backend ``local``): ``process`` (a child process: a crash in native
+    code is survived, the model restarts) or ``thread`` (in the server process: for benchmarks
+    and debugging)."""
 
 
 @dataclass(kw_only=True)
@@ -127,6 +163,36 @@ def _positive(v: Any) -> str | None:
     return None if v > 0 else f"must be positive, got {v}"
 
 
+def _http_url(v: Any) -> str | None:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(v.strip())
+        if parts.username is not None or parts.password is not None:
+            # Not echoed: it holds a credential, and settings are shown in status output.
+            return "must not contain credentials; put the key in engine.apiKeyEnv's variable"
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        return f"is not a valid URL ({exc}), got {v!r}"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"must be an http:// or https:// URL such as http://127.0.0.1:8080, got {v!r}"
+    return None
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _env_name(v: Any) -> str | None:
+    # Never echo the value: a user who pasted the key itself here must not see it in a message.
+    if _ENV_NAME.fullmatch(v):
+        return None
+    return "must be the name of an environment variable (such as NEARLINE_API_KEY), not the key"
+
+
+def _non_empty(v: Any) -> str | None:
+    return None if v.strip() else "must not be empty"
+
+
 def _existing_file(v: Any) -> str | None:
     p = os.path.expanduser(v)
     return None if os.path.isfile(p) else f"no such file: {v}"
@@ -142,15 +208,24 @@ _CHECKS: dict[tuple[str, str], Callable[[Any], str | None]] = {
     ("model", "rope_scaling_factor"): _positive,
     ("model", "yarn_orig_context"): _int_range(1, 1 << 24),
     ("model", "batch_size"): _int_range(8, 4096),
+    ("model", "state_cache_mb"): _int_range(0, 1 << 16),
+    ("model", "draft_tokens"): _int_range(0, 16),
     ("model", "path"): _existing_file,
     ("completion", "max_tokens"): _int_range(1, 512),
     ("completion", "debounce_ms"): _int_range(0, 10_000),
     ("completion", "timeout_ms"): _int_range(50, 600_000),
     ("completion", "suffix_lines"): _int_range(0, 200),
+    ("completion", "candidates"): _int_range(1, 5),
     ("context", "composer"): _one_of(COMPOSERS),
     ("context", "budget_tokens"): _int_range(64, 1 << 20),
     ("index", "max_file_bytes"): _int_range(1, 1 << 30),
     ("engine", "backend"): _one_of(BACKENDS),
+    ("engine", "isolation"): _one_of(ISOLATIONS),
+    ("engine", "url"): _http_url,
+    ("engine", "model"): _non_empty,
+    ("engine", "api_key_env"): _env_name,
+    ("engine", "timeout_ms"): _int_range(100, 600_000),
+    ("engine", "connect_timeout_ms"): _int_range(50, 60_000),
 }
 
 

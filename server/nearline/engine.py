@@ -15,10 +15,12 @@ sampler chain's overhead, and exact accounting of evaluated tokens.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +43,12 @@ class GenerationRequest:
     max_tokens: int = 48
     timeout_s: float | None = None
     single_line: bool = True
+    doc: str = ""
+    """The document the prompt belongs to: the engine keeps the KV state of recently used
+    documents and restores it when the user comes back (empty: no per-document state)."""
+    candidates: int = 1
+    """Suggestions wanted: above 1, ``GenerationResult.alternatives`` holds up to
+    ``candidates - 1`` other lines (greedy continuations of the runner-up first tokens)."""
 
 
 @dataclass
@@ -55,6 +63,9 @@ class GenerationResult:
     first_token_s: float = 0.0
     total_s: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    alternatives: list[tuple[str, float]] = field(default_factory=list)
+    """Other lines than ``text`` as (text, log-probability), most probable first; distinct,
+    non-empty, each ended by the model (not by a limit)."""
 
 
 class Cancelled(Exception):
@@ -70,7 +81,9 @@ class Engine(Protocol):
 
     def generate(self, req: GenerationRequest, cancel: threading.Event) -> GenerationResult: ...
 
-    def warm(self, segments: Sequence[tuple[str, bool]], cancel: threading.Event) -> int: ...
+    def warm(
+        self, segments: Sequence[tuple[str, bool]], cancel: threading.Event, doc: str = ""
+    ) -> int: ...
 
     def info(self) -> dict[str, Any]: ...
 
@@ -96,6 +109,8 @@ class LoadOptions:
     rope_scaling: str
     rope_scaling_factor: float
     yarn_orig_ctx: int
+    state_cache_mb: int = 256
+    draft_tokens: int = 0
 
 
 def load_options(entry: ModelEntry, path: Path, ms: ModelSettings) -> LoadOptions:
@@ -122,6 +137,8 @@ def load_options(entry: ModelEntry, path: Path, ms: ModelSettings) -> LoadOption
         rope_scaling=scaling,
         rope_scaling_factor=factor,
         yarn_orig_ctx=ms.yarn_orig_context or entry.rope.yarn_orig_context or entry.trained_context,
+        state_cache_mb=ms.state_cache_mb,
+        draft_tokens=ms.draft_tokens,
     )
 
 
@@ -216,6 +233,41 @@ class Utf8Accumulator:
         return new
 
 
+@dataclass
+class _SavedState:
+    tokens: list[int]
+    data: Any  # ctypes uint8 array holding llama_state_seq_get_data's bytes
+    size: int
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def lookup_draft(history: Sequence[int], max_draft: int, ngram: int = 3) -> list[int]:
+    """Prompt-lookup drafting: find the latest earlier occurrence of the last ``ngram`` tokens
+    (then shorter n-grams, down to 2) and propose the tokens that followed it. Code completions
+    often copy text already in the prompt (names, argument lists, the line above)."""
+    n_hist = len(history)
+    for n in range(ngram, 1, -1):
+        if n_hist <= n:
+            continue
+        tail = list(history[n_hist - n :])
+        # Scan backwards: the nearest occurrence is the most relevant continuation.
+        for i in range(n_hist - n - 1, -1, -1):
+            if history[i] == tail[0] and list(history[i : i + n]) == tail:
+                out = list(history[i + n : i + n + max_draft])
+                if out:
+                    return out
+                break
+    return []
+
+
 class LlamaEngine:
     """llama.cpp in-process via llama-cpp-python."""
 
@@ -260,6 +312,11 @@ class LlamaEngine:
         self._piece_cache: dict[int, bytes] = {}
         self._seg_cache: dict[tuple[str, bool], list[int]] = {}
         self.last_prefill = (0, 0)  # (reused, evaluated so far) of the latest prefill
+        # KV states of recently used documents, least recently used first (see _switch_to).
+        self._doc = ""
+        self._states: OrderedDict[str, _SavedState] = OrderedDict()
+        self.state_stats = {"saved": 0, "restored": 0, "evicted": 0, "failed": 0}
+        self.spec_stats = {"drafted": 0, "accepted": 0, "batches": 0}
         log.info(
             "model %s loaded in %.2fs (n_ctx=%d, threads=%d, gpu_layers=%d, rope base=%g %s x%g)",
             model_id, self.load_s, opts.n_ctx, opts.n_threads, opts.n_gpu_layers,
@@ -319,24 +376,87 @@ class LlamaEngine:
             self._cached.extend(batch)
             self.last_prefill = (self.last_prefill[0], self.last_prefill[1] + len(batch))
 
-    def _argmax(self) -> tuple[int, float]:
+    def _argmax(self, i: int = -1) -> int:
         import numpy as np
 
-        ptr = self._lib.llama_get_logits_ith(self.llm.ctx, -1)
-        logits = np.ctypeslib.as_array(ptr, shape=(self._n_vocab,))
-        tok = int(np.argmax(logits))
-        return tok, float(logits[tok])
+        ptr = self._lib.llama_get_logits_ith(self.llm.ctx, i)
+        return int(np.argmax(np.ctypeslib.as_array(ptr, shape=(self._n_vocab,))))
+
+    def _eval_all_logits(self, tokens: Sequence[int]) -> None:
+        """Decode ``tokens`` (at most one batch) keeping the logits of every position, to verify
+        a speculative draft in one llama_decode."""
+        llm = self.llm
+        n_past = len(self._cached)
+        llm._batch.set_batch(batch=list(tokens), n_past=n_past, logits_all=True)
+        try:
+            llm._ctx.decode(llm._batch)
+        except Exception:
+            self.reset()
+            raise
+        llm.input_ids[n_past : n_past + len(tokens)] = tokens
+        self._cached.extend(tokens)
+        llm.n_tokens = len(self._cached)
+
+    # -- per-document KV states -----------------------------------------------------------
+    def _state_budget(self) -> int:
+        return max(0, self.opts.state_cache_mb) * 1024 * 1024
+
+    def _save_state(self, doc: str) -> None:
+        lib, ctx = self._lib, self.llm.ctx
+        size = int(lib.llama_state_seq_get_size(ctx, 0))
+        if size <= 0 or size > self._state_budget():
+            return
+        buf = (ctypes.c_uint8 * size)()
+        n = int(lib.llama_state_seq_get_data(ctx, buf, size, 0))
+        if n <= 0:
+            self.state_stats["failed"] += 1
+            return
+        self._states.pop(doc, None)
+        self._states[doc] = _SavedState(list(self._cached), buf, n)
+        self.state_stats["saved"] += 1
+        total = sum(st.size for st in self._states.values())
+        while total > self._state_budget() and self._states:
+            _, old = self._states.popitem(last=False)
+            total -= old.size
+            self.state_stats["evicted"] += 1
+
+    def _restore_state(self, doc: str) -> bool:
+        st = self._states.pop(doc)
+        self.llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+        if int(self._lib.llama_state_seq_set_data(self.llm.ctx, st.data, st.size, 0)) == 0:
+            self.state_stats["failed"] += 1
+            self.reset()
+            return False
+        self._cached = list(st.tokens)
+        self.llm.n_tokens = len(self._cached)
+        self.llm.input_ids[: len(self._cached)] = self._cached
+        self.state_stats["restored"] += 1
+        return True
+
+    def _switch_to(self, doc: str, tokens: Sequence[int]) -> bool:
+        """Before serving ``doc``: keep the state of the document we leave, and bring back the
+        saved state that shares the longest prefix with ``tokens`` when it beats what the cache
+        holds now. Copying a state costs milliseconds; re-reading a 2K-token prompt costs
+        tens of seconds on a laptop CPU. Returns whether a state was restored."""
+        if not doc or doc == self._doc or self._state_budget() == 0:
+            self._doc = doc or self._doc
+            return False
+        if self._doc and len(self._cached) >= 64:
+            self._save_state(self._doc)
+        self._doc = doc
+        best, best_common = "", common_prefix(self._cached, tokens)
+        for key, st in self._states.items():
+            c = common_prefix(st.tokens, tokens)
+            if c > best_common + 16:
+                best, best_common = key, c
+        return bool(best) and self._restore_state(best)
 
     def prefill(self, tokens: Sequence[int], cancel: threading.Event) -> tuple[int, int]:
         """Bring the KV cache to ``tokens`` (re-evaluating at least the last one so its logits are
         fresh). Returns (reused, evaluated). No deadline: every evaluated token stays in the KV
         cache and is reused by the next keystroke, so a cold prompt is finished, not abandoned;
         only a cancel (e.g. a newer request) stops it."""
-        common = 0
-        for a, b in zip(self._cached, tokens, strict=False):
-            if a != b:
-                break
-            common += 1
+        common = common_prefix(self._cached, tokens)
         keep = min(common, len(tokens) - 1)
         self._truncate_to(keep)
         todo = tokens[keep:]
@@ -344,14 +464,20 @@ class LlamaEngine:
         self._eval(todo, cancel)
         return keep, len(todo)
 
-    def generate(self, req: GenerationRequest, cancel: threading.Event) -> GenerationResult:
-        t0 = time.monotonic()
-        tokens = self.tokenize(req.segments)
+    def _prepare(self, segments: Sequence[tuple[str, bool]], reserve: int) -> list[int]:
+        tokens = self.tokenize(segments)
         n_ctx = self.opts.n_ctx
         if len(tokens) + 1 >= n_ctx:
             # The composer budgets below n_ctx; this only guards a misconfiguration.
-            tokens = tokens[-(n_ctx - req.max_tokens - 1) :]
+            tokens = tokens[-(n_ctx - reserve - 1) :]
+        return tokens
+
+    def generate(self, req: GenerationRequest, cancel: threading.Event) -> GenerationResult:
+        t0 = time.monotonic()
+        tokens = self._prepare(req.segments, req.max_tokens)
         res = GenerationResult(text="", stop_reason="eol", prompt_tokens=len(tokens))
+        if self._switch_to(req.doc, tokens):
+            res.extra["restored_ms"] = round((time.monotonic() - t0) * 1000, 1)
         try:
             res.reused_tokens, res.evaluated_tokens = self.prefill(tokens, cancel)
         except Cancelled:
@@ -364,13 +490,18 @@ class LlamaEngine:
         deadline = time.monotonic() + req.timeout_s if req.timeout_s else None
         acc = Utf8Accumulator()
         reason: StopReason = "max_tokens"
-        for i in range(req.max_tokens):
+        n_ctx = self.opts.n_ctx
+        drafted = accepted = 0
+        top = self._top_logprobs(2 * req.candidates) if req.candidates > 1 else []
+        # Tokens decided but not yet shown; the last one is not in the KV cache yet (`fed`).
+        queue: list[int] = [self._argmax()]
+        fed = [False]
+        res.first_token_s = time.monotonic() - t0
+        while True:
             if cancel.is_set():
                 reason = "cancelled"
                 break
-            tok, _ = self._argmax()
-            if i == 0:
-                res.first_token_s = time.monotonic() - t0
+            tok, in_cache = queue.pop(0), fed.pop(0)
             if tok in self._stop_ids or self._lib.llama_vocab_is_eog(self._vocab, tok):
                 reason = "eog"
                 break
@@ -383,33 +514,194 @@ class LlamaEngine:
                 acc.text = acc.text.split("\n", 1)[0]
                 reason = "eol"
                 break
+            if res.generated_tokens >= req.max_tokens:
+                reason = "max_tokens"
+                break
             if len(self._cached) + 1 >= n_ctx:
                 reason = "context_full"
                 break
             if deadline is not None and time.monotonic() > deadline:
                 reason = "timeout"
                 break
+            if queue or in_cache:
+                continue  # accepted draft tokens are in the cache; their successor is queued
             try:
                 # Feeding the token back keeps it in the cache: if the user types what we
                 # suggested, the next prompt's common prefix covers it for free.
-                self._eval([tok], cancel)
+                n_d, n_a = self._advance(tok, queue, fed, cancel, n_ctx)
             except Cancelled:
                 reason = "cancelled"
                 break
+            drafted += n_d
+            accepted += n_a
         if reason != "eol":
             acc.flush()
             acc.text = acc.text.split("\n", 1)[0] if req.single_line else acc.text
         res.text = acc.text
         res.stop_reason = reason
         res.total_s = time.monotonic() - t0
+        if drafted:
+            res.extra["drafted"], res.extra["accepted"] = drafted, accepted
+        if top and reason not in ("cancelled", "context_full"):
+            res.alternatives = self._alternatives(req, tokens, top, res.text, cancel, deadline)
+            res.total_s = time.monotonic() - t0
         return res
 
-    def warm(self, segments: Sequence[tuple[str, bool]], cancel: threading.Event) -> int:
+    # -- alternatives ---------------------------------------------------------------------
+    def _logits(self) -> Any:
+        import numpy as np
+
+        ptr = self._lib.llama_get_logits_ith(self.llm.ctx, -1)
+        return np.ctypeslib.as_array(ptr, shape=(self._n_vocab,)).astype(np.float64)
+
+    def _top_logprobs(self, k: int) -> list[tuple[int, float]]:
+        """The ``k`` most probable next tokens with their log-probabilities, best first."""
+        import numpy as np
+
+        logits = self._logits()
+        m = float(logits.max())
+        lse = m + float(np.log(np.exp(logits - m).sum()))
+        k = min(k, len(logits))
+        idx = np.argpartition(-logits, k - 1)[:k]
+        idx = idx[np.argsort(-logits[idx])]
+        return [(int(i), float(logits[i]) - lse) for i in idx]
+
+    def _alternatives(
+        self,
+        req: GenerationRequest,
+        tokens: Sequence[int],
+        top: list[tuple[int, float]],
+        greedy: str,
+        cancel: threading.Event,
+        deadline: float | None,
+    ) -> list[tuple[str, float]]:
+        """Greedy lines that start with the runner-up first tokens, each decoded from the end of
+        the prompt (the KV cache is cut back to it), ranked by log-probability. Afterwards the
+        cache holds the greedy line again, so typing through the first suggestion stays free.
+        Shares the request's time limit; a cancel stops it."""
+        base = len(tokens)
+        if self._cached[:base] != list(tokens):
+            return []
+        greedy_fed = self._cached[base:]
+        want = req.candidates - 1
+        seen = {greedy.strip()}
+        found: list[tuple[str, float]] = []
+        try:
+            for tok, logprob in top[1:]:
+                if len(found) >= want or cancel.is_set():
+                    break
+                if deadline is not None and time.monotonic() > deadline:
+                    break
+                if tok in self._stop_ids or self._lib.llama_vocab_is_eog(self._vocab, tok):
+                    continue
+                if self._lib.llama_vocab_is_control(self._vocab, tok):
+                    continue
+                line = self._decode_line(base, tok, logprob, req, cancel, deadline)
+                if line is not None and line[0].strip() and line[0].strip() not in seen:
+                    seen.add(line[0].strip())
+                    found.append(line)
+            # Back to the greedy path: one batch of at most max_tokens tokens.
+            self._truncate_to(base)
+            self._eval(greedy_fed, cancel)
+        except Cancelled:
+            pass
+        found.sort(key=lambda t: -t[1])
+        return found
+
+    def _decode_line(
+        self,
+        base: int,
+        first: int,
+        logprob: float,
+        req: GenerationRequest,
+        cancel: threading.Event,
+        deadline: float | None,
+    ) -> tuple[str, float] | None:
+        """Greedy decoding of one line after the prompt (``base`` tokens), forced to start with
+        ``first``; None when a limit cut it before the model ended the line."""
+        import numpy as np
+
+        self._truncate_to(base)
+        acc = Utf8Accumulator()
+        tok, n = first, 0
+        while True:
+            acc.push(self._piece(tok))
+            n += 1
+            if "\n" in acc.text:
+                return acc.text.split("\n", 1)[0], logprob
+            if n >= req.max_tokens or len(self._cached) + 2 >= self.opts.n_ctx:
+                return None
+            if deadline is not None and time.monotonic() > deadline:
+                return None
+            self._eval([tok], cancel)
+            logits = self._logits()
+            tok = int(np.argmax(logits))
+            if tok in self._stop_ids or self._lib.llama_vocab_is_eog(self._vocab, tok):
+                acc.flush()
+                return acc.text, logprob
+            if self._lib.llama_vocab_is_control(self._vocab, tok):
+                acc.flush()
+                return acc.text, logprob
+            m = float(logits[tok])
+            logprob += m - (m + float(np.log(np.exp(logits - m).sum())))
+
+    def _advance(
+        self,
+        tok: int,
+        queue: list[int],
+        fed: list[bool],
+        cancel: threading.Event,
+        n_ctx: int,
+    ) -> tuple[int, int]:
+        """Feed ``tok`` and decide what follows it: with prompt-lookup drafting, a batch
+        ``[tok, d1..dk]`` verifies k drafted tokens at once and every matching one is accepted;
+        otherwise one token. Returns (drafted, accepted)."""
+        room = n_ctx - len(self._cached) - 2
+        k = min(self.opts.draft_tokens, self.opts.n_batch - 1, room)
+        draft = lookup_draft([*self._cached, tok], k) if k > 0 else []
+        # A draft only pays while it stays on this line; cut it after the first newline.
+        for j, d in enumerate(draft):
+            if b"\n" in self._piece(d):
+                draft = draft[: j + 1]
+                break
+        if not draft:
+            self._eval([tok], cancel)
+            queue.append(self._argmax())
+            fed.append(False)
+            return 0, 0
+        if cancel.is_set():
+            raise Cancelled
+        base = len(self._cached)
+        self._eval_all_logits([tok, *draft])
+        self.spec_stats["batches"] += 1
+        n_ok = 0
+        nxt = -1
+        for j, d in enumerate(draft):
+            nxt = self._argmax(j)
+            if nxt != d:
+                break
+            n_ok += 1
+        else:
+            nxt = self._argmax(len(draft))
+        # Drop the rejected part of the draft from the cache.
+        self._truncate_to(base + 1 + n_ok)
+        queue.extend(draft[:n_ok])
+        fed.extend([True] * n_ok)
+        queue.append(nxt)
+        fed.append(False)
+        self.spec_stats["drafted"] += len(draft)
+        self.spec_stats["accepted"] += n_ok
+        return len(draft), n_ok
+
+    def warm(
+        self, segments: Sequence[tuple[str, bool]], cancel: threading.Event, doc: str = ""
+    ) -> int:
         """Evaluate a prompt into the KV cache without generating (warm-up); returns the tokens
         evaluated. A cancel stops it between batches, keeping what was done."""
         tokens = self.tokenize(segments)
         if len(tokens) + 1 >= self.opts.n_ctx:
             tokens = tokens[: self.opts.n_ctx - 2]
+        self._switch_to(doc, tokens)
         try:
             return self.prefill(tokens, cancel)[1]
         except Cancelled:
@@ -438,6 +730,14 @@ class LlamaEngine:
             "rope_scaling": self.opts.rope_scaling,
             "rope_scaling_factor": self.opts.rope_scaling_factor,
             "load_s": round(self.load_s, 3),
+            "state_cache": {
+                "documents": len(self._states),
+                "mb": round(sum(st.size for st in self._states.values()) / 2**20, 1),
+                "budget_mb": self.opts.state_cache_mb,
+                **self.state_stats,
+            },
+            "draft_tokens": self.opts.draft_tokens,
+            "speculative": dict(self.spec_stats),
         }
 
     def close(self) -> None:

@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 PROMPT_COMMAND = "nearline.prompt"
 STATUS_COMMAND = "nearline.status"
 INDEX_COMMAND = "nearline.index"
+# Editors tell us which document became active (LSP itself has no such notification).
+DID_FOCUS = "nearline/didFocus"
 DOCUMENT_TEXT_COMMAND = "nearline.documentText"
 
 
@@ -267,6 +269,7 @@ class NearlineServer(LanguageServer):
                 break
         if self.index is not None and path is not None:
             self.index.set_current(path)
+        language = self.language_of(uri, doc.language_id)
         return Query(
             uri=uri,
             text=text,
@@ -275,9 +278,16 @@ class NearlineServer(LanguageServer):
             offset=offset,
             path=path,
             rel=rel or (path.name if path else None),
-            language=language_for(path.name if path else uri),
+            language=language,
             root=root,
         )
+
+    def language_of(self, uri: str, language_id: str | None) -> str:
+        """The file name decides (as for the index); the editor's language id helps where the
+        name says nothing (an untitled buffer)."""
+        path = _fs_path(uri)
+        lang = language_for(path.name if path else uri)
+        return language_id or lang if lang == "text" else lang
 
 
 def build_server(engine_factory: EngineFactory | None = None) -> NearlineServer:
@@ -327,19 +337,67 @@ def build_server(engine_factory: EngineFactory | None = None) -> NearlineServer:
         elif isinstance(raw, dict) and raw and ls.apply_settings(raw):
             ls.spawn(start_model(ls), "reload-model")
 
+    def warm_document(ls: NearlineServer, uri: str, position: types.Position | None) -> None:
+        """Read the document's prompt into the KV cache in the background (at the cursor when
+        the editor says where it is, else at the end: every later request there shares the
+        repository context and the prefix up to it). Any real request preempts it."""
+        doc = ls.document(uri)
+        if ls.service is None or doc is None or not ls.settings.completion.warm_up:
+            return
+        if position is None:
+            q: Query | None = ls.query_at(uri, doc, len(doc.source))
+        else:
+            q = ls.query(uri, position)
+        if q is not None:
+            ls.spawn(ls.service.warm(q), "warm-up")
+
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     def on_open(ls: NearlineServer, params: types.DidOpenTextDocumentParams) -> None:
         uri = params.text_document.uri
         sync_overlay(ls, uri)
-        # Warm the KV cache with the new document's prompt (at its end: every later request in
-        # it shares the repository context and its prefix up to the cursor).
-        doc = ls.document(uri)
-        if ls.service is not None and doc is not None and ls.settings.completion.warm_up:
-            ls.spawn(ls.service.warm(ls.query_at(uri, doc, len(doc.source))), "warm-up")
+        if ls.service is not None:
+            item = params.text_document
+            ls.service.syntax.open(uri, ls.language_of(uri, item.language_id), item.text)
+        warm_document(ls, uri, None)
+
+    @server.feature(DID_FOCUS)
+    def on_focus(ls: NearlineServer, params: Any) -> None:
+        """``nearline/didFocus`` {textDocument: {uri}, position?}: the editor switched to a
+        document (LSP has no notification for that). Its saved KV state is restored and what
+        changed is read now, before the user types."""
+        doc = _get(params, "textDocument") or _get(params, "text_document")
+        uri = _get(doc, "uri")
+        pos = _get(params, "position")
+        if not isinstance(uri, str):
+            return
+        position = None
+        line, char = _get(pos, "line"), _get(pos, "character")
+        if isinstance(line, int) and isinstance(char, int) and line >= 0 and char >= 0:
+            position = types.Position(line=line, character=char)
+        warm_document(ls, uri, position)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
     def on_change(ls: NearlineServer, params: types.DidChangeTextDocumentParams) -> None:
-        sync_overlay(ls, params.text_document.uri)
+        uri = params.text_document.uri
+        sync_overlay(ls, uri)
+        doc = ls.workspace.text_documents.get(uri)
+        if ls.service is not None and doc is not None and uri in ls.service.syntax:
+            # The document's syntax tree follows the edits (tree-sitter edits, reparsed lazily).
+            changes: list[Any] = []
+            for ch in params.content_changes:
+                if isinstance(ch, types.TextDocumentContentChangePartial):
+                    r = ch.range
+                    start, end = (r.start.line, r.start.character), (r.end.line, r.end.character)
+                    changes.append((start, end, ch.text))
+                else:
+                    changes.append(ch.text)
+            enc = doc.position_codec.encoding
+            encoding = str(getattr(enc, "value", enc) or "utf-16")
+            try:
+                ls.service.syntax.change(uri, changes, doc.source, encoding)
+            except Exception:
+                log.exception("syntax tree update failed")
+                ls.service.syntax.forget(uri)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def on_close(ls: NearlineServer, params: types.DidCloseTextDocumentParams) -> None:
@@ -406,7 +464,7 @@ def build_server(engine_factory: EngineFactory | None = None) -> NearlineServer:
         items = []
         suggestions = outcome.suggestions if outcome else []
         ls.record_shown(suggestions, q.language)
-        for s in suggestions:
+        for n, s in enumerate(suggestions):
             new_text = word + s.text
             items.append(
                 types.CompletionItem(
@@ -414,8 +472,8 @@ def build_server(engine_factory: EngineFactory | None = None) -> NearlineServer:
                     kind=types.CompletionItemKind.Text,
                     detail="Nearline",
                     filter_text=new_text,
-                    sort_text="0000",
-                    preselect=True,
+                    sort_text=f"{n:04d}",
+                    preselect=n == 0,
                     insert_text_format=types.InsertTextFormat.PlainText,
                     text_edit=types.TextEdit(
                         range=types.Range(start=start, end=params.position), new_text=new_text
@@ -472,12 +530,17 @@ def build_server(engine_factory: EngineFactory | None = None) -> NearlineServer:
     def status_command(ls: NearlineServer, *args: Any) -> dict[str, Any]:
         svc = ls.service
         engine = svc.engine if svc else None
+        info = engine.info() if engine else None
         return {
             "state": svc.state if svc else "idle",
             "error": svc.error if svc else None,
-            "engine": engine.info() if engine else None,
+            "pid": os.getpid(),
+            # The model process (engine.isolation: process); None when the model runs in here.
+            "worker_pid": info.get("worker_pid") if info else None,
+            "engine": info,
             "settings": settings_to_dict(ls.settings),
             "stats": dict(svc.stats) if svc else {},
+            "syntax": dict(svc.syntax.stats) if svc else {},
             "inflight": svc.inflight if svc else 0,
             "recent": list(svc.recent) if svc else [],
             "process": process_info(ls),
@@ -609,6 +672,13 @@ async def start_model(ls: NearlineServer) -> None:
             ls.work_done_progress.end(token, types.WorkDoneProgressEnd(message=ls.service.state))
     if ls.service.state == "ready" and ls.service.engine is not None:
         log.info("model ready in %.1fs: %s", time.perf_counter() - t0, ls.service.engine.info())
+
+
+def _get(obj: Any, name: str) -> Any:
+    """A field of custom-notification params, which arrive as dicts or as attribute objects."""
+    if isinstance(obj, dict):
+        return obj.get(name)
+    return getattr(obj, name, None)
 
 
 def _supports_progress(ls: NearlineServer) -> bool:

@@ -518,6 +518,15 @@ class GGUFTokenizer:
     def vocab_size(self) -> int:
         return self._vocab_size
 
+    def control_tokens(self) -> list[str]:
+        """Texts of the vocabulary's control tokens (never matched in plain text here, but a
+        server that tokenizes a whole prompt string parses them)."""
+        return [
+            t.content
+            for i, t in sorted(self._tok.get_added_tokens_decoder().items())
+            if t.special and t.content != _MISSING_BYTE
+        ]
+
 
 class ApproxCounter:
     """Fallback when no GGUF tokenizer is available: ``ceil(utf8_bytes / bytes_per_token)``.

@@ -20,7 +20,7 @@ EDITORS = ROOT / "editors"
 # Settings of the extension itself, not of the server.
 CLIENT_SECTIONS = {"server", "editor", "trace"}
 # Server settings deliberately not offered in editor UIs (tuning knobs and internals).
-INTERNAL = {"model.batchSize", "context.sameLanguage", "engine.backend"}
+INTERNAL = {"model.batchSize", "context.sameLanguage"}
 
 
 def server_defaults() -> dict[str, Any]:
@@ -66,10 +66,11 @@ def test_vscode_defaults_parse_cleanly() -> None:
 
 
 def test_vscode_enums_match_the_server() -> None:
-    from nearline.config import COMPOSERS, ROPE_SCALING_TYPES
+    from nearline.config import BACKENDS, COMPOSERS, ROPE_SCALING_TYPES
 
     props = vscode_settings()
     assert set(props["context.composer"]["enum"]) == set(COMPOSERS)
+    assert set(props["engine.backend"]["enum"]) == set(BACKENDS)
     assert {v for v in props["model.ropeScaling"]["enum"] if v is not None} == set(
         ROPE_SCALING_TYPES
     )

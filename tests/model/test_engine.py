@@ -208,7 +208,7 @@ def test_stop_token_ends_generation_with_eog(
     engine: LlamaEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for stop_id in sorted(engine._stop_ids):
-        monkeypatch.setattr(engine, "_argmax", lambda sid=stop_id: (sid, 0.0))
+        monkeypatch.setattr(engine, "_argmax", lambda i=-1, sid=stop_id: sid)
         res = gen(engine, EOL_PROMPT, max_tokens=8)
         assert res.stop_reason == "eog", engine.llm.detokenize([stop_id], special=True)
         assert res.text == ""
@@ -222,7 +222,7 @@ def test_text_before_a_stop_token_is_kept(
     assert len(word) == 1
     file_sep = engine.llm.tokenize(b"<file_sep>", add_bos=False, special=True)[0]
     picks = iter([word[0], file_sep])
-    monkeypatch.setattr(engine, "_argmax", lambda: (next(picks), 0.0))
+    monkeypatch.setattr(engine, "_argmax", lambda i=-1: next(picks))
     res = gen(engine, EOL_PROMPT, max_tokens=8)
     assert res.stop_reason == "eog"
     assert res.text == " hello"
@@ -244,7 +244,7 @@ def test_eog_and_control_tokens_outside_the_stop_list(
     ]
     assert control, "SmolLM2 has unlisted control tokens such as <gh_stars>"
     for tok, reason in [*((t, "eog") for t in eog[:1]), (control[0], "stop")]:
-        monkeypatch.setattr(engine, "_argmax", lambda t=tok: (t, 0.0))
+        monkeypatch.setattr(engine, "_argmax", lambda i=-1, t=tok: t)
         res = gen(engine, EOL_PROMPT, max_tokens=8)
         assert res.stop_reason == reason, engine.llm.detokenize([tok], special=True)
         assert res.text == ""
@@ -392,3 +392,159 @@ def test_yarn_reaches_llama_cpp(small_model: Path) -> None:
         assert res.generated_tokens >= 1 or res.stop_reason == "eog"
     finally:
         eng.close()
+
+
+# -- per-document KV states -----------------------------------------------------------------------
+def doc_gen(engine: LlamaEngine, text: str, doc: str) -> GenerationResult:
+    return engine.generate(
+        GenerationRequest([(text, False)], 8, None, True, doc), threading.Event()
+    )
+
+
+def test_switching_back_to_a_document_restores_its_state(engine: LlamaEngine) -> None:
+    """A and B share nothing: without saved states, coming back to A re-reads its whole prompt.
+    With them, A's state is restored and only the last token is evaluated again."""
+    engine.reset()
+    a = long_prompt("alpha", lines=30) + "total = "
+    b = long_prompt("beta", lines=30) + "total = "
+    first = doc_gen(engine, a, "file:///a.py")
+    assert first.evaluated_tokens == first.prompt_tokens
+    other = doc_gen(engine, b, "file:///b.py")
+    assert other.evaluated_tokens > other.prompt_tokens // 2  # a different prompt: cold
+    saved = engine.state_stats["saved"]
+    back = doc_gen(engine, a, "file:///a.py")
+    assert engine.state_stats["saved"] == saved + 1  # B was kept on the way out
+    assert "restored_ms" in back.extra
+    assert back.evaluated_tokens <= 2
+    # The restored state is the same state: greedy decoding gives the same line.
+    assert back.text == first.text
+    # And B's state comes back too, once the user returns to it.
+    again = doc_gen(engine, b, "file:///b.py")
+    assert "restored_ms" in again.extra and again.evaluated_tokens <= 2
+    assert again.text == other.text
+
+
+def test_state_cache_respects_its_memory_budget(small_model: Path) -> None:
+    """SmolLM2 keeps ~23 KB of KV per token: three 500-token documents do not fit in 20 MB
+    (~900 tokens), so the least recently used one is evicted and must be read again."""
+    eng = create_local_engine(settings(stateCacheMb=20, contextLength=2048))
+    assert isinstance(eng, LlamaEngine)
+    try:
+        prompts = {f"file:///{t}.py": long_prompt(t, lines=35) + "x = " for t in "pqr"}
+        for doc, text in prompts.items():
+            doc_gen(eng, text, doc)
+        info = eng.info()["state_cache"]
+        assert info["evicted"] >= 1
+        assert info["mb"] <= 20
+        # p was the least recently used: evicted, so returning to it is a cold read.
+        res = doc_gen(eng, prompts["file:///p.py"], "file:///p.py")
+        assert "restored_ms" not in res.extra
+        assert res.evaluated_tokens > res.prompt_tokens // 2
+    finally:
+        eng.close()
+
+
+def test_state_cache_off_keeps_single_cache_behaviour(small_model: Path) -> None:
+    eng = create_local_engine(settings(stateCacheMb=0))
+    assert isinstance(eng, LlamaEngine)
+    try:
+        a, b = long_prompt("a1", lines=10) + "y = ", long_prompt("b1", lines=10) + "y = "
+        doc_gen(eng, a, "file:///a.py")
+        doc_gen(eng, b, "file:///b.py")
+        back = doc_gen(eng, a, "file:///a.py")
+        assert "restored_ms" not in back.extra
+        assert eng.state_stats["saved"] == 0
+    finally:
+        eng.close()
+
+
+# -- prompt-lookup speculative decoding ------------------------------------------------------------
+COPY_PROMPTS = [
+    # The next line copies text that is already in the prompt: drafts should be accepted.
+    "def area(width, height):\n    return width * height\n\n\ndef volume(width, height, depth):\n    return ",
+    long_prompt("spec", lines=12) + "item_12_spec = compute(",
+    EOL_PROMPT,
+    LONG_LINE_PROMPT,
+]
+
+
+def test_speculative_decoding_gives_exactly_the_greedy_line(small_model: Path) -> None:
+    """Drafts are only accepted where they equal the greedy choice, so the text must be
+    identical with drafting on and off; and on prompts that repeat themselves drafts are
+    accepted."""
+    plain = create_local_engine(settings(stateCacheMb=0))
+    spec = create_local_engine(settings(stateCacheMb=0, draftTokens=6))
+    assert isinstance(plain, LlamaEngine) and isinstance(spec, LlamaEngine)
+    try:
+        for prompt in COPY_PROMPTS:
+            for eng in (plain, spec):
+                eng.reset()
+            want = gen(plain, prompt, max_tokens=24)
+            got = gen(spec, prompt, max_tokens=24)
+            assert got.text == want.text, prompt
+            assert got.stop_reason == want.stop_reason
+            assert got.generated_tokens == want.generated_tokens
+            # The cache holds the prompt plus exactly the tokens shown, as without drafting,
+            # so the next keystroke's prefix reuse is the same.
+            assert spec.cached_tokens >= got.prompt_tokens
+        assert spec.spec_stats["batches"] > 0
+        assert spec.spec_stats["accepted"] > 0
+    finally:
+        plain.close()
+        spec.close()
+
+
+def test_lookup_draft_finds_the_latest_continuation() -> None:
+    from nearline.engine import lookup_draft
+
+    hist = [1, 2, 3, 9, 9, 1, 2, 3, 7, 8, 5, 1, 2, 3]
+    assert lookup_draft(hist, 2) == [7, 8]  # the nearest earlier "1 2 3" is followed by 7 8
+    assert lookup_draft([4, 5, 6], 3) == []
+    assert lookup_draft([5, 6, 1, 5, 6], 4) == [1, 5, 6]
+
+
+# -- alternatives -------------------------------------------------------------------------------
+ALT_PROMPT = "def area(width, height):\n    return "
+
+
+def test_alternatives_are_distinct_ranked_lines_and_the_cache_keeps_the_greedy_line(
+    engine: LlamaEngine,
+) -> None:
+    engine.reset()
+    greedy = engine.generate(GenerationRequest([(ALT_PROMPT, False)], 24), threading.Event())
+    assert greedy.alternatives == []  # one candidate: nothing else decoded
+    cached = list(engine._cached)
+    engine.reset()
+    req = GenerationRequest([(ALT_PROMPT, False)], 24, candidates=4)
+    res = engine.generate(req, threading.Event())
+    assert res.text == greedy.text  # the first suggestion does not change
+    assert 1 <= len(res.alternatives) <= 3
+    texts = [t.strip() for t, _ in res.alternatives]
+    assert len(set(texts)) == len(texts) and greedy.text.strip() not in texts
+    assert all(t and "\n" not in t for t in texts)
+    logprobs = [lp for _, lp in res.alternatives]
+    assert logprobs == sorted(logprobs, reverse=True) and all(lp < 0 for lp in logprobs)
+    # The KV cache ends with the greedy line again: typing through it costs nothing.
+    assert engine._cached == cached
+    # Each alternative is the model's own greedy line after its first token: asking for that
+    # line's first token as a prompt suffix reproduces the rest.
+    best = res.alternatives[0][0]
+    first_tok = engine.tokenize([(ALT_PROMPT, False)])
+    for n in range(1, len(best) + 1):
+        toks = engine.tokenize([(ALT_PROMPT + best[:n], False)])
+        if toks[: len(first_tok)] == first_tok and len(toks) == len(first_tok) + 1:
+            follow = engine.generate(
+                GenerationRequest([(ALT_PROMPT + best[:n], False)], 24), threading.Event()
+            )
+            assert best[:n] + follow.text == best
+            break
+    else:
+        pytest.fail(f"no one-token prefix of {best!r}")
+
+
+def test_alternatives_respect_cancel(engine: LlamaEngine) -> None:
+    engine.reset()
+    cancel = threading.Event()
+    cancel.set()
+    res = engine.generate(GenerationRequest([(ALT_PROMPT, False)], 24, candidates=3), cancel)
+    assert res.stop_reason == "cancelled" and res.alternatives == []

@@ -13,6 +13,7 @@ import pytest
 from nearline.catalog import load_catalog
 
 from ..conftest import DEFAULT_ID, ROOT, SMALL_ID, server_env
+from ..servers import free_port
 
 ZORB = ROOT / "tests" / "fixtures" / "zorb_project"
 MAIN = ZORB / "main.py"  # 5 lines; line 5 is "    digest = " (13 characters)
@@ -213,3 +214,12 @@ def test_complete_with_the_small_model(tmp_path: Path, small_model: Path) -> Non
     assert len(out) == 1, proc.stdout
     assert out[0].strip()
     assert "stop=" in proc.stderr  # -v prints the generation's numbers
+
+
+def test_complete_with_an_unreachable_remote_engine(tmp_path: Path) -> None:
+    f = tmp_path / "add.py"
+    f.write_text("def add(a, b):\n    return a")
+    port = free_port()  # nothing listens there
+    settings = json.dumps({"engine": {"backend": "openai", "url": f"http://127.0.0.1:{port}"}})
+    proc = nearline("complete", f"{f}:2:13", "--model", SMALL_ID, "--settings", settings)
+    assert_user_error(proc, f"http://127.0.0.1:{port}/v1", "cannot be reached (connection refused)")

@@ -91,6 +91,7 @@ return {
   --   completion = { maxTokens = 32, debounceMs = 50, timeoutMs = 2000, suffixLines = 0 },
   --   context = { composer = 'path-distance', budgetTokens = 1024 },
   --   index = { exclude = { 'build/**' }, maxFileBytes = 1000000, watch = true },
+  --   engine = { backend = 'openai', url = 'http://gpu-box:8080', apiKeyEnv = 'NEARLINE_API_KEY' },
   -- (Not empty: an empty Lua table would be sent as a JSON array.)
   init_options = {
     completion = { enabled = true },

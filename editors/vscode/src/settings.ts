@@ -21,11 +21,27 @@ export const SERVER_KEYS: Readonly<Record<string, readonly string[]>> = {
     'ropeScaling',
     'ropeScalingFactor',
     'yarnOrigContext',
+    'stateCacheMb',
+    'draftTokens',
   ],
-  completion: ['enabled', 'maxTokens', 'debounceMs', 'timeoutMs', 'warmUp', 'suffixLines'],
+  completion: [
+    'enabled',
+    'maxTokens',
+    'debounceMs',
+    'timeoutMs',
+    'warmUp',
+    'suffixLines',
+    'inComments',
+    'inStrings',
+    'syntaxCheck',
+    'candidates',
+    'speculate',
+  ],
   context: ['composer', 'budgetTokens'],
   index: ['exclude', 'maxFileBytes', 'watch'],
+  engine: ['isolation'],
   stats: ['enabled'],
+  engine: ['backend', 'url', 'model', 'apiKeyEnv', 'timeoutMs', 'connectTimeoutMs'],
 };
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {

@@ -88,6 +88,10 @@ export class StatusModel {
     if (typeof engine.threads === 'number') bits.push(`${engine.threads} thread${engine.threads === 1 ? '' : 's'}`);
     if (typeof engine.gpu_layers === 'number') bits.push(`${engine.gpu_layers} GPU layers`);
     if (typeof engine.n_ctx === 'number') bits.push(`context ${engine.n_ctx}`);
+    if (engine.backend === 'openai' && typeof engine.url === 'string') {
+      bits.push(`on ${engine.url}`);
+      if (typeof engine.last_error === 'string') bits.push(`server ${engine.last_error}`);
+    }
     this.detail = bits.length ? bits.join(', ') : undefined;
     const settings = (typeof r.settings === 'object' && r.settings !== null ? r.settings : {}) as Record<
       string,

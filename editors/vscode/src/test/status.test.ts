@@ -55,6 +55,21 @@ describe('StatusModel', () => {
     assert.equal(s.state, 'starting');
   });
 
+  it('shows where a remote engine generates, and its last failure', () => {
+    const s = new StatusModel();
+    s.clientState('running');
+    s.applyStatus({
+      ...READY,
+      engine: { backend: 'openai', url: 'http://gpu-box:8080/v1', model: 'qwen-7b', last_error: null },
+    });
+    assert.match(s.view().tooltip, /model qwen-7b · on http:\/\/gpu-box:8080\/v1/);
+    s.applyStatus({
+      ...READY,
+      engine: { backend: 'openai', url: 'http://gpu-box:8080/v1', model: 'qwen-7b', last_error: 'answered HTTP 500' },
+    });
+    assert.match(s.view().tooltip, /server answered HTTP 500/);
+  });
+
   it('shows errors from nearline.status', () => {
     const s = new StatusModel();
     s.applyStatus({ state: 'error', error: 'model x is not downloaded', engine: null, settings: {} });

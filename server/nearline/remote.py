@@ -50,12 +50,18 @@ BACKOFF_MAX_S = 30.0
 # A response body larger than this is not a completion: stop reading it.
 MAX_RESPONSE_CHARS = 4_000_000
 # llama.cpp-server fields beyond the OpenAI API: reuse the KV cache across requests (the
-# default in current llama-server, not in older ones) and no repetition penalty, which
+# default in current llama-server, not in older ones); no repetition penalty, which
 # llama-cpp-python's server applies by default (1.1) and which would make "temperature 0"
-# differ from the local engine's pure greedy decoding. vLLM accepts and ignores unknown fields
-# (with a warning per request, so they are not sent to it), Ollama ignores them, and a strict
-# server that rejects them with a 400 naming one gets the request again without them.
-LLAMA_EXTRAS: dict[str, Any] = {"cache_prompt": True, "repeat_penalty": 1.0}
+# differ from the local engine's pure greedy decoding; and timings in every chunk, so that a
+# stream closed early (end of line, time limit, cancel) still tells how much of the prompt
+# came from the cache. vLLM accepts and ignores unknown fields (with a warning per request, so
+# they are not sent to it), Ollama ignores them, and a strict server that rejects them with a
+# 400 naming one gets the request again without them.
+LLAMA_EXTRAS: dict[str, Any] = {
+    "cache_prompt": True,
+    "repeat_penalty": 1.0,
+    "timings_per_token": True,
+}
 
 
 class RemoteError(Exception):
@@ -589,6 +595,7 @@ class RemoteEngine:
             reason = "eol" if req.single_line else "stop"
         usage = prog.usage or {}
         timings = prog.timings or {}
+        # Without the server's timings, how much of the prompt it read is unknown: count all.
         prompt_tokens = _int(usage.get("prompt_tokens"))
         cached = _int(timings.get("cache_n"))
         evaluated = _int(timings.get("prompt_n"))

@@ -28,9 +28,9 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
@@ -417,26 +417,32 @@ class RemoteEngine:
                 if "event-stream" not in ctype:
                     await self._read_whole(resp, prog, single_line)
                     return
-                async for line in resp.aiter_lines():
-                    prog.received += len(line)
-                    if prog.received > MAX_RESPONSE_CHARS:
-                        raise RemoteError("sent an endless response")
-                    line = line.strip()
-                    if not line or line.startswith(":"):
-                        continue  # keep-alive comments and event separators
-                    if not line.startswith("data:"):
-                        if line.split(":", 1)[0] in ("event", "id", "retry"):
-                            continue
-                        raise RemoteError(f"sent a malformed event stream ({line[:80]!r})")
-                    data = line[5:].strip()
-                    if data == "[DONE]":
-                        break
-                    try:
-                        obj = json.loads(data)
-                    except ValueError:
-                        raise RemoteError(f"sent data that is not JSON ({data[:80]!r})") from None
-                    if self._apply(obj, prog, single_line):
-                        return  # leaving the block closes the connection: the server stops
+                # Closed explicitly: leaving early must not strand the generator on the loop.
+                # (httpx types it as an iterator; it is an async generator.)
+                lines = cast(AsyncGenerator[str, None], resp.aiter_lines())
+                async with contextlib.aclosing(lines) as stream_lines:
+                    async for line in stream_lines:
+                        prog.received += len(line)
+                        if prog.received > MAX_RESPONSE_CHARS:
+                            raise RemoteError("sent an endless response")
+                        line = line.strip()
+                        if not line or line.startswith(":"):
+                            continue  # keep-alive comments and event separators
+                        if not line.startswith("data:"):
+                            if line.split(":", 1)[0] in ("event", "id", "retry"):
+                                continue
+                            raise RemoteError(f"sent a malformed event stream ({line[:80]!r})")
+                        data = line[5:].strip()
+                        if data == "[DONE]":
+                            break
+                        try:
+                            obj = json.loads(data)
+                        except ValueError:
+                            raise RemoteError(
+                                f"sent data that is not JSON ({data[:80]!r})"
+                            ) from None
+                        if self._apply(obj, prog, single_line):
+                            return  # leaving the block closes the connection: the server stops
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from None
         if prog.chunks == 0:

@@ -625,7 +625,7 @@ class RemoteEngine:
             prompt_s=(prog.first_byte_at - t0) if prog.first_byte_at else 0.0,
             first_token_s=(prog.first_token_at - t0) if prog.first_token_at else 0.0,
             total_s=end - t0,
-            extra={"backend": "openai", **self._take_notice()},
+            extra={"backend": "openai", **_server_ms(timings), **self._take_notice()},
         )
 
     def warm(
@@ -677,6 +677,12 @@ class RemoteEngine:
             # Streams left early still hold async generators: finish them before the loop goes.
             self._loop.run_until_complete(self._loop.shutdown_asyncgens())
         self._loop.close()
+
+
+def _server_ms(timings: dict[str, Any]) -> dict[str, float]:
+    """The server's own time for the request (llama-server), to tell it from the network's."""
+    ms = [v for k in ("prompt_ms", "predicted_ms") if isinstance(v := timings.get(k), int | float)]
+    return {"server_ms": round(sum(ms), 1)} if ms else {}
 
 
 def _int(v: Any) -> int | None:

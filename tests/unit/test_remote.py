@@ -170,11 +170,13 @@ def test_streams_a_completion_and_sends_a_greedy_single_line_request() -> None:
 
 
 def test_llama_server_timings_fill_the_cache_numbers() -> None:
-    final = chunk("", "stop") | {"timings": {"cache_n": 90, "prompt_n": 4, "predicted_n": 2}}
+    timings = {"cache_n": 90, "prompt_n": 4, "predicted_n": 2, "prompt_ms": 5, "predicted_ms": 7.5}
+    final = chunk("", "stop") | {"timings": timings}
     server = Server(lambda r: stream_response(sse(chunk("ok"), final)))
     res = gen(engine_for(server))
     assert (res.reused_tokens, res.evaluated_tokens, res.prompt_tokens) == (90, 4, 94)
-    assert res.generated_tokens == 2
+    assert res.generated_tokens == 2 and res.extra["server_ms"] == 12.5
+    assert server.bodies()[0]["timings_per_token"] is True
 
 
 def test_the_line_ends_at_a_newline_even_if_the_server_ignores_stop() -> None:

@@ -42,6 +42,19 @@ def _parse_hostport(value: str) -> tuple[str, int]:
     return (host or "127.0.0.1").strip("[]"), p
 
 
+def _is_loopback(host: str) -> bool:
+    """Only loopback addresses keep the server private to this machine (a host name might
+    resolve anywhere, so only ``localhost`` counts)."""
+    import ipaddress
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import faulthandler
     import signal
@@ -57,11 +70,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logging.getLogger("nearline").setLevel(logging.INFO)
     if args.tcp:
         host, port = _parse_hostport(args.tcp)
-        if host not in ("127.0.0.1", "localhost", "::1"):
+        if not _is_loopback(host):
             log.warning(
                 "listening on %s: reachable from other machines; Nearline has no auth", host
             )
-        server.start_tcp(host, port)
+        try:
+            server.start_tcp(host, port)
+        except OSError as exc:  # port taken, unknown host, no permission
+            reason = exc.strerror or str(exc)
+            raise UserError(f"cannot listen on {host}:{port}: {reason}") from None
     else:
         server.start_io()
     return 0
@@ -256,6 +273,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.bench_cmd == "latency":
         from .bench.latency import run_latency
 
+        overrides: dict[str, Any] = {}
+        for item in args.set or []:
+            key, eq, value = item.partition("=")
+            if not eq or "." not in key:
+                raise UserError(f"--set wants section.key=value, got {item!r}")
+            try:
+                overrides[key] = json.loads(value)
+            except json.JSONDecodeError:
+                overrides[key] = value
         extra: dict[str, Any] = {}
         if args.settings:
             try:
@@ -266,8 +292,25 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 raise UserError('--settings must be nested sections, e.g. {"engine": {...}}')
         return asyncio.run(
             run_latency(model=args.model, file=args.file, max_keystrokes=args.keystrokes,
-                        raw=not args.no_raw, out_json=args.json, extra_settings=extra)
+                        raw=not args.no_raw, out_json=args.json, other_file=args.other_file,
+                        llama_server=args.llama_server, server_baseline=not args.no_llama_server,
+                        settings_overrides=overrides, root=args.root, extra_settings=extra)
         )  # fmt: skip
+    if args.bench_cmd == "worker":
+        from .bench.worker_bench import run_worker_bench
+        from .models import ModelError
+
+        try:
+            return run_worker_bench(model=args.model, requests=args.requests,
+                                    threads=args.threads, file=args.file, out_json=args.json)  # fmt: skip
+        except ModelError as exc:
+            raise UserError(str(exc)) from None
+    if args.bench_cmd == "soak":
+        from .bench.soak import main_soak
+
+        if args.seconds <= 0 or args.rate <= 0:
+            raise UserError("--seconds and --rate must be positive")
+        return main_soak(args.seconds, args.model, args.rate, args.json)
     if args.bench_cmd == "index":
         try:
             from .bench.index_bench import run as run_index
@@ -347,11 +390,30 @@ def build_parser() -> argparse.ArgumentParser:
     bl.add_argument("--keystrokes", type=int, default=300)
     bl.add_argument("--no-raw", action="store_true", help="skip the raw llama-cpp-python run")
     bl.add_argument("--json", default=None, help="write the numbers to this JSON file")
+    bl.add_argument("--root", default=None, help="project to use (default: the sample project)")
+    bl.add_argument("--other-file", default=None, help="file to switch to and back from")
+    bl.add_argument("--llama-server", default=None, help="llama-server binary for the baseline")
+    bl.add_argument("--no-llama-server", action="store_true", help="skip the llama-server run")
+    bl.add_argument(
+        "--set", action="append", metavar="SECTION.KEY=VALUE",
+        help="a server setting for this run, e.g. --set model.draftTokens=6",
+    )  # fmt: skip
+    bw = bsub.add_parser("worker", help="per-request cost of running the model in its own process")
+    bw.add_argument("--model", default=None)
+    bw.add_argument("--requests", type=int, default=60)
+    bw.add_argument("--threads", type=int, default=None)
+    bw.add_argument("--file", default=None, help="file of the sample project to type")
+    bw.add_argument("--json", default=None, help="write the numbers to this JSON file")
     bl.add_argument(
         "--settings",
         default=None,
         help='more server settings as JSON, e.g. {"engine": {"backend": "openai", "url": "…"}}',
     )
+    bs = bsub.add_parser("soak", help="typing, request and cancel storms across 20 documents")
+    bs.add_argument("--seconds", type=float, default=60.0)
+    bs.add_argument("--model", default=None)
+    bs.add_argument("--rate", type=float, default=50.0, help="requests per second")
+    bs.add_argument("--json", default=None, help="write the numbers to this JSON file")
     bi = bsub.add_parser("index", help="index a generated tree")
     bi.add_argument("--files", type=int, default=10_000)
     b.set_defaults(func=cmd_bench)

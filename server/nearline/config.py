@@ -18,6 +18,7 @@ from typing import Any
 ROPE_SCALING_TYPES = ("none", "linear", "yarn")
 COMPOSERS = ("path-distance", "file-level")
 BACKENDS = ("local", "openai")
+ISOLATIONS = ("process", "thread")
 
 
 @dataclass(kw_only=True)
@@ -59,6 +60,18 @@ class CompletionSettings:
     """Read an opened document's prompt into the KV cache in the background."""
     suffix_lines: int = 0
     """Lines after the cursor's line given to FIM models (the rest of the cursor's line always is)."""
+    in_comments: bool = True
+    """Complete inside comments."""
+    in_strings: bool = True
+    """Complete inside string literals."""
+    syntax_check: bool = True
+    """Drop suggestions that break the syntax of their statement (tree-sitter; Python,
+    JavaScript, TypeScript, Go, Rust, Java, C, C++)."""
+    candidates: int = 1
+    """Alternative suggestions per request (1-5), most probable first, for editors that cycle."""
+    speculate: bool = True
+    """While a suggestion is shown, compute the next line as if it were accepted (in the
+    background, preempted by any request), so accepting and going on is instant."""
 
 
 @dataclass(kw_only=True)
@@ -92,6 +105,10 @@ class EngineSettings:
     """Limit on one remote request from connecting to its last token (queueing and reading the
     prompt included; ``completion.timeoutMs`` still limits the generation itself)."""
     connect_timeout_ms: int = 2_000
+    isolation: str = "process"
+    """Where llama.cpp runs (backend ``local``): ``process`` (a child process: a crash in native
+    code is survived, the model restarts) or ``thread`` (in the server process: for benchmarks
+    and debugging)."""
 
 
 @dataclass(kw_only=True)
@@ -198,10 +215,12 @@ _CHECKS: dict[tuple[str, str], Callable[[Any], str | None]] = {
     ("completion", "debounce_ms"): _int_range(0, 10_000),
     ("completion", "timeout_ms"): _int_range(50, 600_000),
     ("completion", "suffix_lines"): _int_range(0, 200),
+    ("completion", "candidates"): _int_range(1, 5),
     ("context", "composer"): _one_of(COMPOSERS),
     ("context", "budget_tokens"): _int_range(64, 1 << 20),
     ("index", "max_file_bytes"): _int_range(1, 1 << 30),
     ("engine", "backend"): _one_of(BACKENDS),
+    ("engine", "isolation"): _one_of(ISOLATIONS),
     ("engine", "url"): _http_url,
     ("engine", "model"): _non_empty,
     ("engine", "api_key_env"): _env_name,

@@ -46,6 +46,9 @@ class GenerationRequest:
     doc: str = ""
     """The document the prompt belongs to: the engine keeps the KV state of recently used
     documents and restores it when the user comes back (empty: no per-document state)."""
+    candidates: int = 1
+    """Suggestions wanted: above 1, ``GenerationResult.alternatives`` holds up to
+    ``candidates - 1`` other lines (greedy continuations of the runner-up first tokens)."""
 
 
 @dataclass
@@ -60,6 +63,9 @@ class GenerationResult:
     first_token_s: float = 0.0
     total_s: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    alternatives: list[tuple[str, float]] = field(default_factory=list)
+    """Other lines than ``text`` as (text, log-probability), most probable first; distinct,
+    non-empty, each ended by the model (not by a limit)."""
 
 
 class Cancelled(Exception):
@@ -486,6 +492,7 @@ class LlamaEngine:
         reason: StopReason = "max_tokens"
         n_ctx = self.opts.n_ctx
         drafted = accepted = 0
+        top = self._top_logprobs(2 * req.candidates) if req.candidates > 1 else []
         # Tokens decided but not yet shown; the last one is not in the KV cache yet (`fed`).
         queue: list[int] = [self._argmax()]
         fed = [False]
@@ -535,7 +542,108 @@ class LlamaEngine:
         res.total_s = time.monotonic() - t0
         if drafted:
             res.extra["drafted"], res.extra["accepted"] = drafted, accepted
+        if top and reason not in ("cancelled", "context_full"):
+            res.alternatives = self._alternatives(req, tokens, top, res.text, cancel, deadline)
+            res.total_s = time.monotonic() - t0
         return res
+
+    # -- alternatives ---------------------------------------------------------------------
+    def _logits(self) -> Any:
+        import numpy as np
+
+        ptr = self._lib.llama_get_logits_ith(self.llm.ctx, -1)
+        return np.ctypeslib.as_array(ptr, shape=(self._n_vocab,)).astype(np.float64)
+
+    def _top_logprobs(self, k: int) -> list[tuple[int, float]]:
+        """The ``k`` most probable next tokens with their log-probabilities, best first."""
+        import numpy as np
+
+        logits = self._logits()
+        m = float(logits.max())
+        lse = m + float(np.log(np.exp(logits - m).sum()))
+        k = min(k, len(logits))
+        idx = np.argpartition(-logits, k - 1)[:k]
+        idx = idx[np.argsort(-logits[idx])]
+        return [(int(i), float(logits[i]) - lse) for i in idx]
+
+    def _alternatives(
+        self,
+        req: GenerationRequest,
+        tokens: Sequence[int],
+        top: list[tuple[int, float]],
+        greedy: str,
+        cancel: threading.Event,
+        deadline: float | None,
+    ) -> list[tuple[str, float]]:
+        """Greedy lines that start with the runner-up first tokens, each decoded from the end of
+        the prompt (the KV cache is cut back to it), ranked by log-probability. Afterwards the
+        cache holds the greedy line again, so typing through the first suggestion stays free.
+        Shares the request's time limit; a cancel stops it."""
+        base = len(tokens)
+        if self._cached[:base] != list(tokens):
+            return []
+        greedy_fed = self._cached[base:]
+        want = req.candidates - 1
+        seen = {greedy.strip()}
+        found: list[tuple[str, float]] = []
+        try:
+            for tok, logprob in top[1:]:
+                if len(found) >= want or cancel.is_set():
+                    break
+                if deadline is not None and time.monotonic() > deadline:
+                    break
+                if tok in self._stop_ids or self._lib.llama_vocab_is_eog(self._vocab, tok):
+                    continue
+                if self._lib.llama_vocab_is_control(self._vocab, tok):
+                    continue
+                line = self._decode_line(base, tok, logprob, req, cancel, deadline)
+                if line is not None and line[0].strip() and line[0].strip() not in seen:
+                    seen.add(line[0].strip())
+                    found.append(line)
+            # Back to the greedy path: one batch of at most max_tokens tokens.
+            self._truncate_to(base)
+            self._eval(greedy_fed, cancel)
+        except Cancelled:
+            pass
+        found.sort(key=lambda t: -t[1])
+        return found
+
+    def _decode_line(
+        self,
+        base: int,
+        first: int,
+        logprob: float,
+        req: GenerationRequest,
+        cancel: threading.Event,
+        deadline: float | None,
+    ) -> tuple[str, float] | None:
+        """Greedy decoding of one line after the prompt (``base`` tokens), forced to start with
+        ``first``; None when a limit cut it before the model ended the line."""
+        import numpy as np
+
+        self._truncate_to(base)
+        acc = Utf8Accumulator()
+        tok, n = first, 0
+        while True:
+            acc.push(self._piece(tok))
+            n += 1
+            if "\n" in acc.text:
+                return acc.text.split("\n", 1)[0], logprob
+            if n >= req.max_tokens or len(self._cached) + 2 >= self.opts.n_ctx:
+                return None
+            if deadline is not None and time.monotonic() > deadline:
+                return None
+            self._eval([tok], cancel)
+            logits = self._logits()
+            tok = int(np.argmax(logits))
+            if tok in self._stop_ids or self._lib.llama_vocab_is_eog(self._vocab, tok):
+                acc.flush()
+                return acc.text, logprob
+            if self._lib.llama_vocab_is_control(self._vocab, tok):
+                acc.flush()
+                return acc.text, logprob
+            m = float(logits[tok])
+            logprob += m - (m + float(np.log(np.exp(logits - m).sum())))
 
     def _advance(
         self,

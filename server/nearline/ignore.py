@@ -50,6 +50,7 @@ from pathspec import GitIgnoreSpec
 
 __all__ = [
     "DEFAULT_HEAVY_DIRS",
+    "PRIVATE_KEY_BLOCK",
     "REDACTED",
     "SECRET_PATH_PATTERNS",
     "VCS_DIRS",
@@ -64,6 +65,8 @@ __all__ = [
     "looks_binary",
     "redact",
     "redact_secrets",
+    "redact_slice",
+    "secret_spans",
 ]
 
 REDACTED = "<redacted>"
@@ -323,6 +326,9 @@ _KW = (
     r"(?:pass(?:word|phrase|wd)|pwd|secret(?:[_-]?access)?(?:[_-]?key)?|token"
     r"|(?:(?<=api)|(?<=api[_-])|(?<=secret)|(?<=secret[_-])|(?<=private)|(?<=private[_-])"
     r"|(?<=access)|(?<=access[_-]))key)"
+    # ...and a short suffix after it: `password_prod`, `api_key_v2`, `secret_key_base`, `token2`
+    # (after a separator or as digits, so that `tokenizer` stays a word of its own).
+    r"(?:[_-][A-Za-z0-9]{1,16}|[0-9]{1,4}){0,2}"
 )
 _KW_ANCHORS = ("pass", "pwd", "secret", "token", "key")
 
@@ -453,6 +459,10 @@ _RULES: tuple[_Rule, ...] = (
 )
 
 
+#: a private key block (PEM, OpenSSH, PGP), terminated or not
+PRIVATE_KEY_BLOCK: re.Pattern[str] = _RULES[0].regex
+
+
 @dataclass(frozen=True, slots=True)
 class Redaction:
     text: str  # the redacted text
@@ -533,6 +543,52 @@ def redact(text: str) -> Redaction:
             count += n_here
             kinds.add(rule.name)
     return Redaction(text, count, removed, tuple(sorted(kinds)))
+
+
+def secret_spans(text: str) -> list[tuple[int, int]]:
+    """Where :func:`redact` would find secrets, as merged ``(start, end)`` offsets into
+    ``text`` itself (every rule runs on the original text, so overlapping finds merge)."""
+    spans: list[tuple[int, int]] = []
+    lower = text.lower() if any(r.anchors for r in _RULES) else ""
+    for rule in _RULES:
+        matches: Iterable[re.Match[str]] = (
+            _anchored_matches(rule, text, lower) if rule.anchors else rule.regex.finditer(text)
+        )
+        for m in matches:
+            value = m.group(rule.group)
+            if not value or value == REDACTED:
+                continue
+            if rule.not_after and m.start() > 0 and text[m.start() - 1] in rule.not_after:
+                continue
+            if rule.check is not None and not rule.check(value):
+                continue
+            spans.append(m.span(rule.group))
+    spans.sort()
+    merged: list[tuple[int, int]] = []
+    for a, b in spans:
+        if merged and a <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+        else:
+            merged.append((a, b))
+    return merged
+
+
+def redact_slice(text: str, spans: Sequence[tuple[int, int]], lo: int, hi: int) -> str:
+    """``text[lo:hi]`` with every secret span that reaches into it replaced by
+    :data:`REDACTED` (a span cut by the slice's edge too: part of a secret is a secret)."""
+    out: list[str] = []
+    pos = lo
+    for a, b in spans:
+        if b <= lo or a >= hi:
+            continue
+        a, b = max(a, lo), min(b, hi)
+        if a > pos:
+            out.append(text[pos:a])
+        if not out or out[-1] != REDACTED:
+            out.append(REDACTED)
+        pos = max(pos, b)
+    out.append(text[pos:hi])
+    return "".join(out)
 
 
 def redact_secrets(text: str) -> tuple[str, int]:

@@ -37,6 +37,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import stat as statmod
 import threading
 import time
@@ -193,6 +194,7 @@ class _Root:
     rules: IgnoreRules
 
 
+_SURROGATES = re.compile("[\ud800-\udfff]")
 _O_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 
 
@@ -904,8 +906,14 @@ class WorkspaceIndex:
         rel = loc[1] if loc is not None else abs_s.replace(os.sep, "/").lstrip("/")
         if is_secret_path(rel) or (loc is not None and not rel):
             ov = _Overlay(None, "", None)
+        elif len(text) > self.settings.max_file_bytes:
+            # Too big to index, and to redact on every keystroke: hidden (its disk copy too).
+            ov = _Overlay(None, "", None)
         else:
-            red = redact(text)
+            # A client may send lone surrogates; they cannot be encoded or tokenized. One
+            # U+FFFD each keeps the text's length.
+            clean = text if text.isascii() else _SURROGATES.sub("\ufffd", text)
+            red = redact(clean)
             if red.mostly_secret:
                 ov = _Overlay(None, "", None)
             else:

@@ -10,22 +10,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import re
 import time
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, ClassVar
 
 from lsprotocol import types
+from pygls.exceptions import JsonRpcException, JsonRpcInternalError
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
 from pygls.uris import to_fs_path
-from pygls.workspace import TextDocument
 
 from . import __version__
 from .config import Settings, SettingsProblem, parse_settings, settings_to_dict
 from .index import IndexSettings, WorkspaceIndex, language_for
 from .service import CompletionService, EngineFactory, OutOfRange, Query
 from .stats import ACCEPT_COMMAND, AcceptanceStats
+from .textdoc import LspDocument, NearlineWorkspace
 from .watcher import IndexWatcher
 
 log = logging.getLogger(__name__)
@@ -33,6 +36,9 @@ log = logging.getLogger(__name__)
 PROMPT_COMMAND = "nearline.prompt"
 STATUS_COMMAND = "nearline.status"
 INDEX_COMMAND = "nearline.index"
+# Editors tell us which document became active (LSP itself has no such notification).
+DID_FOCUS = "nearline/didFocus"
+DOCUMENT_TEXT_COMMAND = "nearline.documentText"
 
 
 class LspLogHandler(logging.Handler):
@@ -65,14 +71,84 @@ class LspLogHandler(logging.Handler):
             pass
 
 
+class _Unreadable:
+    """A message whose params did not match its method (already answered with an error)."""
+
+    jsonrpc = "2.0"
+
+
 class NearlineProtocol(LanguageServerProtocol):
     """pygls drops a ``$/cancelRequest`` whose request it has not started yet (the two can
     overtake each other while the loop is busy). Remember such ids briefly and cancel the
-    request when it shows up, so a cancel is never lost."""
+    request when it shows up, so a cancel is never lost.
+
+    pygls also never answers a request whose params have the wrong shape (the client waits
+    forever) and logs a traceback for it: answer with InvalidParams instead, in one log line."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.early_cancels: OrderedDict[Any, None] = OrderedDict()
+
+    def structure_message(self, data: dict[str, Any]) -> Any:
+        method = data.get("method")
+        if "jsonrpc" not in data or not isinstance(method, str):
+            return super().structure_message(data)
+        msg_type = self.get_message_type(method)
+        if msg_type is None:
+            return super().structure_message(data)  # unknown method: pygls answers it
+        try:
+            return self._converter.structure(data, msg_type)
+        except Exception as exc:
+            reason = _one_line(exc)
+            if "id" in data:
+                log.warning("invalid params for %s: %s", method, reason)
+                self._send_response(
+                    data["id"],
+                    error=types.ResponseError(
+                        code=types.ErrorCodes.InvalidParams,
+                        message=f"invalid params for {method}: {reason}",
+                    ),
+                )
+            else:
+                log.warning("notification %s ignored, invalid params: %s", method, reason)
+            return _Unreadable()
+
+    def handle_message(self, message: Any) -> None:
+        if isinstance(message, _Unreadable):
+            return
+        super().handle_message(message)
+
+    def _execute_handler(
+        self,
+        msg_id: Any,
+        handler: Any,
+        callback: Any,
+        args: tuple[Any, ...] | None = None,
+        kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        # pygls files the future of every notification (and of every step of its own
+        # generator handlers, didChange's included) in _request_futures and never takes it
+        # out again: one leaked entry per keystroke. Take it out once it is done.
+        super()._execute_handler(msg_id, handler, callback, args, kwargs)
+        fut = self._request_futures.get(msg_id)
+        if fut is not None:
+
+            def forget(done: Any) -> None:
+                if self._request_futures.get(msg_id) is done:
+                    del self._request_futures[msg_id]
+
+            fut.add_done_callback(forget)
+
+    def _send_handler_result(self, future: Any, *, msg_id: Any) -> None:
+        # An error the client caused (unknown command, bad arguments) is its answer, not a
+        # server failure: one log line, no traceback.
+        exc = None if future.cancelled() else future.exception()
+        if isinstance(exc, JsonRpcException) and not isinstance(exc, JsonRpcInternalError):
+            self._request_futures.pop(msg_id, None)
+            log.warning("request %s failed: %s", msg_id, exc)
+            self._send_response(msg_id, error=exc.to_response_error())
+            return
+        super()._send_handler_result(future, msg_id=msg_id)
 
     def _handle_cancel_notification(self, msg_id: Any) -> None:
         if msg_id in self._request_futures:
@@ -165,32 +241,25 @@ class NearlineServer(LanguageServer):
             self.spawn(start_index(self), "reindex")
         return old.model != new.model or old.engine != new.engine
 
+    def document(self, uri: str) -> LspDocument | None:
+        """An open document (by its URI quoted or not)."""
+        ws = self.workspace
+        return ws.document(uri) if isinstance(ws, NearlineWorkspace) else None
+
     def query(self, uri: str, position: types.Position) -> Query | None:
         """Convert an LSP position (in the negotiated encoding) into a service query; None for
-        unopened documents and positions outside the text."""
-        doc: TextDocument | None = self.workspace.text_documents.get(uri)
+        unopened documents and positions outside the text or inside a character."""
+        doc = self.document(uri)
         if doc is None:
             return None
-        lines = doc.lines
-        if position.line < 0 or position.line > len(lines):
-            return None
-        if position.line == len(lines):
-            # The position just past a final newline is a valid empty last line.
-            if not doc.source.endswith("\n") and position.line != 0:
-                return None
-            line_text = ""
-        else:
-            line_text = lines[position.line]
-        bare = line_text.rstrip("\r\n")
-        if position.character > doc.position_codec.client_num_units(bare):
-            return None
-        # pygls mis-converts a position on the empty line after a final newline (it is past
-        # its `lines`); that line has only column 0.
-        col = (
-            0
-            if position.line == len(lines)
-            else doc.position_codec.position_from_client_units(lines, position).character
-        )
+        offset = doc.exact_offset(position)
+        return None if offset is None else self.query_at(uri, doc, offset)
+
+    def query_at(self, uri: str, doc: LspDocument, offset: int) -> Query:
+        text = doc.source
+        # The service counts lines by "\n" alone (a lone "\r" is text to it): its line and
+        # column come from the offset, not from the LSP position.
+        line_start = text.rfind("\n", 0, offset) + 1
         path = _fs_path(uri)
         rel: str | None = None
         root: Path | None = None
@@ -200,16 +269,25 @@ class NearlineServer(LanguageServer):
                 break
         if self.index is not None and path is not None:
             self.index.set_current(path)
+        language = self.language_of(uri, doc.language_id)
         return Query(
             uri=uri,
-            text=doc.source,
-            line=position.line,
-            col=col,
+            text=text,
+            line=text.count("\n", 0, offset),
+            col=offset - line_start,
+            offset=offset,
             path=path,
             rel=rel or (path.name if path else None),
-            language=language_for(path.name if path else uri),
+            language=language,
             root=root,
         )
+
+    def language_of(self, uri: str, language_id: str | None) -> str:
+        """The file name decides (as for the index); the editor's language id helps where the
+        name says nothing (an untitled buffer)."""
+        path = _fs_path(uri)
+        lang = language_for(path.name if path else uri)
+        return language_id or lang if lang == "text" else lang
 
 
 def build_server(engine_factory: EngineFactory | None = None) -> NearlineServer:
@@ -217,6 +295,9 @@ def build_server(engine_factory: EngineFactory | None = None) -> NearlineServer:
 
     @server.feature(types.INITIALIZE)
     def on_initialize(ls: NearlineServer, params: types.InitializeParams) -> None:
+        # pygls has just made the workspace (with the negotiated position encoding): keep
+        # documents in Nearline's own exact form instead (see textdoc.py for why).
+        ls.protocol._workspace = NearlineWorkspace.replacing(ls.workspace)
         roots: list[Path] = []
         for folder in params.workspace_folders or []:
             if (p := to_fs_path(folder.uri)) is not None:
@@ -256,25 +337,67 @@ def build_server(engine_factory: EngineFactory | None = None) -> NearlineServer:
         elif isinstance(raw, dict) and raw and ls.apply_settings(raw):
             ls.spawn(start_model(ls), "reload-model")
 
+    def warm_document(ls: NearlineServer, uri: str, position: types.Position | None) -> None:
+        """Read the document's prompt into the KV cache in the background (at the cursor when
+        the editor says where it is, else at the end: every later request there shares the
+        repository context and the prefix up to it). Any real request preempts it."""
+        doc = ls.document(uri)
+        if ls.service is None or doc is None or not ls.settings.completion.warm_up:
+            return
+        if position is None:
+            q: Query | None = ls.query_at(uri, doc, len(doc.source))
+        else:
+            q = ls.query(uri, position)
+        if q is not None:
+            ls.spawn(ls.service.warm(q), "warm-up")
+
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     def on_open(ls: NearlineServer, params: types.DidOpenTextDocumentParams) -> None:
         uri = params.text_document.uri
         sync_overlay(ls, uri)
-        # Warm the KV cache with the new document's prompt (at its end: every later request in
-        # it shares the repository context and its prefix up to the cursor).
-        doc = ls.workspace.text_documents.get(uri)
-        if ls.service is not None and doc is not None and ls.settings.completion.warm_up:
-            lines = doc.source.split("\n")
-            end = types.Position(
-                line=len(lines) - 1,
-                character=doc.position_codec.client_num_units(lines[-1].rstrip("\r")),
-            )
-            if (q := ls.query(uri, end)) is not None:
-                ls.spawn(ls.service.warm(q), "warm-up")
+        if ls.service is not None:
+            item = params.text_document
+            ls.service.syntax.open(uri, ls.language_of(uri, item.language_id), item.text)
+        warm_document(ls, uri, None)
+
+    @server.feature(DID_FOCUS)
+    def on_focus(ls: NearlineServer, params: Any) -> None:
+        """``nearline/didFocus`` {textDocument: {uri}, position?}: the editor switched to a
+        document (LSP has no notification for that). Its saved KV state is restored and what
+        changed is read now, before the user types."""
+        doc = _get(params, "textDocument") or _get(params, "text_document")
+        uri = _get(doc, "uri")
+        pos = _get(params, "position")
+        if not isinstance(uri, str):
+            return
+        position = None
+        line, char = _get(pos, "line"), _get(pos, "character")
+        if isinstance(line, int) and isinstance(char, int) and line >= 0 and char >= 0:
+            position = types.Position(line=line, character=char)
+        warm_document(ls, uri, position)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
     def on_change(ls: NearlineServer, params: types.DidChangeTextDocumentParams) -> None:
-        sync_overlay(ls, params.text_document.uri)
+        uri = params.text_document.uri
+        sync_overlay(ls, uri)
+        doc = ls.workspace.text_documents.get(uri)
+        if ls.service is not None and doc is not None and uri in ls.service.syntax:
+            # The document's syntax tree follows the edits (tree-sitter edits, reparsed lazily).
+            changes: list[Any] = []
+            for ch in params.content_changes:
+                if isinstance(ch, types.TextDocumentContentChangePartial):
+                    r = ch.range
+                    start, end = (r.start.line, r.start.character), (r.end.line, r.end.character)
+                    changes.append((start, end, ch.text))
+                else:
+                    changes.append(ch.text)
+            enc = doc.position_codec.encoding
+            encoding = str(getattr(enc, "value", enc) or "utf-16")
+            try:
+                ls.service.syntax.change(uri, changes, doc.source, encoding)
+            except Exception:
+                log.exception("syntax tree update failed")
+                ls.service.syntax.forget(uri)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def on_close(ls: NearlineServer, params: types.DidCloseTextDocumentParams) -> None:
@@ -326,22 +449,22 @@ def build_server(engine_factory: EngineFactory | None = None) -> NearlineServer:
         if q is None or ls.service is None:
             return types.CompletionList(is_incomplete=True, items=[])
         outcome = await complete(ls, q)
-        doc = ls.workspace.get_text_document(params.text_document.uri)
-        line = q.text.split("\n")[q.line]
-        before = line[: q.col]
+        doc = ls.document(params.text_document.uri)
+        before = q.text[q.offset - q.col : q.offset] if q.offset is not None else ""
         # Clients filter items by the word before the cursor: replace that word and start the
         # new text with it, so the item survives filtering and inserts the full suggestion.
         i = len(before)
         while i > 0 and (before[i - 1].isalnum() or before[i - 1] == "_"):
             i -= 1
         word = before[i:]
-        start = doc.position_codec.position_to_client_units(
-            doc.lines, types.Position(line=q.line, character=i)
+        pos = params.position
+        start = types.Position(
+            line=pos.line, character=pos.character - (doc.units(word) if doc else len(word))
         )
         items = []
         suggestions = outcome.suggestions if outcome else []
         ls.record_shown(suggestions, q.language)
-        for s in suggestions:
+        for n, s in enumerate(suggestions):
             new_text = word + s.text
             items.append(
                 types.CompletionItem(
@@ -349,8 +472,8 @@ def build_server(engine_factory: EngineFactory | None = None) -> NearlineServer:
                     kind=types.CompletionItemKind.Text,
                     detail="Nearline",
                     filter_text=new_text,
-                    sort_text="0000",
-                    preselect=True,
+                    sort_text=f"{n:04d}",
+                    preselect=n == 0,
                     insert_text_format=types.InsertTextFormat.PlainText,
                     text_edit=types.TextEdit(
                         range=types.Range(start=start, end=params.position), new_text=new_text
@@ -377,6 +500,26 @@ def build_server(engine_factory: EngineFactory | None = None) -> NearlineServer:
             "document": q.text,
         }
 
+    @server.command(DOCUMENT_TEXT_COMMAND)
+    def document_text_command(ls: NearlineServer, *args: Any) -> dict[str, Any]:
+        """The exact text the server holds for an open document (tests check sync with it)."""
+        flat = _flat_args(args)
+        uri = flat[0] if flat else None
+        if isinstance(uri, dict):
+            uri = uri.get("uri")
+        if not isinstance(uri, str):
+            return {"error": "usage: nearline.documentText(uri)"}
+        doc = ls.document(uri)
+        if doc is None:
+            return {"error": f"no open document {uri}"}
+        return {
+            "uri": uri,
+            "version": doc.version,
+            "text": doc.source,
+            "lines": doc.line_count,
+            "encoding": doc.encoding,
+        }
+
     @server.command(ACCEPT_COMMAND)
     def accepted_command(ls: NearlineServer, *args: Any) -> bool:
         flat = list(args[0]) if len(args) == 1 and isinstance(args[0], list) else list(args)
@@ -387,26 +530,43 @@ def build_server(engine_factory: EngineFactory | None = None) -> NearlineServer:
     def status_command(ls: NearlineServer, *args: Any) -> dict[str, Any]:
         svc = ls.service
         engine = svc.engine if svc else None
+        info = engine.info() if engine else None
         return {
             "state": svc.state if svc else "idle",
             "error": svc.error if svc else None,
-            "engine": engine.info() if engine else None,
+            "pid": os.getpid(),
+            # The model process (engine.isolation: process); None when the model runs in here.
+            "worker_pid": info.get("worker_pid") if info else None,
+            "engine": info,
             "settings": settings_to_dict(ls.settings),
             "stats": dict(svc.stats) if svc else {},
+            "syntax": dict(svc.syntax.stats) if svc else {},
             "inflight": svc.inflight if svc else 0,
             "recent": list(svc.recent) if svc else [],
+            "process": process_info(ls),
         }
 
     @server.command(INDEX_COMMAND)
     def index_command(ls: NearlineServer, *args: Any) -> dict[str, Any]:
+        """Index state and its files (the first 10,000 unless ``{"limit": N}`` says otherwise;
+        ``count`` is always the full number)."""
+        flat = _flat_args(args)
+        opts = flat[0] if flat and isinstance(flat[0], dict) else {}
+        limit = opts.get("limit", 10_000)
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+            return {"error": "limit must be a non-negative integer"}
         idx = ls.index
         if idx is None:
-            return {"state": "none", "files": []}
+            return {"state": "none", "files": [], "count": 0}
+        files = idx.files()
+        watcher = ls.watcher
         return {
             "state": "ready" if ls.index_scanned else "scanning",
             "version": idx.version,
             "stats": idx.stats(),
-            "files": [f.rel for f in idx.files()][:10_000],
+            "count": len(files),
+            "files": [f.rel for f in files[:limit]],
+            "watcher": watcher.info() if watcher is not None else None,
         }
 
     @server.feature(types.SHUTDOWN)
@@ -427,6 +587,30 @@ def _accept_command(suggestion_id: str) -> types.Command:
     return types.Command(
         title="Nearline: suggestion accepted", command=ACCEPT_COMMAND, arguments=[suggestion_id]
     )
+
+
+def _one_line(exc: BaseException) -> str:
+    """A cattrs validation error as one line: the innermost causes, not a traceback."""
+    leaves: list[str] = []
+
+    def walk(e: BaseException, path: str) -> None:
+        subs = getattr(e, "exceptions", None)
+        if subs:
+            notes = getattr(e, "__notes__", None) or []
+            for i, sub in enumerate(subs):
+                note = notes[i] if i < len(notes) else ""
+                walk(sub, f"{path} {note}".strip())
+        else:
+            leaves.append(f"{path}: {type(e).__name__}: {e}" if path else f"{e}")
+
+    walk(exc, "")
+    text = "; ".join(dict.fromkeys(leaves)) or type(exc).__name__
+    return re.sub(r"Structuring class (\w+) @ attribute (\w+)", r"\1.\2", text)[:500]
+
+
+def _flat_args(args: tuple[Any, ...]) -> list[Any]:
+    """A command's arguments, whether pygls passed them spread out or as one list."""
+    return list(args[0]) if len(args) == 1 and isinstance(args[0], list) else list(args)
 
 
 def _command_position(args: tuple[Any, ...]) -> tuple[str | None, types.Position | None]:
@@ -490,6 +674,13 @@ async def start_model(ls: NearlineServer) -> None:
         log.info("model ready in %.1fs: %s", time.perf_counter() - t0, ls.service.engine.info())
 
 
+def _get(obj: Any, name: str) -> Any:
+    """A field of custom-notification params, which arrive as dicts or as attribute objects."""
+    if isinstance(obj, dict):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
 def _supports_progress(ls: NearlineServer) -> bool:
     win = ls.client_capabilities.window
     return bool(win is not None and win.work_done_progress)
@@ -502,11 +693,37 @@ def _fs_path(uri: str) -> Path | None:
     return Path(fs) if fs else None
 
 
+def process_info(ls: NearlineServer) -> dict[str, Any]:
+    """What a soak test watches for leaks: resident memory, asyncio tasks, threads."""
+    import threading
+
+    try:
+        tasks = len(asyncio.all_tasks())
+    except RuntimeError:
+        tasks = 0
+    return {
+        "pid": os.getpid(),
+        "rss_bytes": _rss_bytes(),
+        "asyncio_tasks": tasks,
+        "background_tasks": len(ls.tasks),
+        "pending_requests": len(ls.protocol._request_futures),
+        "threads": threading.active_count(),
+    }
+
+
+def _rss_bytes() -> int | None:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None  # not Linux
+
+
 def sync_overlay(ls: NearlineServer, uri: str) -> None:
     """Unsaved text wins over disk: mirror open documents into the index."""
     if ls.index is None or (path := _fs_path(uri)) is None:
         return
-    doc = ls.workspace.text_documents.get(uri)
+    doc = ls.document(uri)
     if doc is not None:
         ls.index.set_overlay(path, doc.source)
 
@@ -528,8 +745,8 @@ async def start_index(ls: NearlineServer) -> None:
     ls.index, ls.index_scanned = index, False
     if ls.service is not None:
         ls.service.index = index
-    for uri in list(ls.workspace.text_documents):
-        sync_overlay(ls, uri)
+    for doc in list(ls.workspace.text_documents.values()):
+        sync_overlay(ls, doc.uri)
     token = f"nearline-index-{time.monotonic_ns()}"
     progress = _supports_progress(ls)
     if progress:

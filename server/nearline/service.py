@@ -11,7 +11,10 @@ answered from it without the model.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
+import re
 import threading
 import time
 from collections import OrderedDict, deque
@@ -22,13 +25,25 @@ from pathlib import Path
 from typing import Any
 
 from .catalog import ModelEntry, PromptFormat, format_for_path, load_catalog
-from .config import Settings
-from .context import COMPOSERS, ComposeRequest, CountTokens, RepoSource, cut_prefix, frame_cost
+from .config import ModelSettings, Settings
+from .context import (
+    COMPOSERS,
+    PREFIX_CUT_STEP,
+    ComposeRequest,
+    CountTokens,
+    RepoSource,
+    cut_prefix,
+    frame_cost,
+)
 from .engine import Engine, GenerationRequest, GenerationResult
-from .ignore import redact_secrets
+from .ignore import PRIVATE_KEY_BLOCK, is_secret_path, redact_slice, secret_spans
 from .index import language_for
 from .models import ModelError
 from .prompt import Prompt, PromptPart, RepoFile, file_parts, repo_parts
+from .syntax import SyntaxDocs, clean, clean_suggestion, gate_reason, neighbours, spec_for
+from .worker import WorkerCrashed
+
+__all__ = ["CompletionService", "OutOfRange", "Query", "clean_suggestion", "split_at_cursor"]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +63,8 @@ class Query:
     rel: str | None = None
     language: str | None = None
     root: Path | None = None
+    offset: int | None = None
+    """The cursor as an offset into ``text`` when the caller knows it (saves a line walk)."""
 
 
 @dataclass
@@ -56,6 +73,9 @@ class Suggestion:
     """Text to insert at the cursor; completes the line, never contains a newline."""
     id: str = ""
     """Stable while the user types through it: acceptance statistics count it once."""
+    parses: bool | None = None
+    """Whether it parses in its statement's window; None where that was not checked (no
+    grammar for the language, a docstring, typing-through)."""
 
 
 @dataclass
@@ -66,82 +86,123 @@ class Outcome:
     result: GenerationResult | None = None
     prompt_tokens: int = 0
     latency_s: float = 0.0
+    reason: str | None = None
+    """Why the model did not run when ``source`` is "gated" (see ``syntax.gate_reason``)."""
 
 
 class OutOfRange(ValueError):
     pass
 
 
+@dataclass(frozen=True)
+class Cursor:
+    """A cursor in a text, as offsets (no copies: the text may be 20 MB)."""
+
+    text: str
+    line: int
+    offset: int
+    line_start: int
+    line_end: int  # end of the line's text, its "\r\n" / "\n" excluded
+
+    @property
+    def before(self) -> str:
+        return self.text[self.line_start : self.offset]
+
+    @property
+    def after(self) -> str:
+        return self.text[self.offset : self.line_end]
+
+
+def locate(text: str, line: int, col: int, offset: int | None = None) -> Cursor:
+    """The cursor at (line, col) — lines split at "\n", col in code points — or at a known
+    ``offset`` (then line and col are not re-checked). Raises OutOfRange."""
+    if offset is None:
+        if line < 0:
+            raise OutOfRange(f"line {line + 1} is outside the document")
+        start = 0
+        for i in range(line):
+            nl = text.find("\n", start)
+            if nl < 0:
+                raise OutOfRange(f"line {line + 1} is outside the document ({i + 1} lines)")
+            start = nl + 1
+    else:
+        if not 0 <= offset <= len(text):
+            raise OutOfRange(f"offset {offset} is outside the document")
+        start = text.rfind("\n", 0, offset) + 1
+    end = text.find("\n", start)
+    end = len(text) if end < 0 else end
+    bare_end = end - 1 if end > start and text[end - 1] == "\r" else end
+    if offset is None:
+        if col < 0 or col > bare_end - start:
+            raise OutOfRange(
+                f"column {col + 1} is outside line {line + 1} ({bare_end - start} characters)"
+            )
+        offset = start + col
+    elif offset > bare_end:
+        raise OutOfRange("the cursor is inside a line ending")
+    return Cursor(text, line, offset, start, bare_end)
+
+
 def split_at_cursor(text: str, line: int, col: int) -> tuple[str, str, str, str]:
     """(prefix, line_before_cursor, line_after_cursor, rest_after_line)."""
-    lines = text.split("\n")
-    if line < 0 or line >= len(lines):
-        raise OutOfRange(f"line {line + 1} is outside the document ({len(lines)} lines)")
-    cur = lines[line]
-    bare = cur[:-1] if cur.endswith("\r") else cur
-    if col < 0 or col > len(bare):
-        raise OutOfRange(f"column {col + 1} is outside line {line + 1} ({len(bare)} characters)")
-    before, after = bare[:col], bare[col:]
-    prefix = "\n".join([*lines[:line], before])
-    rest = "\n".join(lines[line + 1 :])
-    return prefix, before, after, rest
+    c = locate(text, line, col)
+    nl = text.find("\n", c.line_end)
+    rest = text[nl + 1 :] if nl >= 0 else ""
+    return text[: c.offset], c.before, c.after, rest
 
 
-_OPEN = {"(": ")", "[": "]", "{": "}"}
-_CLOSE = {v: k for k, v in _OPEN.items()}
+# The prompt builder looks at no more than (budget tokens x this) characters before the cursor
+# (a quarter of that after it): no tokenizer yields fewer characters per token on real text,
+# and a 20 MB file then costs what a small one does on every keystroke.
+CHARS_PER_TOKEN_BOUND = 16
+# Characters of context searched for secrets beyond each edge of that window, so that a secret
+# the window cuts (or an assignment whose value starts a line below its name) is still found.
+SECRET_MARGIN = 4096
+# Bracket matching and typing-through look at this much of the cursor's line on each side.
+LINE_CONTEXT = 4096
+_SURROGATES = re.compile("[\ud800-\udfff]")
+_KEY_BEGIN = "-----BEGIN"
+KEY_LOOKBACK = 65536
 
 
-def _min_depth(text: str) -> int:
-    depth = lowest = 0
-    for c in text:
-        if c in _OPEN:
-            depth += 1
-        elif c in _CLOSE:
-            depth -= 1
-            lowest = min(lowest, depth)
-    return lowest
+def _window_start(text: str, cur: Cursor, chars: int) -> int:
+    """Where the prefix window starts: ``chars`` before the cursor, moved to a line whose
+    number is a multiple of PREFIX_CUT_STEP (so cut_prefix's steps, counted from the window,
+    match the file's own), or left mid-line in a line longer than the window. Rounded to a
+    coarse grid first, so the start (and the KV cache) stays put while typing."""
+    if cur.offset <= chars:
+        return 0
+    grid = max(1024, chars // 8)
+    start = (cur.offset - chars) // grid * grid
+    first_line = cur.line - text.count("\n", start, cur.offset)
+    steps = -(-(first_line + 1) // PREFIX_CUT_STEP) * PREFIX_CUT_STEP - first_line
+    pos = start
+    for _ in range(steps):
+        nl = text.find("\n", pos, cur.offset)
+        if nl < 0:
+            return start
+        pos = nl + 1
+    return pos
 
 
-def _drop_restarted_line(text: str, before: str) -> str:
-    """A FIM model given a prefix that ends mid-line sometimes writes the whole line again,
-    indentation included (``    ret`` → ``    return plan``). Keep what continues the typed
-    text; drop a restart that does not match it."""
-    typed = before.lstrip()
-    indent = before[: len(before) - len(typed)]
-    lead = text[: len(text) - len(text.lstrip())]
-    # A restart repeats the line's own indentation; a single space after a word does not.
-    if not typed or not indent or lead != indent or before[-1:].isspace():
-        return text
-    again = text.lstrip()
-    if again.startswith(typed):
-        return again[len(typed) :]
-    return ""
+def _key_block_around(text: str, at: int) -> int | None:
+    """Where the private-key block that ``at`` falls inside begins, or None. (A key's body
+    alone is just base64: it is recognised from its BEGIN line, which may lie further back
+    than any margin. No key block is longer than the lookback.)"""
+    begin = text.rfind(_KEY_BEGIN, max(0, at - KEY_LOOKBACK), at)
+    if begin < 0:
+        return None
+    m = PRIVATE_KEY_BLOCK.match(text[begin : at + 1])
+    return begin if m is not None and begin + m.end() > at else None
 
 
-def clean_suggestion(raw: str, before: str, after: str) -> str:
-    """Make a raw model line safe to show: one line, no trailing space, and not repeating the
-    text already after the cursor (``foo(a|)`` must not end in ``))``)."""
-    text = raw.split("\n", 1)[0].rstrip("\r").rstrip()
-    text = _drop_restarted_line(text, before)
-    after_s = after.strip()
-    if not after_s:
-        return text if text.strip() else ""
-    base = _min_depth(before + after)
-
-    def fits(cand: str) -> bool:
-        if _min_depth(before + cand + after) < base:
-            return False
-        # A string the suggestion closes with the quote that already follows the cursor.
-        q = after_s[0]
-        return not (q in "'\"`" and cand.endswith(q) and (before + cand).count(q) % 2 == 0)
-
-    candidates = [text]
-    if text.endswith(after_s):
-        candidates.append(text[: len(text) - len(after_s)].rstrip())
-    run = len(text) - len(text.rstrip(")]}'\"`;,:"))
-    candidates += [text[: len(text) - k] for k in range(1, run + 1)]
-    text = next((c for c in candidates if fits(c)), candidates[-1])
-    return text if text.strip() else ""
+def _head_within(text: str, budget: int, count: CountTokens) -> tuple[str, int]:
+    """The longest start of ``text`` (to a character) that fits ``budget`` tokens."""
+    tokens = count(text) if text else 0
+    while tokens > budget and text:
+        text = text[: int(len(text) * budget / tokens * 0.9)]
+        tokens = count(text) if text else 0
+    return text, tokens
 
 
 @dataclass
@@ -151,8 +212,11 @@ class _DocState:
     repo: list[RepoFile] | None = None
     repo_tokens: int = 0
     repo_key: tuple[Any, ...] | None = None
-    # Typing-through: what the cursor's line looked like when each suggestion was made.
-    shown: OrderedDict[tuple[int, str], tuple[str, str]] = field(default_factory=OrderedDict)
+    # Typing-through: what the cursor's line looked like when suggestions were made.
+    shown: OrderedDict[tuple[int, str], list[tuple[str, str]]] = field(default_factory=OrderedDict)
+    # Next-line speculation: line -> (the line above it once the suggestion is accepted,
+    # the line the model expects next, suggestion id).
+    spec: dict[int, tuple[str, str, str]] = field(default_factory=dict)
 
 
 class CompletionService:
@@ -171,6 +235,7 @@ class CompletionService:
         self._count_override = count_tokens
         self._count: CountTokens | None = count_tokens
         self._on_message = on_message or (lambda level, text: None)
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.exact_tokens = count_tokens is not None  # an injected counter is taken as exact
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nearline-model")
         self.engine: Engine | None = None
@@ -183,9 +248,19 @@ class CompletionService:
         # Warm-up runs at the lowest priority: every real request sets this to preempt it.
         self._warm_cancel = threading.Event()
         self._next_id = 0
+        self._tasks: set[asyncio.Task[Any]] = set()
         self.stats: dict[str, int] = {
             "model": 0, "typing_through": 0, "cancelled": 0, "gated": 0, "warmups": 0,
+            # Suggestions from model runs: dropped by cleaning; looked at by the syntax check,
+            # found broken, dropped for it (completion.syntaxCheck); shown, of which checked
+            # and parsing (the parse-valid rate of shown suggestions is their ratio).
+            "clean_rejected": 0, "syntax_checked": 0, "syntax_invalid": 0,
+            "syntax_rejected": 0, "shown": 0, "shown_checked": 0, "shown_parsed": 0,
+            "speculated": 0,
+            "crashes": 0,
         }  # fmt: skip
+        # Per-document syntax trees, kept in step with the editor's changes (see lsp.py).
+        self.syntax = SyntaxDocs()
         # Recent answers, for benchmarks and the status command.
         self.recent: deque[dict[str, Any]] = deque(maxlen=2000)
 
@@ -202,11 +277,28 @@ class CompletionService:
     def _report_once(self, level: str, text: str) -> None:
         if text not in self._reported:
             self._reported.add(text)
+            self._notify(level, text)
+
+    def _notify(self, level: str, text: str) -> None:
+        """Tell the user, from any thread: the message sink writes to the client, which belongs
+        to the event loop's thread."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
             self._on_message(level, text)
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._on_message(level, text)
+        else:
+            loop.call_soon_threadsafe(self._on_message, level, text)
 
     async def start(self) -> None:
         """Load the model in the worker; safe to call again after settings change."""
         loop = asyncio.get_running_loop()
+        self._loop = loop
         self.state, self.error = "loading", None
         self._load_task = loop.run_in_executor(self._worker, self._load_blocking)
         await self._load_task
@@ -275,6 +367,8 @@ class CompletionService:
         return self.state == "ready"
 
     def close(self) -> None:
+        # Nothing running on the model thread may hold up the engine's close (and exit).
+        self._warm_cancel.set()
         for st in self._docs.values():
             if st.cancel is not None:
                 st.cancel.set()
@@ -284,6 +378,7 @@ class CompletionService:
         self._worker.shutdown(wait=False, cancel_futures=True)
 
     def forget(self, uri: str) -> None:
+        self.syntax.forget(uri)
         st = self._docs.pop(uri, None)
         if st is not None and st.cancel is not None:
             st.cancel.set()
@@ -296,20 +391,57 @@ class CompletionService:
         max_tokens = self.settings.completion.max_tokens
         return max(64, min(total, n_ctx - 1) - max_tokens)
 
+    @staticmethod
+    def secret_document(q: Query) -> bool:
+        """The document is a secret file (``.env``, a key, credentials): nothing of it may
+        reach a prompt, and it gets no completions."""
+        names = [q.rel or ""]
+        if q.path is not None:
+            names += [q.path.name, q.path.as_posix()]
+        else:
+            names.append(q.uri.rsplit("/", 1)[-1])
+        return any(n and is_secret_path(n) for n in names)
+
+    def _file_window(self, q: Query, fmt: PromptFormat, budget: int) -> tuple[str, str | None]:
+        """The prefix (and for FIM models the suffix) the prompt may use: a window around the
+        cursor bounded by the budget, secrets redacted with context beyond its edges."""
+        text = q.text
+        cur = locate(text, q.line, q.col, q.offset)
+        if self.secret_document(q):
+            return "", ("" if fmt.has_fim else None)
+        chars = budget * CHARS_PER_TOKEN_BOUND
+        start = _window_start(text, cur, chars)
+        end = cur.offset
+        if fmt.has_fim:
+            end = cur.line_end
+            for _ in range(self.settings.completion.suffix_lines):
+                nl = text.find("\n", end)
+                if nl < 0:
+                    break
+                nxt = text.find("\n", nl + 1)
+                end = len(text) if nxt < 0 else nxt
+            end = min(end, cur.offset + chars // 4)
+        lo, hi = max(0, start - SECRET_MARGIN), min(len(text), end + SECRET_MARGIN)
+        if (key := _key_block_around(text, lo)) is not None:
+            lo = key
+        spans = [(a + lo, b + lo) for a, b in secret_spans(text[lo:hi])]
+        # A lone surrogate (a client may send one) cannot be tokenized: one U+FFFD each keeps
+        # every length the same.
+        prefix = _SURROGATES.sub("\ufffd", redact_slice(text, spans, start, cur.offset))
+        if not fmt.has_fim:
+            return prefix, None
+        suffix = _SURROGATES.sub("\ufffd", redact_slice(text, spans, cur.offset, end))
+        return prefix, suffix
+
     def build_prompt(self, q: Query) -> Prompt:
         fmt = self.prompt_format()
         count = self.count_tokens
-        prefix, _before, after, rest = split_at_cursor(q.text, q.line, q.col)
-        # Secrets never reach a prompt, not even from the file being edited.
-        prefix = redact_secrets(prefix)[0]
         budget = self.budget()
-        suffix: str | None = None
+        # Secrets never reach a prompt, not even from the file being edited.
+        prefix, suffix = self._file_window(q, fmt, budget)
         suffix_tokens = 0
-        if fmt.has_fim:
-            extra = rest.split("\n")[: self.settings.completion.suffix_lines]
-            suffix = after + ("\n" + "\n".join(extra) if extra and any(extra) else "")
-            suffix = redact_secrets(suffix)[0]
-            suffix_tokens = count(suffix) if suffix else 0
+        if suffix is not None:
+            suffix, suffix_tokens = _head_within(suffix, budget // 4, count)
         rel = q.rel or (q.path.name if q.path else q.uri.rsplit("/", 1)[-1])
         header_tokens = 2 + count(rel + "\n") + (3 if suffix is not None else 0)
         prefix_budget = max(16, budget - suffix_tokens - header_tokens)
@@ -370,24 +502,91 @@ class CompletionService:
         )
 
     # -- completion ----------------------------------------------------------------------
-    def _typing_through(
-        self, st: _DocState, q: Query, before: str, after: str
-    ) -> Suggestion | None:
-        for (line, shown_before), (suggestion, sid) in reversed(st.shown.items()):
+    def _typing_through(self, st: _DocState, q: Query, before: str, after: str) -> list[Suggestion]:
+        for (line, shown_before), shown in reversed(st.shown.items()):
             if line != q.line or not before.startswith(shown_before):
                 continue
             typed = before[len(shown_before) :]
-            if typed and suggestion.startswith(typed) and len(typed) < len(suggestion):
-                rest = clean_suggestion(suggestion[len(typed) :], before, after)
-                return Suggestion(rest, sid) if rest else None
-        return None
+            if not typed:
+                continue
+            hits = []
+            for suggestion, sid in shown:
+                if suggestion.startswith(typed) and len(typed) < len(suggestion):
+                    rest = clean_suggestion(suggestion[len(typed) :], before, after)
+                    if rest:
+                        hits.append(Suggestion(rest, sid))
+            if hits:
+                return hits
+        return []
 
-    def _remember(self, st: _DocState, q: Query, before: str, suggestion: Suggestion) -> None:
+    def _remember(
+        self, st: _DocState, q: Query, before: str, suggestions: list[Suggestion]
+    ) -> None:
         key = (q.line, before)
-        st.shown[key] = (suggestion.text, suggestion.id)
+        st.shown[key] = [(s.text, s.id) for s in suggestions]
         st.shown.move_to_end(key)
         while len(st.shown) > 32:
             st.shown.popitem(last=False)
+
+    def _gate(self, q: Query, language: str, before: str, after: str) -> str | None:
+        """Why the model should not run here (``syntax.gate_reason``), or None."""
+        c = self.settings.completion
+        scope = None
+        if spec_for(language) is not None and not (c.in_comments and c.in_strings):
+            try:
+                scope = self.syntax.scope(q.uri, language, q.text, q.line, q.col)
+            except Exception:
+                log.exception("syntax scope failed")
+        return gate_reason(
+            language,
+            before,
+            after,
+            scope=scope,
+            in_comments=c.in_comments,
+            in_strings=c.in_strings,
+        )
+
+    def _suggestions(
+        self, q: Query, language: str, before: str, after: str, result: GenerationResult
+    ) -> list[Suggestion]:
+        """Clean and check the model's line and its alternatives; keep the distinct survivors,
+        most probable first, up to ``completion.candidates``."""
+        c = self.settings.completion
+        above, below = neighbours(q.text.split("\n"), q.line)
+        ended = result.stop_reason in ("eol", "eog", "stop")
+        raws = [(result.text, ended)] + [(t, True) for t, _ in result.alternatives]
+        out: list[Suggestion] = []
+        seen: set[str] = set()
+        for raw, line_ends in raws:
+            if len(out) >= c.candidates:
+                break
+            text = clean(raw, before, after, above=above, below=below).text
+            if not text:
+                self.stats["clean_rejected"] += 1
+                continue
+            if text in seen:
+                continue
+            seen.add(text)
+            try:
+                check = self.syntax.check(
+                    q.uri, language, q.text, q.line, q.col, text, line_ends=line_ends
+                )
+            except Exception:
+                log.exception("syntax check failed")
+                check = None
+            if check is not None:
+                self.stats["syntax_checked"] += 1
+                if not check.ok:
+                    self.stats["syntax_invalid"] += 1
+                    if c.syntax_check:
+                        self.stats["syntax_rejected"] += 1
+                        continue
+            self._next_id += 1
+            out.append(Suggestion(text, f"s{self._next_id}", None if check is None else check.ok))
+        self.stats["shown"] += len(out)
+        self.stats["shown_checked"] += sum(s.parses is not None for s in out)
+        self.stats["shown_parsed"] += sum(s.parses is True for s in out)
+        return out
 
     async def complete(self, q: Query) -> Outcome:
         t0 = time.perf_counter()
@@ -395,7 +594,10 @@ class CompletionService:
         if not self.settings.completion.enabled:
             out.source = "gated"
             return out
-        _prefix, before, after, _rest = split_at_cursor(q.text, q.line, q.col)
+        cur = locate(q.text, q.line, q.col, q.offset)
+        # Cleaning and typing-through need only the cursor's surroundings, not a 2 MB line.
+        before = q.text[max(cur.line_start, cur.offset - LINE_CONTEXT) : cur.offset]
+        after = q.text[cur.offset : min(cur.line_end, cur.offset + LINE_CONTEXT)]
         st = self._docs.setdefault(q.uri, _DocState())
         # Newest request per document wins: end the one in flight.
         if st.cancel is not None:
@@ -405,16 +607,22 @@ class CompletionService:
         cancel = threading.Event()
         st.cancel = cancel
 
-        hit = self._typing_through(st, q, before, after)
-        if hit:
+        hits = self._typing_through(st, q, before, after)
+        if not hits and (spec := self._speculated(st, q, before, after)) is not None:
+            hits = [spec]
+        if hits:
             self.stats["typing_through"] += 1
             self.recent.append({"source": "typing-through", "evaluated": 0})
-            out.suggestions, out.source = [hit], "typing-through"
+            out.suggestions, out.source = hits, "typing-through"
             out.latency_s = time.perf_counter() - t0
             return out
-        if self._gate(before, after):
+        language = q.language or language_for(q.rel or q.uri)
+        reason = self._gate(q, language, before, after)
+        if reason is None and self.secret_document(q):
+            reason = "secret file"
+        if reason is not None:
             self.stats["gated"] += 1
-            out.source = "gated"
+            out.source, out.reason = "gated", reason
             return out
         if self.state != "ready" or self.engine is None:
             if self.state == "loading":
@@ -435,6 +643,7 @@ class CompletionService:
                 max_tokens=self.settings.completion.max_tokens,
                 timeout_s=self.settings.completion.timeout_ms / 1000,
                 doc=q.uri,
+                candidates=self.settings.completion.candidates,
             )
             engine = self.engine
             loop = asyncio.get_running_loop()
@@ -474,19 +683,92 @@ class CompletionService:
             out.source = "error"
             return out
         self.stats["model"] += 1
+        out.source = "model"
+        out.suggestions = self._suggestions(q, language, before, after, result)
+        if out.suggestions:
+            self._remember(st, q, before, out.suggestions)
         self.recent.append({
             "source": "model", "prompt": result.prompt_tokens, "evaluated": result.evaluated_tokens,
             "generated": result.generated_tokens, "stop": result.stop_reason,
             "latency_ms": round(out.latency_s * 1000, 1),
+            "alternatives": len(result.alternatives), "shown": len(out.suggestions),
+            "parses": [s.parses for s in out.suggestions],
         })  # fmt: skip
-        text = clean_suggestion(result.text, before, after)
-        out.source = "model"
-        if text:
-            self._next_id += 1
-            suggestion = Suggestion(text, f"s{self._next_id}")
-            self._remember(st, q, before, suggestion)
-            out.suggestions = [suggestion]
+        if (
+            out.suggestions
+            and self.settings.completion.speculate
+            and result.stop_reason in ("eol", "eog")
+            and not after.strip()
+        ):
+            self._spawn(self._speculate(q, st, before + out.suggestions[0].text))
         return out
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _speculated(self, st: _DocState, q: Query, before: str, after: str) -> Suggestion | None:
+        """The line after an accepted suggestion, computed while the user was reading it."""
+        entry = st.spec.get(q.line)
+        if entry is None or q.line == 0 or after.strip():
+            return None
+        above, line, sid = entry
+        cur = locate(q.text, q.line, q.col, q.offset)
+        prev_start = q.text.rfind("\n", 0, cur.line_start - 1) + 1
+        prev = q.text[prev_start : cur.line_start - 1].rstrip("\r")
+        if prev != above or not line.startswith(before):
+            return None
+        rest = clean_suggestion(line[len(before) :], before, after)
+        if not rest:
+            return None
+        suggestion = Suggestion(rest, sid)
+        # From here on it is an ordinary suggestion on screen: typing through it works as usual.
+        self._remember(st, q, before, [Suggestion(line[len(before) :], sid)])
+        self.stats["speculated"] += 1
+        return suggestion
+
+    async def _speculate(self, q: Query, st: _DocState, accepted: str) -> None:
+        """While a suggestion is on screen, compute the next line as if it were accepted and
+        Enter pressed, at the lowest priority (any request preempts it): accepting and going
+        on then costs nothing."""
+        if self.state != "ready" or self.engine is None or self.inflight:
+            return
+        self._warm_cancel.set()
+        cancel = self._warm_cancel = threading.Event()
+        cur = locate(q.text, q.line, q.col, q.offset)
+        text = q.text
+        cr = "\r" if text[cur.line_end : cur.line_end + 1] == "\r" else ""
+        # The document as if the suggestion were accepted and Enter pressed.
+        head = text[: cur.line_start] + accepted + cr + "\n"
+        nl = text.find("\n", cur.line_end)
+        tail = cr + ("\n" + text[nl + 1 :] if nl >= 0 else "")
+        hq = replace(q, text=head + tail, line=q.line + 1, col=0, offset=len(head))
+        try:
+            prompt = self.build_prompt(hq)
+        except OutOfRange:
+            return
+        req = GenerationRequest(
+            segments=prompt.segments(),
+            max_tokens=self.settings.completion.max_tokens,
+            timeout_s=self.settings.completion.timeout_ms / 1000,
+            doc=q.uri,
+        )
+        loop = asyncio.get_running_loop()
+        result = await loop.run_in_executor(
+            self._worker, self._run_engine, self.engine, req, cancel
+        )
+        preempted = cancel.is_set() or result.stop_reason in ("cancelled", "error")
+        self.recent.append({
+            "source": "speculation", "evaluated": result.evaluated_tokens,
+            "generated": result.generated_tokens, "preempted": preempted,
+        })  # fmt: skip
+        if preempted:
+            return
+        text = result.text.split("\n", 1)[0].rstrip()
+        if text.strip():
+            self._next_id += 1
+            st.spec = {q.line + 1: (accepted, text, f"s{self._next_id}")}
 
     async def warm(self, q: Query) -> int:
         """Read ``q``'s prompt into the KV cache in the background (a document was opened), so
@@ -507,6 +789,12 @@ class CompletionService:
                 return 0
             try:
                 return engine.warm(segments, cancel, q.uri)
+            except WorkerCrashed as exc:
+                self._worker_crashed(engine, exc)
+                return 0
+            except ModelError as exc:
+                self._engine_failed(engine, exc)
+                return 0
             except Exception:
                 log.exception("warm-up failed")
                 return 0
@@ -516,26 +804,57 @@ class CompletionService:
         self.recent.append({"source": "warm-up", "evaluated": n, "preempted": cancel.is_set()})
         return n
 
-    @staticmethod
     def _run_engine(
-        engine: Engine | None, req: GenerationRequest, cancel: threading.Event
+        self, engine: Engine | None, req: GenerationRequest, cancel: threading.Event
     ) -> GenerationResult:
         if engine is None or cancel.is_set():
             return GenerationResult(text="", stop_reason="cancelled")
+        if self.state == "error":
+            # Queued before a restart that gave up: the engine is unusable.
+            return GenerationResult(text="", stop_reason="error")
         try:
             return engine.generate(req, cancel)
+        except WorkerCrashed as exc:
+            self._worker_crashed(engine, exc)
+            return GenerationResult(text="", stop_reason="error")
+        except ModelError as exc:  # the model process could not be restarted
+            self._engine_failed(engine, exc)
+            return GenerationResult(text="", stop_reason="error")
         except Exception:
             log.exception("generation failed")
             return GenerationResult(text="", stop_reason="error")
 
-    @staticmethod
-    def _gate(before: str, after: str) -> bool:
-        """True when we should not complete here. Minimal rules until tree-sitter gating:
-        not in the middle of a word, and only closers/punctuation after the cursor."""
-        if after[:1].isalnum() or after[:1] == "_":
-            return True
-        rest = after.strip()
-        return bool(rest) and any(c not in ")]}'\"`:;,. " for c in rest)
+    # -- a crashed model process (engine.isolation: process) --------------------------------
+    def _worker_crashed(self, engine: Engine, exc: WorkerCrashed) -> None:
+        """On the model thread, once per death of the model process: tell the user, and queue
+        the restart ahead of the next request so that one gets a real answer."""
+        self.stats["crashes"] += 1
+        self.recent.append({"source": "crash", "error": str(exc)})
+        self._notify("warning", f"Nearline: {exc}; restarting it.")
+        with contextlib.suppress(RuntimeError):  # the service is closing
+            self._worker.submit(self._restart_engine, engine)
+
+    def _restart_engine(self, engine: Engine) -> None:
+        if self.engine is not engine:
+            return  # replaced meanwhile (settings changed)
+        restart = getattr(engine, "restart", None)
+        if restart is None:
+            return
+        try:
+            restart()
+        except ModelError as exc:
+            self._engine_failed(engine, exc)
+        except Exception as exc:
+            log.exception("restarting the model process failed")
+            self._engine_failed(engine, ModelError(str(exc)))
+
+    def _engine_failed(self, engine: Engine, exc: ModelError) -> None:
+        """The engine gave up (it kept crashing): no more requests reach it until the settings
+        change (``start()`` builds a new one)."""
+        if self.engine is not engine:
+            return
+        self.state, self.error = "error", str(exc)
+        self._report_once("error", f"Nearline: {exc}")
 
 
 def resolve_model(settings: Settings) -> tuple[ModelEntry, Path]:
@@ -546,10 +865,15 @@ def resolve_model(settings: Settings) -> tuple[ModelEntry, Path]:
 
 
 def create_engine(settings: Settings) -> Engine:
-    """The engine ``engine.backend`` asks for."""
+    """The configured engine (the service's default factory): a remote OpenAI-compatible
+    server (``engine.backend: openai``); else llama.cpp in a child process
+    (``engine.isolation: process``: a crash in llama.cpp cannot take the server down), or in
+    this process (``thread``: for benchmarks and debugging)."""
     if settings.engine.backend == "openai":
         return create_remote_engine(settings)
-    return create_local_engine(settings)
+    if settings.engine.isolation == "thread":
+        return create_local_engine(settings)
+    return create_process_engine(settings)
 
 
 def create_remote_engine(settings: Settings) -> Engine:
@@ -570,9 +894,9 @@ def create_remote_engine(settings: Settings) -> Engine:
     return RemoteEngine(opts, fmt, entry.id if not settings.model.path else path.name, counter)
 
 
-def create_local_engine(settings: Settings) -> Engine:
-    """Verify and load the configured model; raises ``ModelError`` with a fix for the user."""
-    from .engine import LlamaEngine, load_options
+def _verified_model(settings: Settings) -> tuple[ModelEntry, Path, PromptFormat, str]:
+    """(entry, file, prompt format, label) of the configured model, checked before loading;
+    raises ``ModelError`` with a fix for the user."""
     from .models import check_gguf, ensure_verified
 
     try:
@@ -581,14 +905,47 @@ def create_local_engine(settings: Settings) -> Engine:
         raise ModelError(str(exc.args[0])) from None
     if settings.model.path:
         check_gguf(path)
-        fmt = format_for_path(path, entry.format)
-    else:
-        ensure_verified(entry, path)
-        fmt = entry.format
-    opts = load_options(entry, path, settings.model)
+        return entry, path, format_for_path(path, entry.format), path.name
+    ensure_verified(entry, path)
+    return entry, path, entry.format, entry.id
+
+
+def build_llama_engine(
+    entry: ModelEntry, path: Path, ms: ModelSettings, fmt: PromptFormat, label: str
+) -> Engine:
+    """Load a verified model with llama.cpp, in whichever process calls it (the server, or the
+    model process); llama.cpp's refusal to load becomes a ``ModelError``."""
+    from .engine import LlamaEngine, load_options
+
+    opts = load_options(entry, path, ms)
     try:
-        return LlamaEngine(opts, fmt, entry.id if not settings.model.path else path.name)
+        return LlamaEngine(opts, fmt, label)
     except ValueError as exc:
         raise ModelError(
             f"llama.cpp could not load {path}: {exc} (corrupt or unsupported GGUF)"
         ) from None
+
+
+def create_local_engine(settings: Settings) -> Engine:
+    """Verify and load the configured model in this process."""
+    entry, path, fmt, label = _verified_model(settings)
+    return build_llama_engine(entry, path, settings.model, fmt, label)
+
+
+def engine_builder(settings: Settings) -> tuple[Callable[[], Engine], PromptFormat, str]:
+    """Verify the configured model here; return a picklable zero-argument builder that loads
+    it wherever it is called, with the model's prompt format and label."""
+    entry, path, fmt, label = _verified_model(settings)
+    return (
+        functools.partial(build_llama_engine, entry, path, settings.model, fmt, label),
+        fmt,
+        label,
+    )
+
+
+def create_process_engine(settings: Settings) -> Engine:
+    """Verify the configured model here, load it in a child process (``worker.py``): this
+    process never imports llama.cpp."""
+    from .worker import ProcessEngine
+
+    return ProcessEngine(*engine_builder(settings))

@@ -13,6 +13,11 @@ own reads, never reach Python.  Events under ``.git/`` are dropped at the
 door, except ``.git/info/exclude``; ``.gitignore`` changes flow through and
 make the index re-evaluate the subtree they govern.
 
+When the kernel's inotify queue overflows, events are lost and watchdog only says so in
+its log (it rebuilds its watches but tells no handler): the watcher listens for that log
+record and rescans every root (unchanged files are not re-read), so a storm of changes never
+leaves the index wrong.
+
 The LSP layer doesn't start a watcher when ``index.watch`` is false.
 """
 
@@ -75,6 +80,22 @@ class _Handler(FileSystemEventHandler):
             self._sink(dest if isinstance(dest, str) else os.fsdecode(dest))
 
 
+_OVERFLOW_LOGGERS = ("watchdog.observers.inotify_c", "watchdog.observers.inotify")
+
+
+class _OverflowHook(logging.Handler):
+    def __init__(self, on_overflow: Callable[[], None]) -> None:
+        super().__init__(logging.WARNING)
+        self.on_overflow = on_overflow
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            if "overflow" in record.getMessage().lower():
+                self.on_overflow()
+        except Exception:  # pragma: no cover - a log handler must never raise
+            pass
+
+
 class IndexWatcher:
     """Watch every root of ``index`` and refresh it in debounced batches.
 
@@ -108,6 +129,8 @@ class IndexWatcher:
         self._observer: Any = None
         self._thread: threading.Thread | None = None
         self.mode: str | None = None  # "native" / "polling"
+        self._hook = _OverflowHook(self._overflowed)
+        self.overflows = 0
         # counters (read without locking; informational)
         self.events = 0
         self.batches = 0
@@ -131,6 +154,12 @@ class IndexWatcher:
             self._last = now
             self.events += 1
 
+    def _overflowed(self) -> None:
+        """Events were lost: rescan every root (a refresh of a root reuses unchanged entries)."""
+        self.overflows += 1
+        for root in self.index.roots:
+            self._add(os.fspath(root))
+
     # --------------------------------------------------------------- control
 
     @property
@@ -143,6 +172,8 @@ class IndexWatcher:
         if self.running:
             return
         self._stop.clear()
+        for name in _OVERFLOW_LOGGERS:
+            logging.getLogger(name).addHandler(self._hook)
         handler = _Handler(self._add)
         self._observer = self._start_observer(handler)
         self._thread = threading.Thread(
@@ -182,6 +213,8 @@ class IndexWatcher:
         """Stop watching; pending (unprocessed) events are dropped."""
         self._stop.set()
         self._wake.set()
+        for name in _OVERFLOW_LOGGERS:
+            logging.getLogger(name).removeHandler(self._hook)
         obs, self._observer = self._observer, None
         if obs is not None:
             try:
@@ -249,6 +282,20 @@ class IndexWatcher:
             except Exception:
                 log.exception("index on_change callback failed")
         return changed
+
+    def info(self) -> dict[str, Any]:
+        with self._lock:
+            pending, busy = len(self._pending), self._busy
+        return {
+            "mode": self.mode,
+            "events": self.events,
+            "overflows": self.overflows,
+            "batches": self.batches,
+            "pending": pending,
+            "busy": busy,
+            "last_batch_paths": self.last_batch_paths,
+            "last_batch_seconds": round(self.last_batch_seconds, 3),
+        }
 
     def flush(self) -> set[Path]:
         """Process whatever is pending now, on the calling thread."""

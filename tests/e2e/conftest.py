@@ -98,13 +98,17 @@ def client_fixture(
     encodings: list[str] | None = None,
     env: dict[str, str] | None = None,
     root: Callable[[Path], Path] | None = None,
+    command: list[str] | None = None,
 ) -> Any:
     """A pytest-lsp client fixture for a server started with these initializationOptions (on
     the sample project, or on the workspace ``root(tmp_path)`` makes, kept as ``client.root``);
-    the initialize result is kept as ``client.init_result``."""
+    the initialize result is kept as ``client.init_result``. ``command`` replaces the server
+    command (to wrap it, e.g. in ``unshare -n``)."""
 
     @pytest_lsp.fixture(
-        config=ClientServerConfig(server_command=SERVER_CMD, server_env=server_env(**(env or {})))
+        config=ClientServerConfig(
+            server_command=command or SERVER_CMD, server_env=server_env(**(env or {}))
+        )
     )
     async def fixture(lsp_client: LanguageClient, tmp_path: Path):
         folder = root(tmp_path) if root is not None else SAMPLE

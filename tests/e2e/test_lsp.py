@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_lsp
@@ -382,3 +383,75 @@ async def test_warm_up_on_open_makes_the_first_request_warm(
     runs = [r for r in (await status(client))["recent"] if r["source"] == "model"]
     # The whole prompt was read by the warm-up: the request itself reads almost nothing.
     assert runs[-1]["evaluated"] <= 3 < runs[-1]["prompt"]
+
+
+async def _wait_warmups(client: LanguageClient, n: int) -> dict[str, Any]:
+    for _ in range(2400):
+        st = await status(client)
+        if st["stats"]["warmups"] >= n:
+            return st
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"fewer than {n} warm-ups: {st['stats']}")
+
+
+async def test_focus_restores_a_documents_saved_state(
+    client: LanguageClient, small_model: Path, tmp_path: Path
+) -> None:
+    """Open A, then B (A's KV state is saved on the way), then tell the server A is active
+    again: its state comes back from memory instead of A's prompt being read again."""
+    await wait_ready(client)
+    for _ in range(600):
+        idx = await client.workspace_execute_command_async(
+            types.ExecuteCommandParams(command="nearline.index", arguments=[])
+        )
+        if idx["state"] == "ready":
+            break
+        await asyncio.sleep(0.05)
+    a_text = "".join(f"def alpha_{i}(x):\n    return x * {i}\n\n" for i in range(30)) + "y = alpha_"
+    b_text = "".join(f"class Beta{i}:\n    size = {i}\n\n" for i in range(30)) + "z = Beta"
+    a_uri = open_doc(client, tmp_path / "a.py", a_text)
+    await _wait_warmups(client, 1)
+    open_doc(client, tmp_path / "b.py", b_text)
+    await _wait_warmups(client, 2)
+    a_lines = a_text.split("\n")
+    end = {"line": len(a_lines) - 1, "character": len(a_lines[-1])}
+    client.protocol.notify("nearline/didFocus", {"textDocument": {"uri": a_uri}, "position": end})
+    st = await _wait_warmups(client, 3)
+    warm = [r for r in st["recent"] if r["source"] == "warm-up"]
+    assert warm[0]["evaluated"] > 100 and warm[1]["evaluated"] > 100  # both read cold
+    assert warm[2]["evaluated"] <= 3  # A restored: nothing to read
+    cache = st["engine"]["state_cache"]
+    assert cache["saved"] >= 2 and cache["restored"] >= 1
+    await inline(client, a_uri, end["line"], end["character"])
+    runs = [r for r in (await status(client))["recent"] if r["source"] == "model"]
+    assert runs[-1]["evaluated"] <= 3 < runs[-1]["prompt"]
+
+
+async def test_next_line_is_ready_when_a_suggestion_is_accepted(
+    client: LanguageClient, small_model: Path, tmp_path: Path
+) -> None:
+    """While a suggestion is on screen the server computes the next line as if it were
+    accepted; accepting it and pressing Enter is then answered without running the model."""
+    await wait_ready(client)
+    text = "".join(f"value_{i} = {i}\n" for i in range(1, 9)) + "value_9 = "
+    uri = open_doc(client, tmp_path / "spec.py", text)
+    items = await inline(client, uri, 8, 10)
+    assert items
+    first = items[0].insert_text
+    assert isinstance(first, str) and first.strip()
+    spec: list[dict[str, Any]] = []
+    for _ in range(1200):
+        st = await status(client)
+        spec = [r for r in st["recent"] if r["source"] == "speculation"]
+        if spec:
+            break
+        await asyncio.sleep(0.05)
+    assert spec and not spec[-1]["preempted"] and spec[-1]["generated"] > 0
+    models = st["stats"]["model"]
+    # Accept (insert the suggestion) and press Enter.
+    edit(client, uri, 2, ((8, 10), (8, 10), first + "\n"))
+    nxt = await inline(client, uri, 9, 0)
+    after = await status(client)
+    assert nxt and isinstance(nxt[0].insert_text, str) and nxt[0].insert_text.strip()
+    assert after["stats"]["speculated"] == 1
+    assert after["stats"]["model"] == models  # no model run for the new line

@@ -28,7 +28,13 @@ def remote_options(url: str, **engine: Any) -> dict[str, Any]:
         "model": {"id": SMALL_ID},
         # Generous limits: this CPU is shared and slow; the limits themselves are unit-tested.
         "engine": {"backend": "openai", "url": url, "timeoutMs": 300_000, **engine},
-        "completion": {"debounceMs": 0, "timeoutMs": 120_000, "maxTokens": MAX_TOKENS},
+        # No next-line speculation: these tests count the requests the server receives.
+        "completion": {
+            "debounceMs": 0,
+            "timeoutMs": 120_000,
+            "maxTokens": MAX_TOKENS,
+            "speculate": False,
+        },
     }
 
 

@@ -501,3 +501,50 @@ def test_lookup_draft_finds_the_latest_continuation() -> None:
     assert lookup_draft(hist, 2) == [7, 8]  # the nearest earlier "1 2 3" is followed by 7 8
     assert lookup_draft([4, 5, 6], 3) == []
     assert lookup_draft([5, 6, 1, 5, 6], 4) == [1, 5, 6]
+
+
+# -- alternatives -------------------------------------------------------------------------------
+ALT_PROMPT = "def area(width, height):\n    return "
+
+
+def test_alternatives_are_distinct_ranked_lines_and_the_cache_keeps_the_greedy_line(
+    engine: LlamaEngine,
+) -> None:
+    engine.reset()
+    greedy = engine.generate(GenerationRequest([(ALT_PROMPT, False)], 24), threading.Event())
+    assert greedy.alternatives == []  # one candidate: nothing else decoded
+    cached = list(engine._cached)
+    engine.reset()
+    req = GenerationRequest([(ALT_PROMPT, False)], 24, candidates=4)
+    res = engine.generate(req, threading.Event())
+    assert res.text == greedy.text  # the first suggestion does not change
+    assert 1 <= len(res.alternatives) <= 3
+    texts = [t.strip() for t, _ in res.alternatives]
+    assert len(set(texts)) == len(texts) and greedy.text.strip() not in texts
+    assert all(t and "\n" not in t for t in texts)
+    logprobs = [lp for _, lp in res.alternatives]
+    assert logprobs == sorted(logprobs, reverse=True) and all(lp < 0 for lp in logprobs)
+    # The KV cache ends with the greedy line again: typing through it costs nothing.
+    assert engine._cached == cached
+    # Each alternative is the model's own greedy line after its first token: asking for that
+    # line's first token as a prompt suffix reproduces the rest.
+    best = res.alternatives[0][0]
+    first_tok = engine.tokenize([(ALT_PROMPT, False)])
+    for n in range(1, len(best) + 1):
+        toks = engine.tokenize([(ALT_PROMPT + best[:n], False)])
+        if toks[: len(first_tok)] == first_tok and len(toks) == len(first_tok) + 1:
+            follow = engine.generate(
+                GenerationRequest([(ALT_PROMPT + best[:n], False)], 24), threading.Event()
+            )
+            assert best[:n] + follow.text == best
+            break
+    else:
+        pytest.fail(f"no one-token prefix of {best!r}")
+
+
+def test_alternatives_respect_cancel(engine: LlamaEngine) -> None:
+    engine.reset()
+    cancel = threading.Event()
+    cancel.set()
+    res = engine.generate(GenerationRequest([(ALT_PROMPT, False)], 24, candidates=3), cancel)
+    assert res.stop_reason == "cancelled" and res.alternatives == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from nearline.catalog import load_catalog
@@ -13,9 +13,18 @@ from nearline.engine import GenerationRequest, GenerationResult
 
 
 class FakeEngine:
-    def __init__(self, reply: str = "x + 1", delay_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        reply: str = "x + 1",
+        delay_s: float = 0.0,
+        script: Callable[[str], str] | None = None,
+        alternatives: list[tuple[str, float]] | None = None,
+    ) -> None:
         self.format = load_catalog().get("qwen2.5-coder-0.5b-instruct-q4_k_m").format
         self.reply = reply
+        self.script = script  # prompt text -> reply, when replies depend on the prompt
+        # Other lines for requests with candidates > 1, as the real engine ranks them.
+        self.alternatives = alternatives or []
         self.delay_s = delay_s
         self.calls: list[GenerationRequest] = []
         self.started = threading.Event()
@@ -33,7 +42,13 @@ class FakeEngine:
             if cancel.is_set():
                 return GenerationResult(text="", stop_reason="cancelled")
             time.sleep(0.005)
-        return GenerationResult(text=self.reply, stop_reason="eol", prompt_tokens=10)
+        text = self.script("".join(t for t, _ in req.segments)) if self.script else self.reply
+        return GenerationResult(
+            text=text,
+            stop_reason="eol",
+            prompt_tokens=10,
+            alternatives=self.alternatives[: req.candidates - 1],
+        )
 
     def warm(
         self, segments: Sequence[tuple[str, bool]], cancel: threading.Event, doc: str = ""

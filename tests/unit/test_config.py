@@ -94,3 +94,14 @@ def test_round_trip_dict() -> None:
     assert "ropeFreqBase" in d["model"]
     s, problems = parse_settings(d)
     assert problems == [] and s == Settings()
+
+
+def test_engine_isolation() -> None:
+    assert Settings().engine.isolation == "process"
+    s, problems = parse_settings({"engine": {"isolation": "thread"}})
+    assert problems == [] and s.engine.isolation == "thread"
+    s, problems = parse_settings({"engine.isolation": "fork"})
+    assert s.engine.isolation == "process"
+    assert [str(p) for p in problems] == [
+        "nearline.engine.isolation: must be one of process, thread; got 'fork'; using the default"
+    ]

@@ -88,6 +88,13 @@ OPENSSH = (
         ("const apiKey = '" + "fake" + "ApiKey1234" + "';", "fakeApiKey1234"),
         ("API_TOKEN=" + "fake" + "Token1234", "fakeToken1234"),
         ("secret_key: " + "fake" + "yaml" + "Value99", "fakeyamlValue99"),
+        # A suffix after the name (found by the adversarial prompt sweep).
+        ('password_prod = "' + "Fake" + "Pass1234" + '"', "FakePass1234"),
+        ("api_key_v2: '" + "fake" + "ApiKey1234" + "'", "fakeApiKey1234"),
+        ("secret_key_base: " + "fake" + "Base0987", "fakeBase0987"),
+        ("token2 = '" + "fake" + "Token1234" + "'", "fakeToken1234"),
+        # ...and a value on the line below its name.
+        ("const password =\n  '" + "Fake" + "Pass1234" + "';", "FakePass1234"),
     ],
 )
 def test_redacts_each_kind(line: str, secret: str) -> None:

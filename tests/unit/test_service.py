@@ -198,3 +198,162 @@ async def test_warm_up_reads_the_prompt_and_yields_to_requests() -> None:
     assert await warming == -1  # it saw the cancel
     assert svc.recent[-2]["source"] == "warm-up" or svc.recent[-1]["source"] == "warm-up"
     svc.close()
+
+
+async def test_candidates_are_cleaned_checked_distinct_and_ranked() -> None:
+    engine = FakeEngine(
+        reply="compute(a, b)",
+        alternatives=[
+            ("compute(a, b)", -1.0),  # the same line again
+            ("compute(b, a))", -1.5),  # breaks the statement
+            ("   ", -2.0),  # nothing
+            ("max(a, b)", -2.5),
+        ],
+    )
+    svc = make_service(engine, completion__candidates=5)
+    await svc.start()
+    out = await svc.complete(q("x = \n", 0, 4))
+    assert engine.calls[-1].candidates == 5
+    assert [s.text for s in out.suggestions] == ["compute(a, b)", "max(a, b)"]
+    assert all(s.parses for s in out.suggestions)
+    assert len({s.id for s in out.suggestions}) == 2
+    st = svc.stats
+    assert st["syntax_rejected"] == 1 and st["clean_rejected"] == 1
+    assert st["shown"] == st["shown_checked"] == st["shown_parsed"] == 2
+    svc.close()
+
+
+async def test_typing_through_keeps_every_matching_candidate() -> None:
+    engine = FakeEngine(reply="max(a)", alternatives=[("maxi(b)", -1.0), ("min(c)", -2.0)])
+    svc = make_service(engine, completion__candidates=3)
+    await svc.start()
+    out = await svc.complete(q("y = \n", 0, 4))
+    assert [s.text for s in out.suggestions] == ["max(a)", "maxi(b)", "min(c)"]
+    out2 = await svc.complete(q("y = ma\n", 0, 6))
+    assert out2.source == "typing-through"
+    assert [s.text for s in out2.suggestions] == ["x(a)", "xi(b)"]
+    assert [s.id for s in out2.suggestions] == [s.id for s in out.suggestions[:2]]
+    svc.close()
+
+
+async def test_candidates_setting_caps_the_suggestions() -> None:
+    engine = FakeEngine(reply="a + 1", alternatives=[("a + 2", -1.0), ("a + 3", -2.0)])
+    svc = make_service(engine, completion__candidates=2)
+    await svc.start()
+    out = await svc.complete(q("x = \n", 0, 4))
+    assert [s.text for s in out.suggestions] == ["a + 1", "a + 2"]
+    assert engine.calls[-1].candidates == 2
+    svc.close()
+
+
+async def test_syntax_check_setting() -> None:
+    engine = FakeEngine(reply="compute(a, b))")
+    svc = make_service(engine)
+    await svc.start()
+    out = await svc.complete(q("x = \n", 0, 4))
+    assert out.source == "model" and not out.suggestions
+    assert svc.stats["syntax_checked"] == svc.stats["syntax_rejected"] == 1
+    # Switched off, the same suggestion is shown, marked as not parsing (for the benchmark).
+    svc.settings.completion.syntax_check = False
+    out = await svc.complete(q("x = \n", 0, 4))
+    assert [(s.text, s.parses) for s in out.suggestions] == [("compute(a, b))", False)]
+    assert svc.stats["shown_checked"] == 1 and svc.stats["shown_parsed"] == 0
+    # Languages without a grammar are cleaned, not checked.
+    out = await svc.complete(
+        Query(uri="file:///w/n.md", text="x = \n", line=0, col=4, rel="n.md", language="markdown")
+    )
+    assert [(s.text, s.parses) for s in out.suggestions] == [("compute(a, b))", None)]
+    svc.close()
+
+
+async def test_gating_reasons_and_comment_and_string_switches() -> None:
+    engine = FakeEngine(reply="more words")
+    svc = make_service(engine)
+    await svc.start()
+    doc = 'def f():\n    """Docs\n    \n    """\n    s = "x"\n'
+    out = await svc.complete(q("foo_bar = 1\n", 0, 3))
+    assert (out.source, out.reason) == ("gated", "mid-identifier")
+    # Docstrings are allowed by default...
+    out = await svc.complete(q(doc, 2, 4))
+    assert out.source == "model"
+    # ...and not when strings are switched off (the tree knows the docstring spans lines).
+    svc.settings.completion.in_strings = False
+    out = await svc.complete(q(doc, 2, 4))
+    assert (out.source, out.reason) == ("gated", "in-string")
+    svc.settings.completion.in_comments = False
+    out = await svc.complete(q("x = 1  # note \n", 0, 14))
+    assert (out.source, out.reason) == ("gated", "in-comment")
+    out = await svc.complete(q("x = f'{na}'\n", 0, 9))  # an f-string's substitution is code
+    assert out.source == "model"
+    svc.close()
+
+
+async def test_repeat_of_the_line_above_is_not_shown() -> None:
+    engine = FakeEngine(reply="total += price")
+    svc = make_service(engine)
+    await svc.start()
+    out = await svc.complete(q("for price in prices:\n    total += price\n    \n", 2, 4))
+    assert out.source == "model" and not out.suggestions
+    assert svc.stats["clean_rejected"] == 1
+    svc.close()
+
+
+def _next_line_script(prompt: str) -> str:
+    prefix = prompt.split("<|fim_suffix|>")[0]
+    return "    return total" if prefix.endswith("total = a + b\n") else "a + b"
+
+
+async def _speculation_done(svc: CompletionService) -> dict[str, object]:
+    for _ in range(200):
+        done = [r for r in svc.recent if r["source"] == "speculation"]
+        if done:
+            return done[-1]
+        await asyncio.sleep(0.01)
+    raise AssertionError("no speculation ran")
+
+
+async def test_next_line_is_speculated_and_served_after_accepting() -> None:
+    engine = FakeEngine(script=_next_line_script)
+    svc = make_service(engine)
+    await svc.start()
+    head = "def f(a, b):\n    total = "
+    out = await svc.complete(q(head, 1, 12))
+    assert out.suggestions[0].text == "a + b"
+    spec = await _speculation_done(svc)
+    assert not spec["preempted"]
+    calls = len(engine.calls)
+    # The user accepts and presses Enter: the next line is on screen without a model run.
+    accepted = head + "a + b\n"
+    nxt = await svc.complete(q(accepted, 2, 0))
+    assert nxt.source == "typing-through" and nxt.suggestions[0].text == "    return total"
+    # The editor indented the new line: the rest of the speculated line.
+    indented = await svc.complete(q(accepted + "    ", 2, 4))
+    assert indented.suggestions[0].text == "return total"
+    # The first answer came from the speculation, the second by typing through it.
+    assert len(engine.calls) == calls and svc.stats["speculated"] == 1
+    svc.close()
+
+
+async def test_speculation_is_not_used_when_the_suggestion_was_not_accepted() -> None:
+    engine = FakeEngine(script=_next_line_script)
+    svc = make_service(engine)
+    await svc.start()
+    head = "def f(a, b):\n    total = "
+    await svc.complete(q(head, 1, 12))
+    await _speculation_done(svc)
+    calls = len(engine.calls)
+    other = await svc.complete(q(head + "a - b\n", 2, 0))
+    assert other.source == "model" and len(engine.calls) == calls + 1
+    assert svc.stats["speculated"] == 0
+    svc.close()
+
+
+async def test_speculation_can_be_switched_off() -> None:
+    engine = FakeEngine(script=_next_line_script)
+    svc = make_service(engine, completion__speculate=False)
+    await svc.start()
+    await svc.complete(q("def f(a, b):\n    total = ", 1, 12))
+    await asyncio.sleep(0.1)
+    assert len(engine.calls) == 1
+    assert not [r for r in svc.recent if r["source"] == "speculation"]
+    svc.close()

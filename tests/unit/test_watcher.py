@@ -203,3 +203,25 @@ def test_flush_and_stop_without_start(repo: Path) -> None:
     assert not w._pending
     w._add(os.fspath(repo / ".git" / "info" / "exclude"))
     assert len(w._pending) == 1
+
+
+def test_queue_overflow_rescans_everything(repo: Path) -> None:
+    """Events lost to an inotify overflow (watchdog only logs it) are made up by a rescan."""
+    import logging
+
+    write(repo, "a.py")
+    idx = WorkspaceIndex([repo])
+    idx.scan()
+    # Changes the watcher never hears about: made before it starts watching.
+    write(repo, "lost/b.py")
+    (repo / "a.py").unlink()
+    with IndexWatcher(idx, quiet_s=0.05) as w:
+        assert not wait_for(lambda: idx.get(repo / "lost" / "b.py") is not None, 0.5)
+        logging.getLogger("watchdog.observers.inotify_c").warning(
+            "Inotify queue overflowed; filesystem events were lost"
+        )
+        assert wait_for(lambda: {f.rel for f in idx.files()} == {"lost/b.py"})
+        assert w.overflows == 1
+    # A stopped watcher no longer listens.
+    logging.getLogger("watchdog.observers.inotify_c").warning("Inotify queue overflowed")
+    assert w.overflows == 1

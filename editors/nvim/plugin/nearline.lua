@@ -60,6 +60,27 @@ vim.api.nvim_create_autocmd('LspAttach', {
   end,
 })
 
+-- Switching buffers: tell the server which document became active, so it restores that
+-- document's saved model state and reads what changed before you type (LSP has no such
+-- notification of its own).
+vim.api.nvim_create_autocmd('BufEnter', {
+  group = group,
+  desc = 'Nearline: warm the model for the buffer you switch to',
+  callback = function(args)
+    local uri = vim.uri_from_bufnr(args.buf)
+    for _, client in ipairs(vim.lsp.get_clients({ name = 'nearline', bufnr = args.buf })) do
+      local win = vim.api.nvim_get_current_win()
+      local pos = vim.api.nvim_win_get_cursor(win)
+      local line = vim.api.nvim_buf_get_lines(args.buf, pos[1] - 1, pos[1], false)[1] or ''
+      local character = vim.str_utfindex(line, client.offset_encoding or 'utf-16', pos[2], false)
+      client:notify('nearline/didFocus', {
+        textDocument = { uri = uri },
+        position = { line = pos[1] - 1, character = character },
+      })
+    end
+  end,
+})
+
 -- :NearlineStatus -- the server's state (idle, loading, ready, error), model and stats.
 vim.api.nvim_create_user_command('NearlineStatus', function()
   local client = vim.lsp.get_clients({ name = 'nearline' })[1]

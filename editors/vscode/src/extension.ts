@@ -287,6 +287,18 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
         setTimeout(() => void refreshStatus(), 500);
       }
     }),
+    // LSP has no "this document is now active" notification: tell the server, so it restores
+    // that document's saved model state and reads what changed before the user types.
+    vscode.window.onDidChangeActiveTextEditor((editor) => {
+      if (!editor || !client || client.state !== State.Running) {
+        return;
+      }
+      const pos = editor.selection.active;
+      void client.sendNotification('nearline/didFocus', {
+        textDocument: { uri: client.code2ProtocolConverter.asUri(editor.document.uri) },
+        position: { line: pos.line, character: pos.character },
+      });
+    }),
     { dispose: () => void stopClient() },
   );
   await restart();

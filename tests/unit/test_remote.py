@@ -403,3 +403,32 @@ async def test_the_service_shows_a_remote_failure_once() -> None:
     assert len(shown) == 1 and shown[0][0] == "error" and "HTTP 500: boom" in shown[0][1]
     assert svc.state == "ready"
     svc.close()
+
+
+async def test_a_failure_first_seen_by_speculation_is_shown_too() -> None:
+    """The next-line speculation runs in the background right after an answer: if the server
+    fails there first, the message must not be lost with the discarded speculation."""
+    answers = [stream_response(sse(chunk(" + 1")))]
+    server = Server(lambda r: answers.pop(0) if answers else httpx.Response(500, text="down"))
+    settings, _ = parse_settings(
+        {
+            "engine": {"backend": "openai", "url": "http://gpu-box:8080"},
+            "completion": {"debounceMs": 0, "speculate": True},
+        }
+    )
+    shown: list[str] = []
+    svc = CompletionService(
+        settings,
+        lambda s: engine_for(server),
+        count_tokens=approx_count,
+        on_message=lambda level, text: shown.append(text),
+    )
+    await svc.start()
+    out = await svc.complete(Query(uri="file:///t/a.py", text="x = 1\ny = x", line=1, col=5))
+    assert out.source == "model" and out.suggestions[0].text == " + 1"
+    for _ in range(200):
+        if any(r["source"] == "speculation" for r in svc.recent):
+            break
+        await asyncio.sleep(0.01)
+    assert len(shown) == 1 and "HTTP 500: down" in shown[0], shown
+    svc.close()

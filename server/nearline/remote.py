@@ -28,9 +28,9 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
@@ -50,12 +50,18 @@ BACKOFF_MAX_S = 30.0
 # A response body larger than this is not a completion: stop reading it.
 MAX_RESPONSE_CHARS = 4_000_000
 # llama.cpp-server fields beyond the OpenAI API: reuse the KV cache across requests (the
-# default in current llama-server, not in older ones) and no repetition penalty, which
+# default in current llama-server, not in older ones); no repetition penalty, which
 # llama-cpp-python's server applies by default (1.1) and which would make "temperature 0"
-# differ from the local engine's pure greedy decoding. vLLM accepts and ignores unknown fields
-# (with a warning per request, so they are not sent to it), Ollama ignores them, and a strict
-# server that rejects them with a 400 naming one gets the request again without them.
-LLAMA_EXTRAS: dict[str, Any] = {"cache_prompt": True, "repeat_penalty": 1.0}
+# differ from the local engine's pure greedy decoding; and timings in every chunk, so that a
+# stream closed early (end of line, time limit, cancel) still tells how much of the prompt
+# came from the cache. vLLM accepts and ignores unknown fields (with a warning per request, so
+# they are not sent to it), Ollama ignores them, and a strict server that rejects them with a
+# 400 naming one gets the request again without them.
+LLAMA_EXTRAS: dict[str, Any] = {
+    "cache_prompt": True,
+    "repeat_penalty": 1.0,
+    "timings_per_token": True,
+}
 
 
 class RemoteError(Exception):
@@ -411,26 +417,32 @@ class RemoteEngine:
                 if "event-stream" not in ctype:
                     await self._read_whole(resp, prog, single_line)
                     return
-                async for line in resp.aiter_lines():
-                    prog.received += len(line)
-                    if prog.received > MAX_RESPONSE_CHARS:
-                        raise RemoteError("sent an endless response")
-                    line = line.strip()
-                    if not line or line.startswith(":"):
-                        continue  # keep-alive comments and event separators
-                    if not line.startswith("data:"):
-                        if line.split(":", 1)[0] in ("event", "id", "retry"):
-                            continue
-                        raise RemoteError(f"sent a malformed event stream ({line[:80]!r})")
-                    data = line[5:].strip()
-                    if data == "[DONE]":
-                        break
-                    try:
-                        obj = json.loads(data)
-                    except ValueError:
-                        raise RemoteError(f"sent data that is not JSON ({data[:80]!r})") from None
-                    if self._apply(obj, prog, single_line):
-                        return  # leaving the block closes the connection: the server stops
+                # Closed explicitly: leaving early must not strand the generator on the loop.
+                # (httpx types it as an iterator; it is an async generator.)
+                lines = cast(AsyncGenerator[str, None], resp.aiter_lines())
+                async with contextlib.aclosing(lines) as stream_lines:
+                    async for line in stream_lines:
+                        prog.received += len(line)
+                        if prog.received > MAX_RESPONSE_CHARS:
+                            raise RemoteError("sent an endless response")
+                        line = line.strip()
+                        if not line or line.startswith(":"):
+                            continue  # keep-alive comments and event separators
+                        if not line.startswith("data:"):
+                            if line.split(":", 1)[0] in ("event", "id", "retry"):
+                                continue
+                            raise RemoteError(f"sent a malformed event stream ({line[:80]!r})")
+                        data = line[5:].strip()
+                        if data == "[DONE]":
+                            break
+                        try:
+                            obj = json.loads(data)
+                        except ValueError:
+                            raise RemoteError(
+                                f"sent data that is not JSON ({data[:80]!r})"
+                            ) from None
+                        if self._apply(obj, prog, single_line):
+                            return  # leaving the block closes the connection: the server stops
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from None
         if prog.chunks == 0:
@@ -589,6 +601,7 @@ class RemoteEngine:
             reason = "eol" if req.single_line else "stop"
         usage = prog.usage or {}
         timings = prog.timings or {}
+        # Without the server's timings, how much of the prompt it read is unknown: count all.
         prompt_tokens = _int(usage.get("prompt_tokens"))
         cached = _int(timings.get("cache_n"))
         evaluated = _int(timings.get("prompt_n"))
@@ -612,7 +625,7 @@ class RemoteEngine:
             prompt_s=(prog.first_byte_at - t0) if prog.first_byte_at else 0.0,
             first_token_s=(prog.first_token_at - t0) if prog.first_token_at else 0.0,
             total_s=end - t0,
-            extra={"backend": "openai", **self._take_notice()},
+            extra={"backend": "openai", **_server_ms(timings), **self._take_notice()},
         )
 
     def warm(
@@ -664,6 +677,12 @@ class RemoteEngine:
             # Streams left early still hold async generators: finish them before the loop goes.
             self._loop.run_until_complete(self._loop.shutdown_asyncgens())
         self._loop.close()
+
+
+def _server_ms(timings: dict[str, Any]) -> dict[str, float]:
+    """The server's own time for the request (llama-server), to tell it from the network's."""
+    ms = [v for k in ("prompt_ms", "predicted_ms") if isinstance(v := timings.get(k), int | float)]
+    return {"server_ms": round(sum(ms), 1)} if ms else {}
 
 
 def _int(v: Any) -> int | None:

@@ -767,6 +767,9 @@ class CompletionService:
         result = await loop.run_in_executor(
             self._worker, self._run_engine, self.engine, req, cancel
         )
+        if notice := result.extra.get("notice"):
+            # A remote server's failure is news wherever it is first seen.
+            self._on_message("error", str(notice))
         preempted = cancel.is_set() or result.stop_reason in ("cancelled", "error")
         self.recent.append({
             "source": "speculation", "evaluated": result.evaluated_tokens,

@@ -170,11 +170,13 @@ def test_streams_a_completion_and_sends_a_greedy_single_line_request() -> None:
 
 
 def test_llama_server_timings_fill_the_cache_numbers() -> None:
-    final = chunk("", "stop") | {"timings": {"cache_n": 90, "prompt_n": 4, "predicted_n": 2}}
+    timings = {"cache_n": 90, "prompt_n": 4, "predicted_n": 2, "prompt_ms": 5, "predicted_ms": 7.5}
+    final = chunk("", "stop") | {"timings": timings}
     server = Server(lambda r: stream_response(sse(chunk("ok"), final)))
     res = gen(engine_for(server))
     assert (res.reused_tokens, res.evaluated_tokens, res.prompt_tokens) == (90, 4, 94)
-    assert res.generated_tokens == 2
+    assert res.generated_tokens == 2 and res.extra["server_ms"] == 12.5
+    assert server.bodies()[0]["timings_per_token"] is True
 
 
 def test_the_line_ends_at_a_newline_even_if_the_server_ignores_stop() -> None:
@@ -400,4 +402,33 @@ async def test_the_service_shows_a_remote_failure_once() -> None:
         assert out.source == "error" and out.suggestions == []
     assert len(shown) == 1 and shown[0][0] == "error" and "HTTP 500: boom" in shown[0][1]
     assert svc.state == "ready"
+    svc.close()
+
+
+async def test_a_failure_first_seen_by_speculation_is_shown_too() -> None:
+    """The next-line speculation runs in the background right after an answer: if the server
+    fails there first, the message must not be lost with the discarded speculation."""
+    answers = [stream_response(sse(chunk(" + 1")))]
+    server = Server(lambda r: answers.pop(0) if answers else httpx.Response(500, text="down"))
+    settings, _ = parse_settings(
+        {
+            "engine": {"backend": "openai", "url": "http://gpu-box:8080"},
+            "completion": {"debounceMs": 0, "speculate": True},
+        }
+    )
+    shown: list[str] = []
+    svc = CompletionService(
+        settings,
+        lambda s: engine_for(server),
+        count_tokens=approx_count,
+        on_message=lambda level, text: shown.append(text),
+    )
+    await svc.start()
+    out = await svc.complete(Query(uri="file:///t/a.py", text="x = 1\ny = x", line=1, col=5))
+    assert out.source == "model" and out.suggestions[0].text == " + 1"
+    for _ in range(200):
+        if any(r["source"] == "speculation" for r in svc.recent):
+            break
+        await asyncio.sleep(0.01)
+    assert len(shown) == 1 and "HTTP 500: down" in shown[0], shown
     svc.close()

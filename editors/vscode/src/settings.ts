@@ -39,9 +39,8 @@ export const SERVER_KEYS: Readonly<Record<string, readonly string[]>> = {
   ],
   context: ['composer', 'budgetTokens'],
   index: ['exclude', 'maxFileBytes', 'watch'],
-  engine: ['isolation'],
   stats: ['enabled'],
-  engine: ['backend', 'url', 'model', 'apiKeyEnv', 'timeoutMs', 'connectTimeoutMs'],
+  engine: ['backend', 'url', 'model', 'apiKeyEnv', 'timeoutMs', 'connectTimeoutMs', 'isolation'],
 };
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {

@@ -380,7 +380,7 @@ def build_server(engine_factory: EngineFactory | None = None) -> NearlineServer:
     def on_change(ls: NearlineServer, params: types.DidChangeTextDocumentParams) -> None:
         uri = params.text_document.uri
         sync_overlay(ls, uri)
-        doc = ls.workspace.text_documents.get(uri)
+        doc = ls.document(uri)
         if ls.service is not None and doc is not None and uri in ls.service.syntax:
             # The document's syntax tree follows the edits (tree-sitter edits, reparsed lazily).
             changes: list[Any] = []

@@ -28,7 +28,9 @@ async def test_soak_five_seconds(small_model: Path) -> None:
     assert report["sent"] >= 50
     assert report["answered"] > 0 and report["cancelled"] > 0
     assert report["answered"] + report["cancelled"] == report["sent"]
-    assert report["latency_ms"]["model"]["n"] > 0
+    # The model really ran, to the end, at least once (its line may have been cleaned away:
+    # the small model often predicts a blank line).
+    assert report["server_stats"]["model"] > 0, report["server_stats"]
     assert report["leaked_tasks"] <= 0, report
     assert report["leaked_requests"] <= 0, report
     assert report["rss_growth_mb"] < RSS_GOAL_MB, report

@@ -4,7 +4,8 @@ One server process, talked to over stdio pipes like an editor (no socket at all,
 off this machine is involved), on a temporary copy of the sample project. Twenty documents are
 open; a typist replays typing into them with one inline completion request per keystroke,
 about ``rate`` requests per second on average: bursts of typing at 1.5 times that, with short
-pauses (only then can the model answer: every keystroke supersedes the request before it),
+pauses (only then can the model answer: every keystroke supersedes the request before it;
+at the end the typist stops, so that at least one answer comes from the model),
 switching documents now and then and sometimes typing what was suggested (so that answers
 come from the typing-through cache); random ``$/cancelRequest``s go out too. It is bounded in time
 (``seconds``, then at most ``drain_s`` for the answers still out) and in count
@@ -276,8 +277,21 @@ async def _drive(
         _done, late = await asyncio.wait(set(inflight), timeout=drain_s)
         if late:
             tally.errors.append(f"{len(late)} requests unanswered {drain_s:.0f}s after the end")
+    # The typist stops: a request nobody supersedes, at the start of a fresh line (never gated),
+    # in up to five documents until the model has answered one. Typing at 75 keystrokes/s leaves
+    # the model only the short pauses, and on a slow or busy CPU none of them may be long enough
+    # for a model run; this makes sure the model's answers are measured at all.
+    for k in range(5):
+        if tally.latency["model"]:
+            break
+        doc = docs[(current + k) % len(docs)]
+        session.insert(doc.uri, doc.line, doc.col, "\n")
+        doc.line, doc.col, doc.plan = doc.line + 1, 0, doc.plan.lstrip("\n")
+        tally.sent += 1
+        await ask(doc, f"soak-final-{k}", doc.line, doc.col)
     await asyncio.sleep(0.5)  # let the server finish cleaning up after the last answers
-    end = (await session.status())["process"]
+    end_status = await session.status()
+    end = end_status["process"]
     after_warmup = after_warmup or before
     mb = 1024 * 1024
     # The status request being answered is itself one pending request and no task.
@@ -302,6 +316,9 @@ async def _drive(
         "background_tasks_end": end["background_tasks"],
         "threads_start": before["threads"],
         "threads_end": end["threads"],
+        # What the server did, by its own count: model runs that finished (an empty answer can
+        # be one: the model's line was cleaned away), requests superseded or cancelled, ...
+        "server_stats": dict(end_status.get("stats") or {}),
     }
 
 
@@ -346,6 +363,14 @@ def _print(r: dict[str, Any]) -> None:
         f"at the end; pending requests at the end {r['pending_requests_end']}; threads "
         f"{r['threads_start']} -> {r['threads_end']}"
     )
+    ss = r.get("server_stats") or {}
+    if ss:
+        print(
+            f"server: {ss.get('model', 0)} model runs finished, {ss.get('cancelled', 0)} "
+            f"superseded or cancelled, {ss.get('typing_through', 0)} typing-through answers, "
+            f"{ss.get('clean_rejected', 0) + ss.get('syntax_rejected', 0)} lines rejected by "
+            "cleaning or the syntax check"
+        )
     for goal, ok in r["goals"].items():
         print(f"  {'PASS' if ok else 'FAIL'}  {goal}")
     for e in r["error_samples"]:

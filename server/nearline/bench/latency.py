@@ -106,7 +106,15 @@ async def run_latency(
     target, other = proj / rel, proj / other_rel
     opened, start_line, to_type = _cut_file(target, start_fraction)
     to_type = to_type[:max_keystrokes]
-    other_opened, other_line, _ = _cut_file(other, 0.6)
+    # The other file is opened whole, as an editor opens it (and as the index already has it),
+    # and asked about at the end of a line 60% down: the user looks at it, then goes back. A
+    # buffer holding only part of the file would be an unsaved edit of a file in the first one's
+    # context, which rightly changes that context.
+    other_opened = other.read_text(encoding="utf-8")
+    other_lines = other_opened.split("\n")
+    other_line = int(len(other_lines) * 0.6)
+    while other_line > 0 and not other_lines[other_line].strip():
+        other_line -= 1
 
     settings: dict[str, Any] = {"completion": {"debounceMs": 0}}
     if model:
@@ -141,6 +149,7 @@ async def run_latency(
         # Another file: opened, asked once (cold), then back to the first one.
         b_uri = session.open(other, other_opened)
         b = _Typist(session, b_uri, other_line)
+        b.col_text = other_lines[other_line]
         other_first = await session.inline(b_uri, *b.pos)
         b_prompt = await b.prompt()
         # Back to the first file: the user goes on typing where they were. The cached answer
@@ -151,7 +160,10 @@ async def run_latency(
         back = await session.inline(a_uri, *a.pos)
         back_prompt = await a.prompt()
         status = await session.status()
-        back_source = ((status.get("recent") or [])[n_before:] or [{}])[0].get("source")
+        back_entry = ((status.get("recent") or [])[n_before:] or [{}])[0]
+        back_source = back_entry.get("source")
+        if back_entry.get("evaluated") is not None:
+            back_source = f"{back_source}, {back_entry['evaluated']} tokens evaluated"
     finally:
         await session.stop()
 

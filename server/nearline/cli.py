@@ -311,6 +311,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if args.seconds <= 0 or args.rate <= 0:
             raise UserError("--seconds and --rate must be positive")
         return main_soak(args.seconds, args.model, args.rate, args.json)
+    if args.bench_cmd == "threads":
+        from .bench.threads_bench import run_threads_bench
+        from .models import ModelError
+
+        if args.tokens < 16 or args.reps < 1:
+            raise UserError("--tokens must be at least 16 and --reps at least 1")
+        try:
+            return run_threads_bench(model=args.model, n_tokens=args.tokens, reps=args.reps,
+                                     out_json=args.json)  # fmt: skip
+        except ModelError as exc:
+            raise UserError(str(exc)) from None
     if args.bench_cmd == "index":
         try:
             from .bench.index_bench import run as run_index
@@ -414,6 +425,13 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("--model", default=None)
     bs.add_argument("--rate", type=float, default=50.0, help="requests per second")
     bs.add_argument("--json", default=None, help="write the numbers to this JSON file")
+    bt = bsub.add_parser(
+        "threads", help="prompt speed by thread count and OpenMP wait policy, idle and loaded"
+    )
+    bt.add_argument("--model", default=None)
+    bt.add_argument("--tokens", type=int, default=512, help="prompt length")
+    bt.add_argument("--reps", type=int, default=3)
+    bt.add_argument("--json", default=None, help="write the numbers to this JSON file")
     bi = bsub.add_parser("index", help="index a generated tree")
     bi.add_argument("--files", type=int, default=10_000)
     b.set_defaults(func=cmd_bench)

@@ -320,7 +320,10 @@ def _llama_server_run(
         "-ngl", str(max(0, engine.get("gpu_layers") or 0)), "--host", "127.0.0.1",
         "--port", str(port), "-np", "1", "-b", "512", "-ub", "512", "--no-webui",
     ]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, text=True)
+    # The OpenMP wait policy Nearline's model process runs with (engine.py), so that the
+    # comparison is of the runtimes and not of one environment variable.
+    env = dict(os.environ, OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, text=True, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120

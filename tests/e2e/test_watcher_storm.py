@@ -179,4 +179,9 @@ async def test_index_settles_after_a_storm_and_completions_go_on(
     # slow), and one asked after it is too.
     assert any(asked_during)
     assert isinstance(await asyncio.wait_for(inline(client, uri, 2, 11), 180), list)
-    assert polled_during >= 10
+    # A status poll every 0.2 s plus its round trip: a responsive server answers most of those
+    # the burst leaves room for (it lasts 1.5-10 s depending on the machine).
+    assert polled_during >= max(3, int((t_end - t_start) / 0.3) // 2), (
+        polled_during,
+        t_end - t_start,
+    )

@@ -10,7 +10,7 @@ The other supported pre-tokenizers (gpt2, llama3, starcoder, default, deepseek-c
 are checked the same way on tensor-less copies of the SmolLM2 metadata with
 ``tokenizer.ggml.pre`` replaced, which llama.cpp loads with ``vocab_only=True``.
 
-Model paths: NEARLINE_TEST_QWEN / NEARLINE_TEST_SMOLLM, default /tmp/models/...; a missing file
+Model paths: NEARLINE_TEST_QWEN / NEARLINE_TEST_SMOLLM, default: the pulled models; a missing file
 skips.
 """
 
@@ -27,17 +27,18 @@ from typing import Any
 
 import pytest
 
+from nearline.catalog import load_catalog
 from nearline.tokens import GGUFTokenizer
+
+from ..conftest import DEFAULT_ID, SMALL_ID
 
 pytestmark = pytest.mark.model
 
+# The models the test command pulls (a default under /tmp meant these tests were skipped
+# everywhere, CI included).
 MODELS = {
-    "qwen": Path(
-        os.environ.get("NEARLINE_TEST_QWEN", "/tmp/models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf")
-    ),
-    "smollm": Path(
-        os.environ.get("NEARLINE_TEST_SMOLLM", "/tmp/models/SmolLM2-135M-Instruct.Q4_1.gguf")
-    ),
+    "qwen": Path(os.environ.get("NEARLINE_TEST_QWEN") or load_catalog().get(DEFAULT_ID).path),
+    "smollm": Path(os.environ.get("NEARLINE_TEST_SMOLLM") or load_catalog().get(SMALL_ID).path),
 }
 
 TRICKY = [

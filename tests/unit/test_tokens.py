@@ -2,7 +2,7 @@
 
 Most tests use a tiny byte-level BPE GGUF written with the `gguf` package; the ones that need the
 real Qwen/SmolLM vocabularies read their paths from NEARLINE_TEST_QWEN / NEARLINE_TEST_SMOLLM
-(default: /tmp/models/...) and skip when the file is absent.  Pinned ids below were checked
+(default: the models the test command pulls) and skip when the file is absent.  Pinned ids below were checked
 against llama.cpp (llama-cpp-python 0.3.36, tokenize(add_bos=False, special=False)).
 """
 
@@ -16,6 +16,7 @@ import gguf
 import pytest
 
 from nearline import tokens
+from nearline.catalog import load_catalog
 from nearline.tokens import (
     ApproxCounter,
     GGUFTokenizer,
@@ -25,10 +26,11 @@ from nearline.tokens import (
     load_tokenizer,
 )
 
-QWEN = Path(
-    os.environ.get("NEARLINE_TEST_QWEN", "/tmp/models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf")
-)
-SMOLLM = Path(os.environ.get("NEARLINE_TEST_SMOLLM", "/tmp/models/SmolLM2-135M-Instruct.Q4_1.gguf"))
+from ..conftest import DEFAULT_ID, SMALL_ID
+
+# The models the test command pulls.
+QWEN = Path(os.environ.get("NEARLINE_TEST_QWEN") or load_catalog().get(DEFAULT_ID).path)
+SMOLLM = Path(os.environ.get("NEARLINE_TEST_SMOLLM") or load_catalog().get(SMALL_ID).path)
 
 TRICKY = [
     "",

@@ -14,6 +14,10 @@ is cut at a line boundary, keeping its end (the part nearest to what follows it 
 
 from __future__ import annotations
 
+import math
+import posixpath
+import re
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -118,6 +122,11 @@ class ComposeRequest:
     budget: int
     """Tokens available for repository files (already net of prefix, suffix and framing)."""
     same_language: bool = True
+    query: str = ""
+    """The current file's text before the cursor (the service passes the prefix window up to
+    the start of the cursor's line, so it changes once per line, not per keystroke)."""
+    recent: tuple[str, ...] = ()
+    """Workspace-relative paths of recently opened/used documents, most recent last."""
 
 
 def frame_cost(path: str, count: CountTokens) -> int:
@@ -125,22 +134,23 @@ def frame_cost(path: str, count: CountTokens) -> int:
     return 1 + count(path + "\n")
 
 
-def compose_path_distance(
-    req: ComposeRequest, source: RepoSource, count: CountTokens
-) -> list[RepoFile]:
-    """Repository files by path distance, farthest first, nearest last."""
-    if req.budget <= 0:
-        return []
-    candidates = [
+def _candidates(req: ComposeRequest, source: RepoSource) -> list[FileLike]:
+    """Repository files a composer may use: not the current file, same language if asked."""
+    return [
         f
         for f in source.files(req.language if req.same_language else None)
         if f.path != req.current_path and f.rel != req.current_rel
     ]
-    # Nearest first for filling; ties broken by path so the result is deterministic.
-    candidates.sort(key=lambda f: (path_distance(req.current_rel, f.rel), f.rel))
+
+
+def _fill(
+    ordered: Sequence[FileLike], source: RepoSource, count: CountTokens, budget: int
+) -> list[RepoFile]:
+    """Whole files in the given order (the first is nearest the current file) while they fit;
+    the first that does not is cut at a line boundary keeping its end. Returned farthest first."""
     chosen: list[RepoFile] = []
-    left = req.budget
-    for f in candidates:
+    left = budget
+    for f in ordered:
         framing = frame_cost(f.rel, count)
         if left <= framing:
             break
@@ -160,7 +170,308 @@ def compose_path_distance(
     return chosen
 
 
-COMPOSERS: dict[str, Callable[[ComposeRequest, RepoSource, CountTokens], list[RepoFile]]] = {
+# -- imports of the current file ------------------------------------------------------------
+
+_PY_FROM = re.compile(r"^[ \t]*from[ \t]+(\.*)([\w.]*)[ \t]+import[ \t]+\(?([^#\n]*)", re.M)
+_PY_IMPORT = re.compile(r"^[ \t]*import[ \t]+([\w. \t,]+)", re.M)
+_JS_FROM = re.compile(
+    r"""(?:\bfrom[ \t]*|\bimport[ \t]*\(?[ \t]*|\brequire[ \t]*\([ \t]*)['"](\.{1,2}/[^'"]*)['"]"""
+)
+_JS_EXTS = ("", ".ts", ".tsx", ".js", ".jsx", ".mjs", ".cjs", "/index.ts", "/index.js")
+_NAME = re.compile(r"[A-Za-z_]\w*")
+
+
+def import_specs(query: str, language: str) -> tuple[str, ...]:
+    """The modules the text imports, as written: ``.a.b`` / ``pkg.mod`` (Python; ``from m
+    import x`` gives ``m`` and ``m.x``, since ``x`` may be a submodule), ``./x`` (JS/TS)."""
+    out: list[str] = []
+    if language == "python":
+        for m in _PY_FROM.finditer(query):
+            dots, mod, names = m.groups()
+            base = dots + mod
+            out.append(base)
+            sep = "" if base.endswith(".") else "."
+            for name in names.split(","):
+                name = name.strip().split()[0] if name.strip() else ""
+                if _NAME.fullmatch(name):
+                    out.append(base + sep + name)
+        for m in _PY_IMPORT.finditer(query):
+            for part in m.group(1).split(","):
+                words_ = part.split()
+                if words_ and all(_NAME.fullmatch(w) for w in words_[0].split(".")):
+                    out.append(words_[0])
+    elif language in ("javascript", "typescript", "javascriptreact", "typescriptreact"):
+        out.extend(m.group(1) for m in _JS_FROM.finditer(query))
+    return tuple(dict.fromkeys(out))
+
+
+def resolve_imports(
+    specs: Sequence[str], current_rel: str, files: Sequence[FileLike]
+) -> list[FileLike]:
+    """Workspace files the import specs name, in the order imported. Relative imports resolve
+    from the current file's directory; absolute ones match a file whose path ends with the
+    module's path (``pkg/mod.py`` also under ``src/``), nearest to the current file first."""
+    by_rel = {f.rel: f for f in files}
+    here = PurePosixPath(current_rel).parent
+    found: dict[str, FileLike] = {}
+
+    def add(rel: str) -> bool:
+        f = by_rel.get(rel)
+        if f is not None and rel != current_rel:
+            found.setdefault(rel, f)
+            return True
+        return False
+
+    for spec in specs:
+        if spec.startswith(("./", "../")):  # JS/TS
+            base = posixpath.normpath(posixpath.join(here.as_posix(), spec))
+            for ext in _JS_EXTS:
+                if add(base + ext):
+                    break
+            continue
+        dots = len(spec) - len(spec.lstrip("."))
+        parts = [p for p in spec[dots:].split(".") if p]
+        if dots:
+            base_dir = here
+            for _ in range(dots - 1):
+                base_dir = base_dir.parent
+            stem = (base_dir / "/".join(parts)).as_posix() if parts else base_dir.as_posix()
+            stem = stem.removeprefix("./")
+            if not parts:
+                add((stem + "/" if stem not in ("", ".") else "") + "__init__.py")
+            elif not add(stem + ".py"):
+                add(stem + "/__init__.py")
+            continue
+        if not parts:
+            continue
+        tails = ("/".join(parts) + ".py", "/".join(parts) + "/__init__.py")
+        hits = [f for f in files if any(f.rel == t or f.rel.endswith("/" + t) for t in tails)]
+        if hits:
+            best = min(hits, key=lambda f: (path_distance(current_rel, f.rel), f.rel))
+            add(best.rel)
+    return list(found.values())
+
+
+def lines_iou(a: set[str], text: str) -> float:
+    """Jaccard similarity of ``a`` and the set of stripped non-empty lines of ``text``."""
+    b = {s for line in text.splitlines() if (s := line.strip())}
+    if not a or not b:
+        return 0.0
+    return len(a & b) / len(a | b)
+
+
+def compose_path_distance(
+    req: ComposeRequest, source: RepoSource, count: CountTokens
+) -> list[RepoFile]:
+    """Repository files by path distance, farthest first, nearest last; files the current file
+    imports come nearest of all; equal distances go to the file sharing more lines with it."""
+    if req.budget <= 0:
+        return []
+    candidates = _candidates(req, source)
+    imported = resolve_imports(import_specs(req.query, req.language), req.current_rel, candidates)
+    seen = {f.rel for f in imported}
+    rest = [f for f in candidates if f.rel not in seen]
+    own = {s for line in req.query.splitlines() if (s := line.strip())}
+
+    def iou(f: FileLike) -> float:
+        if not own:
+            return 0.0
+        return lines_iou(own, source.text(f.path) or "")
+
+    # Nearest first for filling; ties by shared lines, then path, so it is deterministic.
+    dist = {f.rel: path_distance(req.current_rel, f.rel) for f in rest}
+    tied = {d for d, n in Counter(dist.values()).items() if n > 1}
+    rest.sort(key=lambda f: (dist[f.rel], -iou(f) if dist[f.rel] in tied else 0.0, f.rel))
+    return _fill(imported + rest, source, count, req.budget)
+
+
+# -- ring buffer (llama.vim) ----------------------------------------------------------------
+
+RING_CHUNKS = 16
+RING_CHUNK_LINES = 64
+_WORD_SPLIT = re.compile(r"\W+")
+
+
+def chunk_sim(c0: str, c1: str) -> float:
+    """llama.vim's ``s:chunk_sim``: 2 x (words of ``c1`` also in ``c0``) / (words of both),
+    words split at ``\\W+``; 1.0 for two empty chunks."""
+    t0 = [t for t in _WORD_SPLIT.split(c0) if t]
+    t1 = [t for t in _WORD_SPLIT.split(c1) if t]
+    if not t0 and not t1:
+        return 1.0
+    s0 = set(t0)
+    common = sum(1 for t in t1 if t in s0)
+    return 2.0 * common / (len(t0) + len(t1))
+
+
+def compose_ring_buffer(
+    req: ComposeRequest, source: RepoSource, count: CountTokens
+) -> list[RepoFile]:
+    """llama.vim's extra context: a ring of chunks from recently used files, the most recent
+    nearest the current file."""
+    if req.budget <= 0 or not req.recent:
+        return []
+    by_rel = {f.rel: f for f in _candidates(req, source)}
+    ring: list[tuple[str, str]] = []  # (rel, chunk), oldest first
+    for rel in dict.fromkeys(req.recent):  # a path's last use is its place
+        f = by_rel.get(rel)
+        if f is None:
+            continue
+        text = source.text(f.path)
+        lines = text.splitlines(keepends=True) if text else []
+        if len(lines) < 3:  # llama.vim: "don't pick very small chunks"
+            continue
+        chunk = "".join(lines[:RING_CHUNK_LINES])
+        if any(c == chunk for _, c in ring):
+            continue
+        # Evict older chunks very similar to the new one (llama.vim: > 0.9).
+        ring = [(r, c) for r, c in ring if chunk_sim(c, chunk) <= 0.9]
+        ring.append((rel, chunk))
+        del ring[:-RING_CHUNKS]
+    if req.query:
+        # Evict chunks very similar to the text around the cursor (llama.vim: > 0.5): they
+        # make the model repeat what is already there.
+        here = "".join(req.query.splitlines(keepends=True)[-RING_CHUNK_LINES // 2 :])
+        ring = [(r, c) for r, c in ring if chunk_sim(c, here) <= 0.5]
+    chosen: list[RepoFile] = []
+    left = req.budget
+    for rel, chunk in reversed(ring):
+        framing = frame_cost(rel, count)
+        if left <= framing:
+            break
+        n = count(chunk)
+        if n + framing <= left:
+            chosen.append(RepoFile(rel, chunk, n))
+            left -= n + framing
+            continue
+        tail, n = tail_lines_within(chunk, left - framing, count)
+        if tail.strip():
+            chosen.append(RepoFile(rel, tail, n, truncated=True))
+        break
+    chosen.reverse()
+    return chosen
+
+
+# -- BM25 retrieval (CrossCodeEval) ---------------------------------------------------------
+
+BM25_WINDOW = 20
+BM25_STRIDE = 10
+BM25_TOP = 5
+BM25_MAX_TOKENS = 512
+BM25_QUERY_LINES = 24
+BM25_K1 = 1.5
+BM25_B = 0.75
+_TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+")
+
+
+def code_tokens(text: str) -> list[str]:
+    return _TOKEN.findall(text)
+
+
+@dataclass(frozen=True)
+class Snippet:
+    rel: str
+    start: int  # first line, 0-based
+    end: int  # one past the last line
+    text: str
+    tf: Counter[str]
+    length: int
+
+
+_snippet_cache: OrderedDict[tuple[str, str], list[Snippet]] = OrderedDict()
+_SNIPPET_CACHE_FILES = 4096
+
+
+def snippets_of(rel: str, text: str) -> list[Snippet]:
+    """Windows of ``BM25_WINDOW`` lines every ``BM25_STRIDE`` lines (the last one reaching the
+    file's end), each with its term counts; cached per (path, text)."""
+    key = (rel, text)
+    hit = _snippet_cache.get(key)
+    if hit is not None:
+        _snippet_cache.move_to_end(key)
+        return hit
+    lines = text.splitlines(keepends=True)
+    out: list[Snippet] = []
+    starts = list(range(0, max(1, len(lines) - BM25_WINDOW + BM25_STRIDE), BM25_STRIDE))
+    for s in starts:
+        e = min(len(lines), s + BM25_WINDOW)
+        body = "".join(lines[s:e])
+        if not body.strip():
+            continue
+        toks = code_tokens(body)
+        out.append(Snippet(rel, s, e, body, Counter(toks), len(toks)))
+        if e == len(lines):
+            break
+    _snippet_cache[key] = out
+    while len(_snippet_cache) > _SNIPPET_CACHE_FILES:
+        _snippet_cache.popitem(last=False)
+    return out
+
+
+def bm25_scores(query: Sequence[str], docs: Sequence[Snippet]) -> list[float]:
+    """Okapi BM25 of each document for the query terms (IDF with the +1 that keeps it positive)."""
+    if not docs:
+        return []
+    n = len(docs)
+    avg = sum(d.length for d in docs) / n or 1.0
+    terms = Counter(query)
+    df = {t: sum(1 for d in docs if t in d.tf) for t in terms}
+    idf = {t: math.log((n - df[t] + 0.5) / (df[t] + 0.5) + 1.0) for t in terms}
+    scores = []
+    for d in docs:
+        norm = BM25_K1 * (1 - BM25_B + BM25_B * d.length / avg)
+        s = 0.0
+        for t, qn in terms.items():
+            f = d.tf.get(t, 0)
+            if f:
+                s += qn * idf[t] * f * (BM25_K1 + 1) / (f + norm)
+        scores.append(s)
+    return scores
+
+
+def compose_bm25(req: ComposeRequest, source: RepoSource, count: CountTokens) -> list[RepoFile]:
+    """CrossCodeEval's retrieval setting: the repository's snippets (sliding windows) ranked by
+    BM25 against the last lines before the cursor; the top five, at most 512 tokens, the best
+    nearest the current file."""
+    budget = min(req.budget, BM25_MAX_TOKENS)
+    query = code_tokens("".join(req.query.splitlines(keepends=True)[-BM25_QUERY_LINES:]))
+    if budget <= 0 or not query:
+        return []
+    docs: list[Snippet] = []
+    for f in _candidates(req, source):
+        text = source.text(f.path)
+        if text:
+            docs.extend(snippets_of(f.rel, text))
+    scores = bm25_scores(query, docs)
+    ranked = sorted(
+        (i for i in range(len(docs)) if scores[i] > 0),
+        key=lambda i: (-scores[i], docs[i].rel, docs[i].start),
+    )
+    picked: list[tuple[float, RepoFile]] = []
+    taken: dict[str, list[tuple[int, int]]] = {}
+    left = budget
+    for i in ranked:
+        if len(picked) >= BM25_TOP or left <= 0:
+            break
+        d = docs[i]
+        if any(d.start < e and s < d.end for s, e in taken.get(d.rel, [])):
+            continue  # overlaps a better window of the same file
+        framing = frame_cost(d.rel, count)
+        n = count(d.text)
+        if n + framing > left:
+            continue
+        picked.append((scores[i], RepoFile(d.rel, d.text, n, truncated=True)))
+        taken.setdefault(d.rel, []).append((d.start, d.end))
+        left -= n + framing
+    picked.sort(key=lambda p: p[0])  # lowest score first: the best sits nearest the file
+    return [f for _, f in picked]
+
+
+Composer = Callable[[ComposeRequest, RepoSource, CountTokens], list[RepoFile]]
+
+COMPOSERS: dict[str, Composer] = {
     "file-level": lambda req, source, count: [],
     "path-distance": compose_path_distance,
+    "ring-buffer": compose_ring_buffer,
+    "bm25": compose_bm25,
 }

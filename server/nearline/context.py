@@ -14,6 +14,7 @@ is cut at a line boundary, keeping its end (the part nearest to what follows it 
 
 from __future__ import annotations
 
+import ast
 import math
 import posixpath
 import re
@@ -207,82 +208,152 @@ def import_specs(query: str, language: str) -> tuple[str, ...]:
 
 def resolve_imports(
     specs: Sequence[str], current_rel: str, files: Sequence[FileLike]
-) -> list[FileLike]:
-    """Workspace files the import specs name, in the order imported. Relative imports resolve
-    from the current file's directory; absolute ones match a file whose path ends with the
-    module's path (``pkg/mod.py`` also under ``src/``), nearest to the current file first."""
+) -> list[tuple[FileLike, frozenset[str]]]:
+    """Workspace files the import specs name, in the order imported, each with the names
+    imported from it (``from m import a, b``; empty: the module itself). Relative imports
+    resolve from the current file's directory; absolute ones match a file whose path ends with
+    the module's path (``pkg/mod.py`` also under ``src/``), nearest to the current file first."""
     by_rel = {f.rel: f for f in files}
     here = PurePosixPath(current_rel).parent
-    found: dict[str, FileLike] = {}
 
-    def add(rel: str) -> bool:
-        f = by_rel.get(rel)
-        if f is not None and rel != current_rel:
-            found.setdefault(rel, f)
-            return True
-        return False
-
-    for spec in specs:
+    def one(spec: str) -> FileLike | None:
         if spec.startswith(("./", "../")):  # JS/TS
             base = posixpath.normpath(posixpath.join(here.as_posix(), spec))
-            for ext in _JS_EXTS:
-                if add(base + ext):
-                    break
-            continue
+            return next((f for ext in _JS_EXTS if (f := by_rel.get(base + ext))), None)
         dots = len(spec) - len(spec.lstrip("."))
         parts = [p for p in spec[dots:].split(".") if p]
         if dots:
             base_dir = here
             for _ in range(dots - 1):
                 base_dir = base_dir.parent
-            stem = (base_dir / "/".join(parts)).as_posix() if parts else base_dir.as_posix()
-            stem = stem.removeprefix("./")
+            stem = (base_dir / "/".join(parts)).as_posix().removeprefix("./")
+            if stem == ".":
+                stem = ""
             if not parts:
-                add((stem + "/" if stem not in ("", ".") else "") + "__init__.py")
-            elif not add(stem + ".py"):
-                add(stem + "/__init__.py")
-            continue
+                return by_rel.get((stem + "/" if stem else "") + "__init__.py")
+            return by_rel.get(stem + ".py") or by_rel.get(stem + "/__init__.py")
         if not parts:
-            continue
+            return None
         tails = ("/".join(parts) + ".py", "/".join(parts) + "/__init__.py")
         hits = [f for f in files if any(f.rel == t or f.rel.endswith("/" + t) for t in tails)]
-        if hits:
-            best = min(hits, key=lambda f: (path_distance(current_rel, f.rel), f.rel))
-            add(best.rel)
-    return list(found.values())
+        if not hits:
+            return None
+        return min(hits, key=lambda f: (path_distance(current_rel, f.rel), f.rel))
+
+    found: dict[str, tuple[FileLike, set[str]]] = {}
+    modules: dict[str, FileLike | None] = {}
+    for spec in specs:
+        f = modules[spec] = one(spec)
+        if f is not None:
+            if f.rel != current_rel:
+                found.setdefault(f.rel, (f, set()))
+            continue
+        # ``from m import name`` where ``name`` is not a submodule: a name defined in ``m``.
+        parent, dot, name = spec.rpartition(".")
+        if not dot or not name:
+            continue
+        if not parent.strip("."):
+            parent += "."  # ``from . import name``
+        owner = modules[parent] if parent in modules else one(parent)
+        if owner is not None and owner.rel != current_rel:
+            found.setdefault(owner.rel, (owner, set()))[1].add(name)
+    return [(f, frozenset(names)) for f, names in found.values()]
 
 
-def lines_iou(a: set[str], text: str) -> float:
-    """Jaccard similarity of ``a`` and the set of stripped non-empty lines of ``text``."""
-    b = {s for line in text.splitlines() if (s := line.strip())}
-    if not a or not b:
-        return 0.0
-    return len(a & b) / len(a | b)
+def python_outline(text: str, names: frozenset[str] = frozenset()) -> str | None:
+    """A stub of a Python module: its classes' and functions' signature lines (with the first
+    line of a docstring), methods included, bodies replaced by ``...``, and its top-level
+    assignments' first lines. Only the definitions of ``names`` when given (and any found).
+    None when the text does not parse."""
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError):
+        return None
+    lines = text.splitlines()
+    out: list[str] = []
+
+    def signature(node: ast.AST, depth: int) -> None:
+        if isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            if depth and node.name.startswith("_") and node.name != "__init__":
+                return
+            first = node.lineno - 1
+            body = node.body[0]
+            last = max(first, body.lineno - 2)
+            if body.lineno - 1 == first:  # ``def f(): return 1`` on one line
+                out.append(lines[first])
+                return
+            out.extend(lines[first : last + 1])
+            indent = " " * (body.col_offset if body.col_offset else node.col_offset + 4)
+            doc = ast.get_docstring(node, clean=True)
+            if doc:
+                out.append(f'{indent}"""{doc.splitlines()[0]}"""')
+            if isinstance(node, ast.ClassDef) and depth == 0:
+                n = len(out)
+                for child in node.body:
+                    signature(child, depth + 1)
+                if len(out) == n and not doc:
+                    out.append(indent + "...")
+            else:
+                out.append(indent + "...")
+        elif depth == 0 and isinstance(node, ast.Assign | ast.AnnAssign):
+            out.append(lines[node.lineno - 1])
+
+    chosen = tree.body
+    if names:
+        wanted = [
+            n
+            for n in tree.body
+            if (getattr(n, "name", None) in names)
+            or (
+                isinstance(n, ast.Assign | ast.AnnAssign)
+                and any(
+                    isinstance(t, ast.Name) and t.id in names
+                    for t in (n.targets if isinstance(n, ast.Assign) else [n.target])
+                )
+            )
+        ]
+        chosen = wanted or tree.body
+    for node in chosen:
+        signature(node, 0)
+    return "\n".join(out) + "\n" if out else None
 
 
 def compose_path_distance(
     req: ComposeRequest, source: RepoSource, count: CountTokens
 ) -> list[RepoFile]:
-    """Repository files by path distance, farthest first, nearest last; files the current file
-    imports come nearest of all; equal distances go to the file sharing more lines with it."""
+    """The files the current file imports nearest to it, then the other files by path
+    distance, farthest first and nearest last. An imported file goes in as a stub of the names
+    imported from it (``from m import a, b``: their signatures), or whole (``import m``; its
+    stub when it does not fit)."""
     if req.budget <= 0:
         return []
     candidates = _candidates(req, source)
     imported = resolve_imports(import_specs(req.query, req.language), req.current_rel, candidates)
-    seen = {f.rel for f in imported}
+    chosen: list[RepoFile] = []
+    left = req.budget
+    for f, names in imported:
+        framing = frame_cost(f.rel, count)
+        text = source.text(f.path)
+        if left <= framing or not text:
+            continue
+        tokens = source.tokens_for(f.path)
+        short = None
+        if names or tokens + framing > left:
+            short = python_outline(text, names) if req.language == "python" else None
+            if short is None and tokens + framing > left:
+                continue
+        if short is not None:
+            text, tokens = tail_lines_within(short, left - framing, count)
+            if not text.strip():
+                continue
+        chosen.append(RepoFile(f.rel, text, tokens, truncated=short is not None))
+        left -= tokens + framing
+    seen = {f.rel for f, _ in imported}
     rest = [f for f in candidates if f.rel not in seen]
-    own = {s for line in req.query.splitlines() if (s := line.strip())}
-
-    def iou(f: FileLike) -> float:
-        if not own:
-            return 0.0
-        return lines_iou(own, source.text(f.path) or "")
-
-    # Nearest first for filling; ties by shared lines, then path, so it is deterministic.
-    dist = {f.rel: path_distance(req.current_rel, f.rel) for f in rest}
-    tied = {d for d, n in Counter(dist.values()).items() if n > 1}
-    rest.sort(key=lambda f: (dist[f.rel], -iou(f) if dist[f.rel] in tied else 0.0, f.rel))
-    return _fill(imported + rest, source, count, req.budget)
+    # Nearest first for filling; ties broken by path so the result is deterministic.
+    rest.sort(key=lambda f: (path_distance(req.current_rel, f.rel), f.rel))
+    # Farthest first: the imported files (filled first) sit nearest the current file.
+    return _fill(rest, source, count, left) + chosen[::-1]
 
 
 # -- ring buffer (llama.vim) ----------------------------------------------------------------

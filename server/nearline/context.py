@@ -173,7 +173,9 @@ def _fill(
 
 # -- imports of the current file ------------------------------------------------------------
 
-_PY_FROM = re.compile(r"^[ \t]*from[ \t]+(\.*)([\w.]*)[ \t]+import[ \t]+\(?([^#\n]*)", re.M)
+_PY_FROM = re.compile(
+    r"^[ \t]*from[ \t]+(\.*)([\w.]*)[ \t]+import[ \t]+(?:\(([^)]*)\)|([^#\n]*))", re.M
+)
 _PY_IMPORT = re.compile(r"^[ \t]*import[ \t]+([\w. \t,]+)", re.M)
 _JS_FROM = re.compile(
     r"""(?:\bfrom[ \t]*|\bimport[ \t]*\(?[ \t]*|\brequire[ \t]*\([ \t]*)['"](\.{1,2}/[^'"]*)['"]"""
@@ -183,27 +185,30 @@ _NAME = re.compile(r"[A-Za-z_]\w*")
 
 
 def import_specs(query: str, language: str) -> tuple[str, ...]:
-    """The modules the text imports, as written: ``.a.b`` / ``pkg.mod`` (Python; ``from m
-    import x`` gives ``m`` and ``m.x``, since ``x`` may be a submodule), ``./x`` (JS/TS)."""
-    out: list[str] = []
+    """The modules the text imports, as written, in order: ``.a.b`` / ``pkg.mod`` (Python;
+    ``from m import x`` gives ``m`` and ``m.x``, since ``x`` may be a submodule), ``./x``
+    (JavaScript/TypeScript relative imports)."""
+    found: list[tuple[int, str]] = []
     if language == "python":
         for m in _PY_FROM.finditer(query):
-            dots, mod, names = m.groups()
+            dots, mod, group, line = m.groups()
             base = dots + mod
-            out.append(base)
+            found.append((m.start(), base))
             sep = "" if base.endswith(".") else "."
+            names = re.sub(r"#[^\n]*", "", group) if group is not None else line
             for name in names.split(","):
-                name = name.strip().split()[0] if name.strip() else ""
+                name = name.split()[0] if name.strip() else ""
                 if _NAME.fullmatch(name):
-                    out.append(base + sep + name)
+                    found.append((m.start(), base + sep + name))
         for m in _PY_IMPORT.finditer(query):
             for part in m.group(1).split(","):
                 words_ = part.split()
                 if words_ and all(_NAME.fullmatch(w) for w in words_[0].split(".")):
-                    out.append(words_[0])
+                    found.append((m.start(), words_[0]))
     elif language in ("javascript", "typescript", "javascriptreact", "typescriptreact"):
-        out.extend(m.group(1) for m in _JS_FROM.finditer(query))
-    return tuple(dict.fromkeys(out))
+        found.extend((m.start(), m.group(1)) for m in _JS_FROM.finditer(query))
+    found.sort(key=lambda x: x[0])  # stable: names stay after their module
+    return tuple(dict.fromkeys(spec for _, spec in found))
 
 
 def resolve_imports(
@@ -245,7 +250,9 @@ def resolve_imports(
     for spec in specs:
         f = modules[spec] = one(spec)
         if f is not None:
-            if f.rel != current_rel:
+            # ``from . import views``: the package itself only if a name is taken from it.
+            parent = spec if spec.endswith(".") else spec + "."
+            if f.rel != current_rel and not any(s.startswith(parent) for s in specs):
                 found.setdefault(f.rel, (f, set()))
             continue
         # ``from m import name`` where ``name`` is not a submodule: a name defined in ``m``.
@@ -384,7 +391,7 @@ def compose_ring_buffer(
         return []
     by_rel = {f.rel: f for f in _candidates(req, source)}
     ring: list[tuple[str, str]] = []  # (rel, chunk), oldest first
-    for rel in dict.fromkeys(req.recent):  # a path's last use is its place
+    for rel in list(dict.fromkeys(reversed(req.recent)))[::-1]:  # a path's last use counts
         f = by_rel.get(rel)
         if f is None:
             continue

@@ -303,6 +303,64 @@ def resolve_imports(
     return [(f, frozenset(names)) for f, names in found.values()]
 
 
+_defined_cache: OrderedDict[str, frozenset[str] | None] = OrderedDict()
+
+
+def defined_names(text: str) -> frozenset[str] | None:
+    """Names a Python module defines at its top level (classes, functions, assignments);
+    None when it does not parse. Remembered for the last 256 texts."""
+    if text in _defined_cache:
+        _defined_cache.move_to_end(text)
+        return _defined_cache[text]
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError):
+        out = None
+    else:
+        names: set[str] = set()
+        for n in tree.body:
+            if isinstance(n, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+                names.add(n.name)
+            elif isinstance(n, ast.Assign | ast.AnnAssign):
+                targets = n.targets if isinstance(n, ast.Assign) else [n.target]
+                names.update(t.id for t in targets if isinstance(t, ast.Name))
+        out = frozenset(names)
+    _defined_cache[text] = out
+    while len(_defined_cache) > 256:
+        _defined_cache.popitem(last=False)
+    return out
+
+
+def follow_reexports(
+    imported: Sequence[tuple[FileLike, frozenset[str]]],
+    source: RepoSource,
+    files: Sequence[FileLike],
+    hops: int = 2,
+) -> list[tuple[FileLike, frozenset[str]]]:
+    """Python: names imported from a module that only re-exports them (``pkg/__init__.py``,
+    a compatibility module) are looked up where that module imports them from, up to ``hops``
+    modules further; a module none of whose imported names it defines is left out."""
+    found: dict[str, tuple[FileLike, set[str]]] = {}
+    pending = [(f, set(names), hops) for f, names in imported]
+    i = 0
+    while i < len(pending):
+        f, names, left = pending[i]
+        i += 1
+        text = source.text(f.path) if names and left > 0 else None
+        defined = defined_names(text) if text else None
+        if defined is not None:
+            moved = names - defined
+            for g, gnames in resolve_imports(import_specs(text or "", "python"), f.rel, files):
+                if take := gnames & moved:
+                    pending.append((g, set(take), left - 1))
+                    moved -= take
+            names = names - (names - defined - moved)
+            if not names:
+                continue
+        found.setdefault(f.rel, (f, set()))[1].update(names)
+    return [(f, frozenset(names)) for f, names in found.values()]
+
+
 _outline_cache: OrderedDict[tuple[str, frozenset[str]], str | None] = OrderedDict()
 
 
@@ -382,13 +440,18 @@ def compose_path_distance(
     """The files the current file imports nearest to it, then the other files by path
     distance, farthest first and nearest last. An imported file goes in as a stub of the names
     imported from it (``from m import a, b``: their signatures), or whole (``import m``; its
-    stub when it does not fit)."""
+    stub when it does not fit); the stubs come first (nearest)."""
     if req.budget <= 0:
         return []
     candidates = _candidates(req, source)
     imported = resolve_imports(import_specs(req.query, req.language), req.current_rel, candidates)
+    if req.language == "python":
+        imported = follow_reexports(imported, source, candidates)
     chosen: list[RepoFile] = []
     left = req.budget
+    # The stubs of imported names first (small, and what the code at hand calls), then the
+    # modules imported whole.
+    imported.sort(key=lambda fn: not fn[1])
     for f, names in imported:
         framing = frame_cost(f.rel, count)
         text = source.text(f.path)

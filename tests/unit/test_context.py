@@ -326,6 +326,11 @@ def test_imported_files_come_nearest_as_stubs_of_what_is_imported() -> None:
     assert "def helper(x):" in files[-1].text and "other" not in files[-1].text
     assert files[-1].truncated
     assert files[-2].path == "src/pkg/app/views.py"  # then by path distance
+    # Stubs of imported names are nearest, modules imported whole come before them.
+    query = "from . import views\nfrom ..util.helpers import helper\n"
+    files = compose_path_distance(req("src/pkg/app/main.py", 10_000, query=query), src, words)
+    assert [f.path for f in files][-2:] == ["src/pkg/app/views.py", "src/pkg/util/helpers.py"]
+    assert not files[-2].truncated and files[-1].truncated
     # Without the import, path distance alone.
     plain = compose_path_distance(req("src/pkg/app/main.py", 10_000), src, words)
     assert plain[-1].path == "src/pkg/app/views.py"
@@ -624,3 +629,27 @@ def test_path_distance_recomposes_when_an_import_is_added(tmp_path: Path) -> Non
         "far.away",
         "far.away.api",
     )
+
+
+def test_names_re_exported_by_a_package_are_found_where_they_are_defined() -> None:
+    src = Source(
+        {
+            "pkg/__init__.py": "from .impl import Engine, make\nfrom ._compat import shim\n",
+            "pkg/_compat.py": "from .impl import shim\n",
+            "pkg/impl.py": (
+                "class Engine:\n    def run(self):\n        pass\n\n\n"
+                "def make():\n    return Engine()\n\n\ndef shim():\n    pass\n\n\ndef unused():\n"
+                "    pass\n"
+            ),
+            "pkg/other.py": "OTHER = 1\n",
+            "app.py": "",
+        }
+    )
+    query = "from pkg import Engine, shim\n"
+    files = compose_path_distance(req("app.py", 10_000, query=query), src, words)
+    last = files[-1]
+    assert last.path == "pkg/impl.py" and last.truncated
+    assert "class Engine:" in last.text and "def shim():" in last.text
+    assert "def unused" not in last.text
+    # The package only passes them on: it comes in by path distance, whole, like any file.
+    assert [f.path for f in files if f.truncated] == ["pkg/impl.py"]

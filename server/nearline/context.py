@@ -10,13 +10,15 @@ with the file to put nearest the current one last:
   imports) nearest of all: a stub of the names imported from a module (their signatures, bodies
   replaced by ``...``), a module imported whole goes in whole (or as its stub when it does not
   fit); then the other files by path distance, farthest first and nearest last;
-* ``ring-buffer`` — llama.vim's extra context: a ring of at most 16 chunks of 64 lines from the
-  recently used documents (``ComposeRequest.recent``), the most recent nearest; chunks more
-  than 90% alike evict the older one, and chunks more than 50% alike the text before the cursor
-  are dropped (llama.vim's ``s:chunk_sim``, ``s:pick_chunk`` and its FIM request). llama.vim
-  takes a chunk around the cursor when a buffer is entered, left or saved, on yanks and after
-  completions; the server knows no cursors in other files, so a document's chunk is its first
-  64 lines;
+* ``ring-buffer`` — llama.vim's extra context (autoload/llama.vim: ``s:pick_chunk``,
+  ``s:chunk_sim``, ``s:ring_update``, defaults ``ring_n_chunks`` 16, ``ring_chunk_size`` 64): a
+  ring of at most 16 chunks from the recently used documents (``ComposeRequest.recent``), the
+  most recent nearest; a document shorter than 63 lines is one chunk, a longer one gives 33 lines
+  (chunk_size/2 + 1, as llama.vim's inclusive slice); chunks more than 90% alike evict the older
+  one, and chunks more than 50% alike the last 33 lines before the cursor are dropped (as
+  llama.vim does before each request). llama.vim takes a chunk around the cursor, starting at a
+  random line, when a buffer is entered, left or saved, on yanks and after completions; the
+  server knows no cursors in other files, so a document's chunk is taken from its top;
 * ``bm25`` — CrossCodeEval's retrieval setting: same-language files cut into windows of 20
   lines every 10, ranked by Okapi BM25 against the last 24 lines before the cursor; the top 5
   (windows of one file do not overlap), at most 512 tokens, the best nearest the current file.
@@ -480,7 +482,8 @@ def compose_path_distance(
 # -- ring buffer (llama.vim) ----------------------------------------------------------------
 
 RING_CHUNKS = 16
-RING_CHUNK_LINES = 64
+RING_CHUNK_LINES = 64  # llama.vim's ring_chunk_size
+RING_PIECE = RING_CHUNK_LINES // 2 + 1
 _WORD_SPLIT = re.compile(r"\W+")
 
 
@@ -513,7 +516,10 @@ def compose_ring_buffer(
         lines = text.splitlines(keepends=True) if text else []
         if len(lines) < 3:  # llama.vim: "don't pick very small chunks"
             continue
-        chunk = "".join(lines[:RING_CHUNK_LINES])
+        # llama.vim's s:pick_chunk: a text shorter than the chunk size whole, else a piece of
+        # chunk_size/2 + 1 lines (a Vim slice includes its end) of the window around the
+        # cursor; its piece starts at random, this one at the top of the file.
+        chunk = "".join(lines if len(lines) + 1 < RING_CHUNK_LINES else lines[:RING_PIECE])
         if any(c == chunk for _, c in ring):
             continue
         # Evict older chunks very similar to the new one (llama.vim: > 0.9).
@@ -523,7 +529,7 @@ def compose_ring_buffer(
     if req.query:
         # Evict chunks very similar to the text around the cursor (llama.vim: > 0.5): they
         # make the model repeat what is already there.
-        here = "".join(req.query.splitlines(keepends=True)[-RING_CHUNK_LINES // 2 :])
+        here = "".join(req.query.splitlines(keepends=True)[-RING_PIECE:])
         ring = [(r, c) for r, c in ring if chunk_sim(c, here) <= 0.5]
     chosen: list[RepoFile] = []
     left = req.budget

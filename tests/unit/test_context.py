@@ -387,7 +387,9 @@ def test_ring_buffer_chunks_of_recent_files_most_recent_nearest() -> None:
     files = compose_ring_buffer(req("cur.py", 100_000, recent=recent), src, words)
     assert [f.path for f in files] == ["c.py", "a.py", "b.py"]  # most recent last
     a = files[1]
-    assert a.text == numbered("alpha", RING_CHUNK_LINES)  # a chunk of 64 lines
+    # Files shorter than the chunk size whole, longer ones 33 lines (llama.vim's piece).
+    assert a.text == numbered("alpha", RING_CHUNK_LINES // 2 + 1)
+    assert files[0].text == numbered("gamma", 10)
     # A path used again moves to its latest place.
     again = compose_ring_buffer(req("cur.py", 100_000, recent=(*recent, "c.py")), src, words)
     assert [f.path for f in again] == ["a.py", "b.py", "c.py"]

@@ -363,26 +363,29 @@ def follow_reexports(
     return [(f, frozenset(names)) for f, names in found.values()]
 
 
-_outline_cache: OrderedDict[tuple[str, frozenset[str]], str | None] = OrderedDict()
+_outline_cache: OrderedDict[tuple[str, frozenset[str], bool], str | None] = OrderedDict()
 
 
-def python_outline(text: str, names: frozenset[str] = frozenset()) -> str | None:
-    """``_python_outline``, remembered for the last 256 (text, names)."""
-    key = (text, names)
+def python_outline(
+    text: str, names: frozenset[str] = frozenset(), *, compact: bool = False
+) -> str | None:
+    """``_python_outline``, remembered for the last 256 (text, names, compact)."""
+    key = (text, names, compact)
     if key in _outline_cache:
         _outline_cache.move_to_end(key)
         return _outline_cache[key]
-    out = _outline_cache[key] = _python_outline(text, names)
+    out = _outline_cache[key] = _python_outline(text, names, compact)
     while len(_outline_cache) > 256:
         _outline_cache.popitem(last=False)
     return out
 
 
-def _python_outline(text: str, names: frozenset[str]) -> str | None:
+def _python_outline(text: str, names: frozenset[str], compact: bool) -> str | None:
     """A stub of a Python module: its classes' and functions' signature lines (with the first
-    line of a docstring), methods included, bodies replaced by ``...``, and its top-level
+    line of a docstring), public methods included, bodies replaced by ``...``, and its top-level
     assignments' first lines. Only the definitions of ``names`` when given (and any found).
-    None when the text does not parse."""
+    ``compact``: no docstrings, and of a class's methods only ``__init__``. None when the text
+    does not parse."""
     try:
         tree = ast.parse(text)
     except (SyntaxError, ValueError, RecursionError):
@@ -392,7 +395,7 @@ def _python_outline(text: str, names: frozenset[str]) -> str | None:
 
     def signature(node: ast.AST, depth: int) -> None:
         if isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
-            if depth and node.name.startswith("_") and node.name != "__init__":
+            if depth and node.name != "__init__" and (compact or node.name.startswith("_")):
                 return
             first = node.lineno - 1
             body = node.body[0]
@@ -402,7 +405,7 @@ def _python_outline(text: str, names: frozenset[str]) -> str | None:
                 return
             out.extend(lines[first : last + 1])
             indent = " " * (body.col_offset if body.col_offset else node.col_offset + 4)
-            doc = ast.get_docstring(node, clean=True)
+            doc = None if compact else ast.get_docstring(node, clean=True)
             if doc:
                 out.append(f'{indent}"""{doc.splitlines()[0]}"""')
             if isinstance(node, ast.ClassDef) and depth == 0:
@@ -466,7 +469,14 @@ def compose_path_distance(
             if short is None and tokens + framing > left:
                 continue
         if short is not None:
-            text, tokens = tail_lines_within(short, left - framing, count)
+            n = count(short)
+            if n + framing > left:
+                # Signatures only, no docstrings and no methods but ``__init__``.
+                short = python_outline(text, names, compact=True) or short
+                n = count(short)
+            text, tokens = short, n
+            if n + framing > left:
+                text, tokens = tail_lines_within(short, left - framing, count)
             if not text.strip():
                 continue
         chosen.append(RepoFile(f.rel, text, tokens, truncated=short is not None))

@@ -360,6 +360,10 @@ def test_python_outline() -> None:
     assert "def __init__(self, size):" in out and "_private" not in out
     assert "    def open(\n        self, force: bool = False\n    ) -> None:\n        ...\n" in out
     assert "def make(n):\n    ...\n" in out and "return" not in out
+    compact = python_outline(text, compact=True)
+    assert compact is not None
+    assert "class Box:\n    def __init__(self, size):\n        ...\n" in compact
+    assert "A box" not in compact and "def open" not in compact and "def make(n):" in compact
     only = python_outline(text, frozenset({"make"}))
     assert only == "def make(n):\n    ...\n"
     assert python_outline("def broken(:\n") is None
@@ -655,3 +659,22 @@ def test_names_re_exported_by_a_package_are_found_where_they_are_defined() -> No
     assert "def unused" not in last.text
     # The package only passes them on: it comes in by path distance, whole, like any file.
     assert [f.path for f in files if f.truncated] == ["pkg/impl.py"]
+
+
+def test_an_imported_stub_that_does_not_fit_goes_in_compact() -> None:
+    methods = "".join(
+        f'    def method_{i}(self, a, b):\n        """Doc {i}."""\n        return a\n'
+        for i in range(30)
+    )
+    src = Source(
+        {
+            "lib.py": "class Big:\n    def __init__(self, x):\n        self.x = x\n" + methods,
+            "app.py": "",
+        }
+    )
+    query = "from lib import Big\n"
+    files = compose_path_distance(req("app.py", 60, query=query), src, words)
+    assert files[-1].path == "lib.py"
+    assert files[-1].text == "class Big:\n    def __init__(self, x):\n        ...\n"
+    roomy = compose_path_distance(req("app.py", 10_000, query=query), src, words)
+    assert "def method_29(self, a, b):" in roomy[-1].text

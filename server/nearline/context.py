@@ -439,13 +439,24 @@ def _python_outline(text: str, names: frozenset[str], compact: bool) -> str | No
     return "\n".join(out) + "\n" if out else None
 
 
+def _past_imports(text: str) -> int:
+    """Where the text after its last unindented import statement begins (0 if none)."""
+    end = 0
+    for pattern in (_PY_FROM, _PY_IMPORT):
+        for m in pattern.finditer(text):
+            if text[m.start()] not in " \t":
+                end = max(end, m.end())
+    return end
+
+
 def compose_path_distance(
     req: ComposeRequest, source: RepoSource, count: CountTokens
 ) -> list[RepoFile]:
     """The files the current file imports nearest to it, then the other files by path
     distance, farthest first and nearest last. An imported file goes in as a stub of the names
-    imported from it (``from m import a, b``: their signatures), or whole (``import m``; its
-    stub when it does not fit); the stubs come first (nearest)."""
+    imported from it (``from m import a, b``: their signatures; compact when it does not fit),
+    or whole (``import m``; its stub when it does not fit). The stubs come first (nearest),
+    and within each group the file whose names were used last before the cursor."""
     if req.budget <= 0:
         return []
     candidates = _candidates(req, source)
@@ -455,8 +466,19 @@ def compose_path_distance(
     chosen: list[RepoFile] = []
     left = req.budget
     # The stubs of imported names first (small, and what the code at hand calls), then the
-    # modules imported whole.
-    imported.sort(key=lambda fn: not fn[1])
+    # modules imported whole; each group by where its names were last used before the cursor.
+    body_start = _past_imports(req.query)
+
+    def last_use(fn: tuple[FileLike, frozenset[str]]) -> int:
+        f, names = fn
+        words_ = names or {PurePosixPath(f.rel).stem}
+        pat = re.compile(r"\b(?:" + "|".join(map(re.escape, sorted(words_))) + r")\b")
+        last = -1
+        for m in pat.finditer(req.query, body_start):
+            last = m.start()
+        return last
+
+    imported.sort(key=lambda fn: (not fn[1], -last_use(fn)))
     for f, names in imported:
         framing = frame_cost(f.rel, count)
         text = source.text(f.path)

@@ -678,3 +678,22 @@ def test_an_imported_stub_that_does_not_fit_goes_in_compact() -> None:
     assert files[-1].text == "class Big:\n    def __init__(self, x):\n        ...\n"
     roomy = compose_path_distance(req("app.py", 10_000, query=query), src, words)
     assert "def method_29(self, a, b):" in roomy[-1].text
+
+
+def test_imported_files_whose_names_were_used_last_are_nearest() -> None:
+    src = Source(
+        {
+            "a.py": "def alpha():\n    pass\n",
+            "b.py": "def beta():\n    pass\n",
+            "app.py": "",
+        }
+    )
+    head = "from a import alpha\nfrom b import beta\n\n"
+
+    def order(body: str) -> list[str]:
+        files = compose_path_distance(req("app.py", 10_000, query=head + body), src, words)
+        return [f.path for f in files]
+
+    assert order("beta()\nalpha()\n") == ["b.py", "a.py"]
+    assert order("alpha()\nbeta()\n") == ["a.py", "b.py"]
+    assert order("") == ["b.py", "a.py"]  # unused: in import order, the first nearest

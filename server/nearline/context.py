@@ -363,29 +363,27 @@ def follow_reexports(
     return [(f, frozenset(names)) for f, names in found.values()]
 
 
-_outline_cache: OrderedDict[tuple[str, frozenset[str], bool], str | None] = OrderedDict()
+_outline_cache: OrderedDict[tuple[str, frozenset[str], int], str | None] = OrderedDict()
 
 
-def python_outline(
-    text: str, names: frozenset[str] = frozenset(), *, compact: bool = False
-) -> str | None:
-    """``_python_outline``, remembered for the last 256 (text, names, compact)."""
-    key = (text, names, compact)
+def python_outline(text: str, names: frozenset[str] = frozenset(), *, level: int = 0) -> str | None:
+    """``_python_outline``, remembered for the last 256 (text, names, level)."""
+    key = (text, names, level)
     if key in _outline_cache:
         _outline_cache.move_to_end(key)
         return _outline_cache[key]
-    out = _outline_cache[key] = _python_outline(text, names, compact)
+    out = _outline_cache[key] = _python_outline(text, names, level)
     while len(_outline_cache) > 256:
         _outline_cache.popitem(last=False)
     return out
 
 
-def _python_outline(text: str, names: frozenset[str], compact: bool) -> str | None:
+def _python_outline(text: str, names: frozenset[str], level: int) -> str | None:
     """A stub of a Python module: its classes' and functions' signature lines (with the first
     line of a docstring), public methods included, bodies replaced by ``...``, and its top-level
     assignments' first lines. Only the definitions of ``names`` when given (and any found).
-    ``compact``: no docstrings, and of a class's methods only ``__init__``. None when the text
-    does not parse."""
+    ``level`` 1: no docstrings, and of a class's methods only ``__init__``; 2: the first line of
+    each definition only. None when the text does not parse."""
     try:
         tree = ast.parse(text)
     except (SyntaxError, ValueError, RecursionError):
@@ -395,7 +393,10 @@ def _python_outline(text: str, names: frozenset[str], compact: bool) -> str | No
 
     def signature(node: ast.AST, depth: int) -> None:
         if isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
-            if depth and node.name != "__init__" and (compact or node.name.startswith("_")):
+            if depth and node.name != "__init__" and (level or node.name.startswith("_")):
+                return
+            if level >= 2:
+                out.append(lines[node.lineno - 1])
                 return
             first = node.lineno - 1
             body = node.body[0]
@@ -405,7 +406,7 @@ def _python_outline(text: str, names: frozenset[str], compact: bool) -> str | No
                 return
             out.extend(lines[first : last + 1])
             indent = " " * (body.col_offset if body.col_offset else node.col_offset + 4)
-            doc = None if compact else ast.get_docstring(node, clean=True)
+            doc = None if level else ast.get_docstring(node, clean=True)
             if doc:
                 out.append(f'{indent}"""{doc.splitlines()[0]}"""')
             if isinstance(node, ast.ClassDef) and depth == 0:
@@ -454,7 +455,7 @@ def compose_path_distance(
 ) -> list[RepoFile]:
     """The files the current file imports nearest to it, then the other files by path
     distance, farthest first and nearest last. An imported file goes in as a stub of the names
-    imported from it (``from m import a, b``: their signatures; compact when it does not fit),
+    imported from it (``from m import a, b``: their signatures; shorter when it does not fit),
     or whole (``import m``; its stub when it does not fit). The stubs come first (nearest),
     and within each group the file whose names were used last before the cursor."""
     if req.budget <= 0:
@@ -492,9 +493,11 @@ def compose_path_distance(
                 continue
         if short is not None:
             n = count(short)
-            if n + framing > left:
-                # Signatures only, no docstrings and no methods but ``__init__``.
-                short = python_outline(text, names, compact=True) or short
+            # Signatures without docstrings and methods but ``__init__``; first lines only.
+            for level in (1, 2):
+                if n + framing <= left:
+                    break
+                short = python_outline(text, names, level=level) or short
                 n = count(short)
             text, tokens = short, n
             if n + framing > left:

@@ -360,10 +360,11 @@ def test_python_outline() -> None:
     assert "def __init__(self, size):" in out and "_private" not in out
     assert "    def open(\n        self, force: bool = False\n    ) -> None:\n        ...\n" in out
     assert "def make(n):\n    ...\n" in out and "return" not in out
-    compact = python_outline(text, compact=True)
+    compact = python_outline(text, level=1)
     assert compact is not None
     assert "class Box:\n    def __init__(self, size):\n        ...\n" in compact
     assert "A box" not in compact and "def open" not in compact and "def make(n):" in compact
+    assert python_outline(text, level=2) == "LIMIT = 10\nclass Box:\ndef make(n):\n"
     only = python_outline(text, frozenset({"make"}))
     assert only == "def make(n):\n    ...\n"
     assert python_outline("def broken(:\n") is None
@@ -676,6 +677,8 @@ def test_an_imported_stub_that_does_not_fit_goes_in_compact() -> None:
     files = compose_path_distance(req("app.py", 60, query=query), src, words)
     assert files[-1].path == "lib.py"
     assert files[-1].text == "class Big:\n    def __init__(self, x):\n        ...\n"
+    tight = compose_path_distance(req("app.py", 8, query=query), src, words)
+    assert tight[-1].text == "class Big:\n"
     roomy = compose_path_distance(req("app.py", 10_000, query=query), src, words)
     assert "def method_29(self, a, b):" in roomy[-1].text
 

@@ -88,11 +88,14 @@ def path_distance(a: str, b: str) -> int:
     return (len(pa) - common - 1) + (len(pb) - common - 1)
 
 
-def tail_lines_within(text: str, budget: int, count: CountTokens) -> tuple[str, int]:
-    """The longest tail of ``text`` starting at a line boundary whose token count fits."""
+def tail_lines_within(
+    text: str, budget: int, count: CountTokens, total: int | None = None
+) -> tuple[str, int]:
+    """The longest tail of ``text`` starting at a line boundary whose token count fits
+    (``total``: the text's count, when known)."""
     if budget <= 0 or not text:
         return "", 0
-    total = count(text)
+    total = count(text) if total is None else total
     if total <= budget:
         return text, total
     lines = text.splitlines(keepends=True)
@@ -114,17 +117,20 @@ def tail_lines_within(text: str, budget: int, count: CountTokens) -> tuple[str, 
     return tail, exact
 
 
-def cut_prefix(prefix: str, budget: int, count: CountTokens) -> tuple[str, int, int]:
-    """Cut the file prefix from the top at a line boundary so it fits ``budget``.
+def cut_prefix(
+    prefix: str, budget: int, count: CountTokens, total: int | None = None
+) -> tuple[str, int, int]:
+    """Cut the file prefix from the top at a line boundary so it fits ``budget``
+    (``total``: the prefix's count, when known).
 
     Returns (text, tokens, first_line_kept). The cut line is rounded up to a multiple of
     ``PREFIX_CUT_STEP`` so it stays still for many keystrokes.
     """
-    total = count(prefix)
+    total = count(prefix) if total is None else total
     if total <= budget:
         return prefix, total, 0
     lines = prefix.splitlines(keepends=True)
-    tail, _ = tail_lines_within(prefix, budget, count)
+    tail, _ = tail_lines_within(prefix, budget, count, total)
     first = len(lines) - len(tail.splitlines(keepends=True))
     # Never cut into the cursor's own line.
     first = min(len(lines) - 1, -(-first // PREFIX_CUT_STEP) * PREFIX_CUT_STEP)
@@ -612,12 +618,15 @@ class Snippet:
 
 
 _snippet_cache: OrderedDict[tuple[str, str], list[Snippet]] = OrderedDict()
-_SNIPPET_CACHE_FILES = 4096
+_SNIPPET_CACHE_CHARS = 32 << 20
+_snippet_chars = 0
+# BM25 looks at no more files than this, the nearest by path distance (one ranking per line).
+BM25_MAX_FILES = 2000
 
 
 def snippets_of(rel: str, text: str) -> list[Snippet]:
     """Windows of ``BM25_WINDOW`` lines every ``BM25_STRIDE`` lines (the last one reaching the
-    file's end), each with its term counts; cached per (path, text)."""
+    file's end), each with its term counts; cached per (path, text), 32 MB of texts at most."""
     key = (rel, text)
     hit = _snippet_cache.get(key)
     if hit is not None:
@@ -635,9 +644,12 @@ def snippets_of(rel: str, text: str) -> list[Snippet]:
         out.append(Snippet(rel, s, e, body, Counter(toks), len(toks)))
         if e == len(lines):
             break
+    global _snippet_chars
     _snippet_cache[key] = out
-    while len(_snippet_cache) > _SNIPPET_CACHE_FILES:
-        _snippet_cache.popitem(last=False)
+    _snippet_chars += len(text)
+    while _snippet_chars > _SNIPPET_CACHE_CHARS and len(_snippet_cache) > 1:
+        (_, old), _ = _snippet_cache.popitem(last=False)
+        _snippet_chars -= len(old)
     return out
 
 
@@ -671,7 +683,8 @@ def compose_bm25(req: ComposeRequest, source: RepoSource, count: CountTokens) ->
     if budget <= 0 or not query:
         return []
     docs: list[Snippet] = []
-    for f in _candidates(req, source):
+    files = sorted(_candidates(req, source), key=lambda f: path_distance(req.current_rel, f.rel))
+    for f in files[:BM25_MAX_FILES]:
         text = source.text(f.path)
         if text:
             docs.extend(snippets_of(f.rel, text))
@@ -683,12 +696,14 @@ def compose_bm25(req: ComposeRequest, source: RepoSource, count: CountTokens) ->
     picked: list[tuple[float, RepoFile]] = []
     taken: dict[str, list[tuple[int, int]]] = {}
     left = budget
+    tries = 4 * BM25_TOP  # snippets that do not fit are passed over, a few of them
     for i in ranked:
-        if len(picked) >= BM25_TOP or left <= 0:
+        if len(picked) >= BM25_TOP or left <= 0 or tries <= 0:
             break
         d = docs[i]
         if any(d.start < e and s < d.end for s, e in taken.get(d.rel, [])):
             continue  # overlaps a better window of the same file
+        tries -= 1
         framing = frame_cost(d.rel, count)
         n = count(d.text)
         if n + framing > left:

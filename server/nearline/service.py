@@ -459,12 +459,13 @@ class CompletionService:
             # files always get room), then whatever the composer left. Both cuts are stable
             # while typing: the share is fixed and the repository block is cached.
             cap = min(avail, max(16, int(budget * self.settings.context.prefix_share)))
-            prefix_text, prefix_tokens, _ = cut_prefix(prefix, cap, count)
+            total = count(prefix)
+            prefix_text, prefix_tokens, _ = cut_prefix(prefix, cap, count, total)
             repo, used = self._repo_context(
                 q, rel, avail - prefix_tokens, avail - cap, prefix[: prefix.rfind("\n") + 1]
             )
-            if prefix_text != prefix and avail - used > cap:
-                prefix_text, prefix_tokens, _ = cut_prefix(prefix, avail - used, count)
+            if prefix_tokens < total and avail - used > cap:
+                prefix_text, prefix_tokens, _ = cut_prefix(prefix, avail - used, count, total)
         else:
             prefix_text, prefix_tokens, _ = cut_prefix(prefix, avail, count)
         fparts, fim = file_parts(

@@ -548,7 +548,7 @@ def compose_ring_buffer(
     if req.budget <= 0 or not req.recent:
         return []
     by_rel = {f.rel: f for f in _candidates(req, source)}
-    ring: list[tuple[str, str]] = []  # (rel, chunk), oldest first
+    ring: list[tuple[str, str, bool]] = []  # (rel, chunk, a piece of the file), oldest first
     for rel in list(dict.fromkeys(reversed(req.recent)))[::-1]:  # a path's last use counts
         f = by_rel.get(rel)
         if f is None:
@@ -560,27 +560,28 @@ def compose_ring_buffer(
         # llama.vim's s:pick_chunk: a text shorter than the chunk size whole, else a piece of
         # chunk_size/2 + 1 lines (a Vim slice includes its end) of the window around the
         # cursor; its piece starts at random, this one at the top of the file.
-        chunk = "".join(lines if len(lines) + 1 < RING_CHUNK_LINES else lines[:RING_PIECE])
-        if any(c == chunk for _, c in ring):
+        piece = len(lines) + 1 >= RING_CHUNK_LINES
+        chunk = "".join(lines[:RING_PIECE] if piece else lines)
+        if any(c == chunk for _, c, _ in ring):
             continue
         # Evict older chunks very similar to the new one (llama.vim: > 0.9).
-        ring = [(r, c) for r, c in ring if chunk_sim(c, chunk) <= 0.9]
-        ring.append((rel, chunk))
+        ring = [e for e in ring if chunk_sim(e[1], chunk) <= 0.9]
+        ring.append((rel, chunk, piece))
         del ring[:-RING_CHUNKS]
     if req.query:
         # Evict chunks very similar to the text around the cursor (llama.vim: > 0.5): they
         # make the model repeat what is already there.
         here = "".join(req.query.splitlines(keepends=True)[-RING_PIECE:])
-        ring = [(r, c) for r, c in ring if chunk_sim(c, here) <= 0.5]
+        ring = [e for e in ring if chunk_sim(e[1], here) <= 0.5]
     chosen: list[RepoFile] = []
     left = req.budget
-    for rel, chunk in reversed(ring):
+    for rel, chunk, piece in reversed(ring):
         framing = frame_cost(rel, count)
         if left <= framing:
             break
         n = count(chunk)
         if n + framing <= left:
-            chosen.append(RepoFile(rel, chunk, n))
+            chosen.append(RepoFile(rel, chunk, n, truncated=piece))
             left -= n + framing
             continue
         tail, n = tail_lines_within(chunk, left - framing, count)

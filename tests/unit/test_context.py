@@ -395,6 +395,7 @@ def test_ring_buffer_chunks_of_recent_files_most_recent_nearest() -> None:
     # Files shorter than the chunk size whole, longer ones 33 lines (llama.vim's piece).
     assert a.text == numbered("alpha", RING_CHUNK_LINES // 2 + 1)
     assert files[0].text == numbered("gamma", 10)
+    assert a.truncated and not files[0].truncated
     # A path used again moves to its latest place.
     again = compose_ring_buffer(req("cur.py", 100_000, recent=(*recent, "c.py")), src, words)
     assert [f.path for f in again] == ["a.py", "b.py", "c.py"]

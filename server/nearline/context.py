@@ -21,7 +21,8 @@ with the file to put nearest the current one last:
   server knows no cursors in other files, so a document's chunk is taken from its top;
 * ``bm25`` — CrossCodeEval's retrieval setting: same-language files cut into windows of 20
   lines every 10, ranked by Okapi BM25 against the last 24 lines before the cursor; the top 5
-  (windows of one file do not overlap), at most 512 tokens, the best nearest the current file.
+  (windows of one file do not overlap), at most 512 tokens (the one that crosses the cap is cut
+  to its end), the best nearest the current file.
   Its block changes with the lines before the cursor: it is recomposed once per line (the
   others only when the workspace, the imports or the recent documents change), so the KV cache
   is re-read more often.
@@ -697,18 +698,22 @@ def compose_bm25(req: ComposeRequest, source: RepoSource, count: CountTokens) ->
     picked: list[tuple[float, RepoFile]] = []
     taken: dict[str, list[tuple[int, int]]] = {}
     left = budget
-    tries = 4 * BM25_TOP  # snippets that do not fit are passed over, a few of them
     for i in ranked:
-        if len(picked) >= BM25_TOP or left <= 0 or tries <= 0:
+        if len(picked) >= BM25_TOP:
             break
         d = docs[i]
         if any(d.start < e and s < d.end for s, e in taken.get(d.rel, [])):
             continue  # overlaps a better window of the same file
-        tries -= 1
         framing = frame_cost(d.rel, count)
+        if left <= framing:
+            break
         n = count(d.text)
         if n + framing > left:
-            continue
+            # The context is cut at the cap (as CrossCodeEval truncates it): this one's end.
+            tail, n = tail_lines_within(d.text, left - framing, count)
+            if tail.strip():
+                picked.append((scores[i], RepoFile(d.rel, tail, n, truncated=True)))
+            break
         picked.append((scores[i], RepoFile(d.rel, d.text, n, truncated=True)))
         taken.setdefault(d.rel, []).append((d.start, d.end))
         left -= n + framing

@@ -496,12 +496,14 @@ def test_bm25_respects_512_tokens_and_the_budget() -> None:
     src = Source({"cur.py": "", **{f"m{i}.py": body(15) for i in range(10)}})
     top = compose_bm25(req("cur.py", 100_000, query=query), src, words)
     assert len(top) == 5 and cost(top) <= BM25_MAX_TOKENS
-    # Windows of 20 lines (103 tokens each): 512 tokens hold four.
+    # Windows of 20 lines (103 tokens each): 512 tokens hold four and the end of a fifth.
     src = Source({"cur.py": "", **{f"m{i}.py": body(20) for i in range(10)}})
     big = compose_bm25(req("cur.py", 100_000, query=query), src, words)
-    assert len(big) == 4 and cost(big) <= BM25_MAX_TOKENS
+    assert len(big) == 5 and BM25_MAX_TOKENS - 5 <= cost(big) <= BM25_MAX_TOKENS
+    cut = [f for f in big if f.text != body(20)]
+    assert len(cut) == 1 and body(20).endswith(cut[0].text)
     small = compose_bm25(req("cur.py", 150, query=query), src, words)
-    assert len(small) == 1 and cost(small) <= 150
+    assert len(small) == 2 and cost(small) <= 150
 
 
 # -- through the service -----------------------------------------------------------------------

@@ -703,3 +703,21 @@ def test_imported_files_whose_names_were_used_last_are_nearest() -> None:
     assert order("beta()\nalpha()\n") == ["b.py", "a.py"]
     assert order("alpha()\nbeta()\n") == ["a.py", "b.py"]
     assert order("") == ["b.py", "a.py"]  # unused: in import order, the first nearest
+
+
+def test_the_server_reports_opened_and_focused_documents_by_workspace_path(
+    tmp_path: Path,
+) -> None:
+    from nearline.lsp import NearlineServer
+
+    (tmp_path / "pkg").mkdir()
+    svc, _ = _service(tmp_path)
+    server = NearlineServer()
+    server.roots = [tmp_path]
+    server.service = svc
+    server.note_used((tmp_path / "pkg" / "a.py").as_uri())
+    server.note_used((tmp_path.parent / "elsewhere.py").as_uri())  # outside: by its name
+    server.note_used((tmp_path / "b.py").as_uri())
+    assert list(svc.recent_docs) == ["pkg/a.py", "elsewhere.py", "b.py"]
+    assert server.rel_of(tmp_path / "pkg" / "a.py") == ("pkg/a.py", tmp_path)
+    assert server.rel_of(None) == (None, None)

@@ -358,7 +358,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--root", help="workspace root (default: the file's directory)")
         sp.add_argument("--model", help="catalog model id")
         sp.add_argument("--model-path", help="a GGUF file")
-        sp.add_argument("--composer", help="context composer (path-distance, file-level)")
+        sp.add_argument(
+            "--composer", help="context composer (path-distance, file-level, ring-buffer, bm25)"
+        )
         sp.add_argument("--settings", help="settings as JSON (same shape as initializationOptions)")
 
     c = sub.add_parser("complete", help="print the suggestion at PATH:LINE:COL (1-based)")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 ROPE_SCALING_TYPES = ("none", "linear", "yarn")
-COMPOSERS = ("path-distance", "file-level")
+COMPOSERS = ("path-distance", "file-level", "ring-buffer", "bm25")
 BACKENDS = ("local", "openai")
 ISOLATIONS = ("process", "thread")
 
@@ -80,6 +80,10 @@ class ContextSettings:
     budget_tokens: int | None = None
     """Prompt budget; ``None`` = the catalog entry's ``budgetTokens``."""
     same_language: bool = True
+    prefix_share: float = 0.5
+    """At most this share of the budget goes to the current file's prefix while repository
+    context is available (the rest is the composer's; what it leaves goes back to the prefix).
+    1.0 = the prefix first, repository files only in what it leaves."""
 
 
 @dataclass(kw_only=True)
@@ -159,6 +163,13 @@ def _one_of(options: tuple[str, ...]) -> Callable[[Any], str | None]:
     return check
 
 
+def _float_range(lo: float, hi: float) -> Callable[[Any], str | None]:
+    def check(v: Any) -> str | None:
+        return None if lo <= v <= hi else f"must be a number from {lo} to {hi}, got {v}"
+
+    return check
+
+
 def _positive(v: Any) -> str | None:
     return None if v > 0 else f"must be positive, got {v}"
 
@@ -218,6 +229,7 @@ _CHECKS: dict[tuple[str, str], Callable[[Any], str | None]] = {
     ("completion", "candidates"): _int_range(1, 5),
     ("context", "composer"): _one_of(COMPOSERS),
     ("context", "budget_tokens"): _int_range(64, 1 << 20),
+    ("context", "prefix_share"): _float_range(0.1, 1.0),
     ("index", "max_file_bytes"): _int_range(1, 1 << 30),
     ("engine", "backend"): _one_of(BACKENDS),
     ("engine", "isolation"): _one_of(ISOLATIONS),

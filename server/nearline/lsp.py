@@ -261,12 +261,7 @@ class NearlineServer(LanguageServer):
         # column come from the offset, not from the LSP position.
         line_start = text.rfind("\n", 0, offset) + 1
         path = _fs_path(uri)
-        rel: str | None = None
-        root: Path | None = None
-        for r in self.roots:
-            if path is not None and path.is_relative_to(r):
-                rel, root = path.relative_to(r).as_posix(), r
-                break
+        rel, root = self.rel_of(path)
         if self.index is not None and path is not None:
             self.index.set_current(path)
         language = self.language_of(uri, doc.language_id)
@@ -281,6 +276,19 @@ class NearlineServer(LanguageServer):
             language=language,
             root=root,
         )
+
+    def rel_of(self, path: Path | None) -> tuple[str | None, Path | None]:
+        """(workspace-relative path, workspace folder) of a file; (None, None) outside them."""
+        for r in self.roots:
+            if path is not None and path.is_relative_to(r):
+                return path.relative_to(r).as_posix(), r
+        return None, None
+
+    def note_used(self, uri: str) -> None:
+        """Tell the service a document was opened or focused (recently used documents)."""
+        path = _fs_path(uri)
+        if self.service is not None and path is not None:
+            self.service.note_used(self.rel_of(path)[0] or path.name)
 
     def language_of(self, uri: str, language_id: str | None) -> str:
         """The file name decides (as for the index); the editor's language id helps where the
@@ -358,6 +366,7 @@ def build_server(engine_factory: EngineFactory | None = None) -> NearlineServer:
         if ls.service is not None:
             item = params.text_document
             ls.service.syntax.open(uri, ls.language_of(uri, item.language_id), item.text)
+        ls.note_used(uri)
         warm_document(ls, uri, None)
 
     @server.feature(DID_FOCUS)
@@ -374,6 +383,7 @@ def build_server(engine_factory: EngineFactory | None = None) -> NearlineServer:
         line, char = _get(pos, "line"), _get(pos, "character")
         if isinstance(line, int) and isinstance(char, int) and line >= 0 and char >= 0:
             position = types.Position(line=line, character=char)
+        ls.note_used(uri)
         warm_document(ls, uri, position)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)

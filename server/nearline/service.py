@@ -27,6 +27,7 @@ from typing import Any
 from .catalog import ModelEntry, PromptFormat, format_for_path, load_catalog
 from .config import ModelSettings, Settings
 from .context import (
+    BM25_QUERY_LINES,
     COMPOSERS,
     PREFIX_CUT_STEP,
     ComposeRequest,
@@ -34,6 +35,7 @@ from .context import (
     RepoSource,
     cut_prefix,
     frame_cost,
+    import_specs,
 )
 from .engine import Engine, GenerationRequest, GenerationResult
 from .ignore import PRIVATE_KEY_BLOCK, is_secret_path, redact_slice, secret_spans
@@ -161,6 +163,8 @@ SECRET_MARGIN = 4096
 # Bracket matching and typing-through look at this much of the cursor's line on each side.
 LINE_CONTEXT = 4096
 _SURROGATES = re.compile("[\ud800-\udfff]")
+# Recently used documents remembered for the ring-buffer composer.
+RECENT_DOCS = 32
 _KEY_BEGIN = "-----BEGIN"
 KEY_LOOKBACK = 65536
 
@@ -265,6 +269,8 @@ class CompletionService:
         self.syntax = SyntaxDocs()
         # Recent answers, for benchmarks and the status command.
         self.recent: deque[dict[str, Any]] = deque(maxlen=2000)
+        # Workspace-relative paths of recently used documents, most recent last (note_used).
+        self.recent_docs: OrderedDict[str, None] = OrderedDict()
 
     # -- model lifecycle ----------------------------------------------------------------
     def model_entry(self) -> ModelEntry:
@@ -446,13 +452,25 @@ class CompletionService:
             suffix, suffix_tokens = _head_within(suffix, budget // 4, count)
         rel = q.rel or (q.path.name if q.path else q.uri.rsplit("/", 1)[-1])
         header_tokens = 2 + count(rel + "\n") + (3 if suffix is not None else 0)
-        prefix_budget = max(16, budget - suffix_tokens - header_tokens)
-        prefix_text, prefix_tokens, _ = cut_prefix(prefix, prefix_budget, count)
+        avail = max(16, budget - suffix_tokens - header_tokens)
+        repo: list[RepoFile] = []
+        if self._wants_repo(q):
+            # The prefix may take at most its share while the composer chooses (so repository
+            # files always get room), then whatever the composer left. Both cuts are stable
+            # while typing: the share is fixed and the repository block is cached.
+            cap = min(avail, max(16, int(budget * self.settings.context.prefix_share)))
+            total = count(prefix)
+            prefix_text, prefix_tokens, _ = cut_prefix(prefix, cap, count, total)
+            repo, used = self._repo_context(
+                q, rel, avail - prefix_tokens, avail - cap, prefix[: prefix.rfind("\n") + 1]
+            )
+            if prefix_tokens < total and avail - used > cap:
+                prefix_text, prefix_tokens, _ = cut_prefix(prefix, avail - used, count, total)
+        else:
+            prefix_text, prefix_tokens, _ = cut_prefix(prefix, avail, count)
         fparts, fim = file_parts(
             fmt, rel, prefix_text, suffix, prefix_tokens=prefix_tokens, suffix_tokens=suffix_tokens
         )
-        left = budget - prefix_tokens - suffix_tokens - header_tokens
-        repo = self._repo_context(q, rel, left, prefix_tokens)
         parts: list[PromptPart] = repo_parts(fmt, self._repo_name(q), repo) + fparts
         # Every part carries its exact token count (specials are one token each).
         parts = [
@@ -464,36 +482,75 @@ class CompletionService:
     def _repo_name(self, q: Query) -> str:
         return q.root.name if q.root else "workspace"
 
-    def _repo_context(self, q: Query, rel: str, left: int, prefix_tokens: int) -> list[RepoFile]:
-        """Repository context, recomposed only when the workspace or the file changed or the
-        cached block no longer fits: never per keystroke, so the KV cache stays valid."""
+    def _wants_repo(self, q: Query) -> bool:
+        return (
+            self.settings.context.composer != "file-level"
+            and self.index is not None
+            and q.path is not None
+        )
+
+    def note_used(self, rel: str | None) -> None:
+        """A document was opened, focused or completed in: the most recently used goes last
+        (the ring-buffer composer takes its chunks from these)."""
+        if not rel:
+            return
+        self.recent_docs.pop(rel, None)
+        self.recent_docs[rel] = None
+        while len(self.recent_docs) > RECENT_DOCS:
+            self.recent_docs.popitem(last=False)
+
+    def _compose_key(self, composer: str, req: ComposeRequest) -> Any:
+        """What the composition depends on beyond the workspace and the file: imports for
+        path-distance, recent documents for ring-buffer, the lines before the cursor for bm25
+        (so bm25 recomposes once per line; the others only when that input changes)."""
+        if composer == "path-distance":
+            return import_specs(req.query, req.language)
+        if composer == "ring-buffer":
+            return req.recent
+        if composer == "bm25":
+            return "".join(req.query.splitlines(keepends=True)[-BM25_QUERY_LINES:])
+        return None
+
+    def _repo_context(
+        self, q: Query, rel: str, left: int, guaranteed: int, query: str
+    ) -> tuple[list[RepoFile], int]:
+        """Repository context and the tokens it takes (framing included), recomposed only when
+        its inputs change (``_compose_key``) or the cached block no longer fits ``left``: never
+        per keystroke, so the KV cache stays valid. ``guaranteed``: room the prefix share
+        leaves however long the prefix grows."""
         composer = self.settings.context.composer
-        if composer == "file-level" or self.index is None or q.path is None:
-            return []
+        if not self._wants_repo(q) or self.index is None or q.path is None:
+            return [], 0
         st = self._docs.setdefault(q.uri, _DocState())
         version = getattr(self.index, "version", 0)
-        key = (composer, version, rel, self.settings.context.same_language, self.budget())
+        c = self.settings.context
+        req = ComposeRequest(
+            current_rel=rel,
+            current_path=q.path,
+            language=q.language or language_for(rel),
+            budget=0,
+            same_language=c.same_language,
+            query=query,
+            recent=tuple(r for r in self.recent_docs if r != rel),
+        )
+        key = (composer, version, rel, c.same_language, c.prefix_share, self.budget(),
+               self._compose_key(composer, req))  # fmt: skip
         framing = 2 + self.count_tokens(self._repo_name(q) + "\n")
         if st.repo is not None and st.repo_key == key and st.repo_tokens <= left:
-            return st.repo
-        # Leave the prefix room to grow (a few lines) before the block must be recomposed.
+            return st.repo, st.repo_tokens
+        # Leave the prefix room to grow (a few lines) before the block must be recomposed;
+        # never less than the share guarantees (the block then fits however the prefix grows).
         headroom = 256
         room = (
             max(0, left - headroom - framing)
             if left > headroom + framing
             else max(0, left - framing)
         )
-        req = ComposeRequest(
-            current_rel=rel,
-            current_path=q.path,
-            language=q.language or language_for(rel),
-            budget=room,
-            same_language=self.settings.context.same_language,
-        )
-        files = COMPOSERS[composer](req, self.index, self.count_tokens)
+        room = max(room, min(left, guaranteed) - framing)
+        files = COMPOSERS[composer](replace(req, budget=room), self.index, self.count_tokens)
         used = sum(f.tokens + frame_cost(f.path, self.count_tokens) for f in files)
         st.repo, st.repo_key, st.repo_tokens = files, key, used + (framing if files else 0)
-        return files
+        return files, st.repo_tokens
 
     def prompt_tokens(self, prompt: Prompt) -> int:
         """Exact token count of the whole prompt (specials are one token each)."""
@@ -597,6 +654,7 @@ class CompletionService:
             out.source = "gated"
             return out
         cur = locate(q.text, q.line, q.col, q.offset)
+        self.note_used(q.rel)
         # Cleaning and typing-through need only the cursor's surroundings, not a 2 MB line.
         before = q.text[max(cur.line_start, cur.offset - LINE_CONTEXT) : cur.offset]
         after = q.text[cur.offset : min(cur.line_end, cur.offset + LINE_CONTEXT)]

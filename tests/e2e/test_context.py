@@ -113,7 +113,7 @@ async def test_index_progress_prompt_order_and_watcher(
     uri = open_doc(client, main, main.read_text())
     res = await prompt_for(client, uri, 4, 13)
     paths = [p["path"] for p in res["parts"] if p["kind"] == "repo-file"]
-    # Farthest first, nearest last, and the current file after all of them.
+    # Imported files nearest, the others farthest first, and the current file after them all.
     # Empty files (helpers/__init__.py) carry nothing and are left out.
     assert paths == ["helpers/zorb.py"]
     assert res["prompt"].index("qrx_fold_digest_v7") < res["prompt"].index("def send_frame")
@@ -128,7 +128,9 @@ async def test_index_progress_prompt_order_and_watcher(
         await asyncio.sleep(0.1)
     assert "brand_new_codec_fn" in res["prompt"]
     paths = [p["path"] for p in res["parts"] if p["kind"] == "repo-file"]
-    assert paths[-1] == "codec.py"  # distance 0 from main.py: nearest, so last
+    # Distance 0 from main.py: nearest of the others, after them; the file main.py imports
+    # (helpers/zorb.py) stays nearest of all.
+    assert paths == ["codec.py", "helpers/zorb.py"]
 
     # Deleting it takes it out again.
     (root / "codec.py").unlink()

@@ -105,3 +105,21 @@ def test_engine_isolation() -> None:
     assert [str(p) for p in problems] == [
         "nearline.engine.isolation: must be one of process, thread; got 'fork'; using the default"
     ]
+
+
+def test_context_composers_and_prefix_share() -> None:
+    for name in ("path-distance", "file-level", "ring-buffer", "bm25"):
+        s, problems = parse_settings({"context": {"composer": name}})
+        assert problems == [] and s.context.composer == name
+    s, problems = parse_settings({"context": {"prefixShare": 0.3}})
+    assert problems == [] and s.context.prefix_share == 0.3
+    s, problems = parse_settings({"context.prefixShare": 1})
+    assert problems == [] and s.context.prefix_share == 1.0
+    for bad in (0.05, 1.5, float("nan"), "half", True):
+        s, problems = parse_settings({"context": {"prefixShare": bad}})
+        assert [p.key for p in problems] == ["context.prefixShare"], bad
+        assert s.context.prefix_share == 0.5
+    _, problems = parse_settings({"context": {"prefixShare": 2}})
+    assert "from 0.1 to 1.0" in str(problems[0])
+    _, problems = parse_settings({"context": {"composer": "bm-25"}})
+    assert "ring-buffer" in str(problems[0]) and "bm25" in str(problems[0])

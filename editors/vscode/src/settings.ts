@@ -37,7 +37,7 @@ export const SERVER_KEYS: Readonly<Record<string, readonly string[]>> = {
     'candidates',
     'speculate',
   ],
-  context: ['composer', 'budgetTokens'],
+  context: ['composer', 'budgetTokens', 'prefixShare'],
   index: ['exclude', 'maxFileBytes', 'watch'],
   stats: ['enabled'],
   engine: ['backend', 'url', 'model', 'apiKeyEnv', 'timeoutMs', 'connectTimeoutMs', 'isolation'],

@@ -377,3 +377,19 @@ async def test_missing_composer_is_skipped(tmp_path: Path, monkeypatch: pytest.M
     ghost = next(r for r in report["results"] if r["variant"] == "ghost")
     assert "not in this build" in ghost["skipped"]
     assert report["variants"]["ghost"]["skipped"]
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--projects", "rich"], "NAME==VERSION"),
+        (["--variants", "nope", "--dry-run"], "unknown variant"),
+        (["--budgets", "lots", "--dry-run"], "--budgets"),
+        (["--project-dir", "/no/such/dir", "--dry-run"], "no such directory"),
+        (["--limit", "0", "--dry-run"], "--limit"),
+    ],
+)
+def test_cli_bad_input_is_one_line(args: list[str], needle: str) -> None:
+    from .test_cli import assert_user_error, nearline
+
+    assert_user_error(nearline("bench", "quality", *args), needle)

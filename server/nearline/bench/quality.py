@@ -441,7 +441,7 @@ async def run_quality(
         eta_s, to_read = estimate_seconds(prompts)
         exact = "exact" if service.exact_tokens else "estimated"
         note(
-            f"{len(prompts)} prompts composed ({exact} token counts); a full run would read "
+            f"{len(prompts)} prompts composed ({exact} token counts); running them reads "
             f"about {to_read} prompt tokens: ETA {_fmt_s(eta_s)} on a 2-core CPU "
             f"(~{READ_TOKENS_PER_S:.0f} prompt tokens/s)"
         )
@@ -760,7 +760,8 @@ def print_table(report: dict[str, Any]) -> None:
             "API rec%: inproject lines with a used cross-file definition in the prompt"
         )
     eta, el = report["eta_s"], report["elapsed_s"]
-    print(f"estimated full run {_fmt_s(eta)}; elapsed {_fmt_s(el)}")
+    what = "estimated time of a model run" if dry else "estimated at start"
+    print(f"{what}: {_fmt_s(eta)} (2-core CPU, default model); elapsed {_fmt_s(el)}")
 
 
 def write_chart(report: dict[str, Any], path: Path, note: Callable[[str], None]) -> str | None:

@@ -11,8 +11,9 @@ or a local directory):
   counts as inproject (repository context is what that category tests). Lines that are empty,
   comments, docstrings, decorators, ``def``/``class`` headers, imports or shorter than 6
   characters (stripped) are skipped, and so are names on the common-API list (``COMMON_API``:
-  ``__init__``, ``get``, ``run``, …), Python builtins and dunder names: they say nothing about
-  the project;
+  ``__init__``, ``get``, ``run``, …), Python builtins, methods of built-in types and files
+  (``setdefault``, ``seek``), dunder names, variables of the file and names imported from
+  other packages: they say nothing about the project;
 * with a fixed seed, ``files_per_project`` files per project and ``lines_per_category`` lines
   per category per file are drawn.
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import io
 import os
 import random
 import re
@@ -75,6 +77,12 @@ COMMON_API: frozenset[str] = frozenset(
     }
 )  # fmt: skip
 _BUILTINS = frozenset(dir(builtins))
+# Methods of built-in types and files (``d.setdefault``, ``f.seek``): common names too.
+_BUILTIN_METHODS = frozenset(
+    name
+    for t in (dict, list, str, bytes, set, tuple, int, float, io.IOBase, io.TextIOWrapper)
+    for name in dir(t)
+)
 
 
 class DatasetError(Exception):
@@ -255,7 +263,10 @@ def declared_names(tree: ast.AST) -> dict[str, int]:
 
 def _countable(name: str) -> bool:
     return not (
-        name in COMMON_API or name in _BUILTINS or (name.startswith("__") and name.endswith("__"))
+        name in COMMON_API
+        or name in _BUILTINS
+        or name in _BUILTIN_METHODS
+        or (name.startswith("__") and name.endswith("__"))
     )
 
 

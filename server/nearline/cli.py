@@ -441,17 +441,30 @@ def build_parser() -> argparse.ArgumentParser:
         "--project-dir", action="append", metavar="PATH",
         help="a local project directory instead of sdists (repeatable; no network)",
     )  # fmt: skip
-    bq.add_argument("--variants", default=None, help="comma-separated (default: all six)")
+    bq.add_argument(
+        "--variants", default=None,
+        help="comma-separated, of file-level, path-distance, prefix-suffix, ring-buffer, bm25, "
+        "path-distance+suffix (default: all)",
+    )  # fmt: skip
     bq.add_argument(
         "--budgets", default=None,
         help="token budgets, comma-separated (default 1024; 2048/4096 are slow on a 2-core CPU)",
     )  # fmt: skip
-    bq.add_argument("--lines-per-category", type=int, default=1)
-    bq.add_argument("--files-per-project", type=int, default=1)
-    bq.add_argument("--seed", type=int, default=0)
-    bq.add_argument("--limit", type=int, default=None, help="run only N tasks (lines)")
     bq.add_argument(
-        "--max-minutes", type=float, default=None,
+        "--lines-per-category", type=int, default=1, metavar="N",
+        help="inproject and infile lines per completion file (default 1)",
+    )  # fmt: skip
+    bq.add_argument(
+        "--files-per-project", type=int, default=1, metavar="N",
+        help="completion files per project (default 1)",
+    )  # fmt: skip
+    bq.add_argument("--seed", type=int, default=0, help="for drawing files and lines (default 0)")
+    bq.add_argument(
+        "--limit", type=int, default=None, metavar="N",
+        help="run only N tasks (lines, taken across all files), each under every variant",
+    )  # fmt: skip
+    bq.add_argument(
+        "--max-minutes", type=float, default=None, metavar="M",
         help="start no new task after M minutes; report what was done (marked partial)",
     )  # fmt: skip
     bq.add_argument(

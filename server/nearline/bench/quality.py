@@ -799,7 +799,7 @@ def write_chart(report: dict[str, Any], path: Path, note: Callable[[str], None])
         ax.set_ylim(0, 100)
         ax.set_ylabel("inproject lines (%)" if dry else "Exact Match (%)")
         ax.set_title(f"budget {budget} tokens")
-        ax.legend()
+        ax.legend(loc="upper right", fontsize="small")
     part = " (partial)" if report["partial"] else ""
     fig.suptitle(f"nearline bench quality — {report['model']}{part}")
     fig.tight_layout()

@@ -261,7 +261,7 @@ def test_summary_per_category() -> None:
             "project": "p", "file": file, "category": cat, "em": em, "es": es,
             "em_checked": em if parses is not False else 0.0,
             "es_checked": es if parses is not False else 0.0, "api_defined": cat == "inproject",
-            "api_mentioned": True, "prompt_tokens": 100, "source": "model", "latency_ms": 10.0,
+            "api_mentioned": True, "prompt_tokens": 100, "repo_files": ["x.py"] if em else [], "source": "model", "latency_ms": 10.0,
             "evaluated_tokens": 50, "prediction": "x = 1", "parses": parses,
             "service_parses": parses,
         }  # fmt: skip
@@ -280,6 +280,7 @@ def test_summary_per_category() -> None:
         "agrees_with_service": 3,
     }  # fmt: skip
     assert s["api_recall"] == 1.0
+    assert s["with_repo_context"] == pytest.approx(1 / 3)
 
 
 # --------------------------------------------------------------------------- variants
@@ -359,6 +360,8 @@ async def test_dry_run_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[
     # The helpers file fits the budget: path-distance puts compute_total's definition in.
     assert by[("path-distance", 1024)]["api_recall"] == 1.0
     assert by[("file-level", 1024)]["api_recall"] == 0.0
+    assert by[("path-distance", 1024)]["with_repo_context"] == 1.0
+    assert by[("file-level", 1024)]["with_repo_context"] == 0.0
     assert (
         by[("prefix-suffix", 1024)]["prompt_tokens_mean"]
         > by[("file-level", 1024)]["prompt_tokens_mean"]

@@ -261,13 +261,19 @@ def buffer_for(task: Task, text: str, suffix: bool) -> tuple[str, int]:
 
 
 def query_for(task: Task, ws: FileWorkspace, buffer: str, offset: int, n: int) -> Any:
+    import dataclasses
+
     from ..service import Query
 
     path = ws.path
+    extra: dict[str, Any] = {}
+    if "recent" in {f.name for f in dataclasses.fields(Query)}:
+        # Should a later Query carry the recently opened files itself (most recent last).
+        extra["recent"] = tuple(ws.recent[::-1])
     return Query(
         uri=f"{path.as_uri()}#nearline-bench-{n}", text=buffer, line=task.line,
         col=len(task.indent), offset=offset, path=path, rel=ws.rel, language="python",
-        root=ws.root,
+        root=ws.root, **extra,
     )  # fmt: skip
 
 
@@ -436,7 +442,7 @@ async def run_quality(
                         tokens = service.prompt_tokens(prompt)
                         service.forget(q.uri)
                         prompts.append((text, tokens))
-                        records.append(_record(task, v, budget, tokens, text))
+                        records.append(_record(task, v, budget, tokens, prompt))
             close_like_editor(service, ws)
         eta_s, to_read = estimate_seconds(prompts)
         exact = "exact" if service.exact_tokens else "estimated"
@@ -445,6 +451,15 @@ async def run_quality(
             f"about {to_read} prompt tokens: ETA {_fmt_s(eta_s)} on a 2-core CPU "
             f"(~{READ_TOKENS_PER_S:.0f} prompt tokens/s)"
         )
+        for v in runnable:
+            rs = [r for r in records if r["variant"] == v.name]
+            if v.composer != "file-level" and rs and not any(r["repo_files"] for r in rs):
+                why = (
+                    " or the service did not see the opened files"
+                    if v.name == "ring-buffer"
+                    else ""
+                )
+                note(f"{v.name}: no prompt has repository context (the file fills the budget{why})")
         if not dry_run and runnable:
             note(f"loading {entry.id} ...")
             await service.start()
@@ -486,14 +501,17 @@ def _groups(tasks: list[Task]) -> list[tuple[str, list[Task]]]:
     return [(k, sorted(v, key=lambda t: t.line)) for k, v in out.items()]
 
 
-def _record(task: Task, v: Variant, budget: int, tokens: int, prompt: str) -> dict[str, Any]:
-    defined = [x for x in task.names if _defines(prompt, x)]
-    mentioned = [x for x in task.names if _mentions(prompt, x)]
+def _record(task: Task, v: Variant, budget: int, tokens: int, prompt: Any) -> dict[str, Any]:
+    text = prompt.text
+    defined = [x for x in task.names if _defines(text, x)]
+    mentioned = [x for x in task.names if _mentions(text, x)]
+    repo = sorted({p.path for p in prompt.parts if p.kind == "repo-file" and p.path})
     return {
         "project": task.project, "file": task.rel, "line": task.line + 1,
         "category": task.category, "names": list(task.names), "variant": v.name,
         "budget": budget, "target": task.target.strip(), "prompt_tokens": tokens,
-        "api_defined": bool(defined), "api_mentioned": bool(mentioned), "ran": False,
+        "repo_files": repo, "api_defined": bool(defined), "api_mentioned": bool(mentioned),
+        "ran": False,
     }  # fmt: skip
 
 
@@ -600,6 +618,7 @@ def summarize(records: list[dict[str, Any]], dry_run: bool) -> dict[str, Any]:
     out["api_recall"] = _mean([float(r["api_defined"]) for r in inproj])
     out["api_mentioned"] = _mean([float(r["api_mentioned"]) for r in inproj])
     out["prompt_tokens_mean"] = _mean([float(r["prompt_tokens"]) for r in records])
+    out["with_repo_context"] = _mean([float(bool(r["repo_files"])) for r in records])
     if not dry_run:
         runs = [r for r in records if r.get("source") == "model"]
         lat = [float(r["latency_ms"]) for r in runs]
@@ -726,7 +745,8 @@ def print_table(report: dict[str, Any]) -> None:
     print(f"\nnearline bench quality — {title}{part}")
     if dry:
         print(
-            f"{'variant':<22}{'budget':>7}{'tasks':>6}{'API recall%':>12}{'mentioned%':>11}{'prompt tok':>11}"
+            f"{'variant':<22}{'budget':>7}{'tasks':>6}{'API recall%':>12}{'mentioned%':>11}"
+            f"{'repo ctx%':>10}{'prompt tok':>11}"
         )
     else:
         print(
@@ -741,7 +761,8 @@ def print_table(report: dict[str, Any]) -> None:
         c = r["categories"]
         if dry:
             print(f"{r['variant']:<22}{r['budget']:>7}{r['tasks']:>6}{_f(r['api_recall']):>12}"
-                  f"{_f(r['api_mentioned']):>11}{_f(r['prompt_tokens_mean'], False):>11}")  # fmt: skip
+                  f"{_f(r['api_mentioned']):>11}{_f(r['with_repo_context']):>10}"
+                  f"{_f(r['prompt_tokens_mean'], False):>11}")  # fmt: skip
             continue
         lat = r["latency_ms"]
         print(

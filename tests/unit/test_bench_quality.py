@@ -398,3 +398,15 @@ def test_cli_bad_input_is_one_line(args: list[str], needle: str) -> None:
     from .test_cli import assert_user_error, nearline
 
     assert_user_error(nearline("bench", "quality", *args), needle)
+
+
+def test_exclusion_pattern_is_literal(tmp_path: Path) -> None:
+    from nearline.index import IndexSettings, WorkspaceIndex
+
+    names = ["we[ird] #1.py", "!bang.py", "weird.py", "w*.py"]
+    for n in names:
+        (tmp_path / n).write_text("x = 1\n")
+    for n in names:
+        idx = WorkspaceIndex([tmp_path], IndexSettings(exclude=[q._gitignore_literal(n)]))
+        idx.scan()
+        assert sorted(f.rel for f in idx.files()) == sorted(set(names) - {n})

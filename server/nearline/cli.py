@@ -322,6 +322,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
                                      out_json=args.json)  # fmt: skip
         except ModelError as exc:
             raise UserError(str(exc)) from None
+    if args.bench_cmd == "quality":
+        from .bench.quality import QualityError, main_quality
+
+        try:
+            return main_quality(
+                projects=args.projects, project_dirs=args.project_dir or [],
+                variants=args.variants, budgets=args.budgets,
+                lines_per_category=args.lines_per_category,
+                files_per_project=args.files_per_project, seed=args.seed, limit=args.limit,
+                max_minutes=args.max_minutes, dry_run=args.dry_run, model=args.model,
+                out_json=args.out_json, out_png=args.out_png,
+            )  # fmt: skip
+        except QualityError as exc:
+            raise UserError(str(exc)) from None
     if args.bench_cmd == "index":
         try:
             from .bench.index_bench import run as run_index
@@ -434,6 +448,52 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--tokens", type=int, default=512, help="prompt length")
     bt.add_argument("--reps", type=int, default=3)
     bt.add_argument("--json", default=None, help="write the numbers to this JSON file")
+    bq = bsub.add_parser(
+        "quality",
+        help="completion quality (Exact Match, Edit Similarity) per context composer on real "
+        "projects, the Long Code Arena way",
+    )
+    bq.add_argument(
+        "--projects", default=None, metavar="NAME==VER,...",
+        help="PyPI projects whose sdists make the dataset (default: the 10 pinned ones)",
+    )  # fmt: skip
+    bq.add_argument(
+        "--project-dir", action="append", metavar="PATH",
+        help="a local project directory instead of sdists (repeatable; no network)",
+    )  # fmt: skip
+    bq.add_argument(
+        "--variants", default=None,
+        help="comma-separated, of file-level, path-distance, prefix-suffix, ring-buffer, bm25, "
+        "path-distance+suffix (default: all)",
+    )  # fmt: skip
+    bq.add_argument(
+        "--budgets", default=None,
+        help="token budgets, comma-separated (default 1024; 2048/4096 are slow on a 2-core CPU)",
+    )  # fmt: skip
+    bq.add_argument(
+        "--lines-per-category", type=int, default=1, metavar="N",
+        help="inproject and infile lines per completion file (default 1)",
+    )  # fmt: skip
+    bq.add_argument(
+        "--files-per-project", type=int, default=1, metavar="N",
+        help="completion files per project (default 1)",
+    )  # fmt: skip
+    bq.add_argument("--seed", type=int, default=0, help="for drawing files and lines (default 0)")
+    bq.add_argument(
+        "--limit", type=int, default=None, metavar="N",
+        help="run only N tasks (lines, taken across all files), each under every variant",
+    )  # fmt: skip
+    bq.add_argument(
+        "--max-minutes", type=float, default=None, metavar="M",
+        help="start no new task after M minutes; report what was done (marked partial)",
+    )  # fmt: skip
+    bq.add_argument(
+        "--dry-run", action="store_true",
+        help="no model: compose every prompt, report API recall, prompt tokens and the ETA",
+    )  # fmt: skip
+    bq.add_argument("--model", default=None, help="catalog model id (default: the default model)")
+    bq.add_argument("--out-json", default=None, help="default: bench-results/quality-*.json")
+    bq.add_argument("--out-png", default=None, help="default: next to the JSON file")
     bi = bsub.add_parser("index", help="index a generated tree")
     bi.add_argument("--files", type=int, default=10_000)
     b.set_defaults(func=cmd_bench)

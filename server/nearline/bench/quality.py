@@ -1,0 +1,843 @@
+"""``nearline bench quality``: how good are the suggestions, per way of composing the prompt.
+
+The dataset (``quality_tasks.py``): lines of real Python projects, *inproject* (using a
+function or class declared in another file of the project) and *infile* (one declared earlier
+in the file), the Long Code Arena way. Every task goes through the product: the completion
+file is an unsaved buffer holding its prefix up to the target line plus that line's
+indentation (the ``+suffix`` variants also get the rest of the file after the line), asked
+through ``CompletionService.complete`` — the LSP's own path — on a workspace index of the
+project *without* that file. The suggestion shown (its first line) is scored against the line.
+
+Variants, at equal token budgets (``context.budgetTokens``):
+
+* ``file-level`` — the file prefix only;
+* ``path-distance`` — repository files by path distance, then the prefix;
+* ``prefix-suffix`` — file prefix and suffix through FIM, no repository context (as llm-ls);
+* ``ring-buffer`` — chunks of recently opened files (as llama.vim);
+* ``bm25`` — BM25 top snippets (the CrossCodeEval retrieval setting);
+* ``path-distance+suffix`` — path-distance with the suffix through FIM.
+
+A variant whose composer this build lacks is reported as skipped. Before each completion
+file's tasks the bench opens, as an editor would (index overlay, syntax tree, current
+document), the 3 files nearest to it by path distance: the "recently opened files" the
+ring buffer draws from (the other composers ignore them).
+
+Settings of the run: no debounce, no next-line speculation, one candidate, the syntax check
+*off* (each shown suggestion is checked with the syntax module's own test instead, so one run
+gives EM both with and without the check: with ``candidates`` 1 the service shows nothing when
+the check fails), a 10 s generation limit (so a slow machine does not cut lines short), a fresh
+document URI per task (no typing-through answers leak between tasks), llama.cpp in this process.
+
+Order: per completion file and budget, line after line, every variant of a line in turn. Each
+variant's requests are still in file and line order, and the engine's per-document KV states
+(``model.stateCacheMb``) bring back each variant's previous prompt, so consecutive prompts of a
+variant share their repository block, and variants whose prompts start alike (file-level and
+prefix-suffix) share their prefix; a run cut short by ``--max-minutes`` has every variant on
+the same lines. Latency is measured in that order (a variant that follows a similar one reads
+less of its prompt): compare variants on evaluated tokens too.
+
+``--dry-run``: no model. Every prompt is composed and the report gives per variant the prompt
+tokens and the *API recall*: the share of inproject lines for which the definition (``def`` /
+``class``) of a cross-file name the line uses is in the prompt (and the share where the name
+is mentioned at all), plus the time a full run would take.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..context import path_distance
+from .latency import pct
+from .quality_tasks import (
+    CATEGORIES,
+    DEFAULT_PROJECTS,
+    Dataset,
+    DatasetError,
+    Task,
+    build_dataset,
+    edit_similarity,
+    exact_match,
+    fetch_projects,
+    local_project,
+    micro_macro,
+    parse_specs,
+)
+
+DEFAULT_BUDGETS: tuple[int, ...] = (1024,)
+DEFAULT_LINES_PER_CATEGORY = 1
+DEFAULT_FILES_PER_PROJECT = 1
+RECENT_FILES = 3
+SUFFIX_LINES = 10
+"""Lines after the cursor for the +suffix variants (``completion.suffixLines``). Few enough to
+stay under the service's cap on the suffix (a quarter of the budget), which cuts the suffix
+mid-line: with 200 lines, Qwen2.5-Coder then continued the cut line instead of filling the
+middle (ES 15% against 30% with 10 lines on the same 8 tasks)."""
+GENERATION_TIMEOUT_MS = 10_000
+# For the time estimate on a 2-core CPU with the default model (Qwen2.5-Coder 0.5B Q4_K_M):
+# about 40 prompt tokens read per second, and a suggestion line generated in about a second.
+READ_TOKENS_PER_S = 40.0
+GENERATE_S_PER_TASK = 1.2
+RESULTS_DIR = Path("bench-results")
+
+
+class QualityError(Exception):
+    """A problem the user can fix: one line, no traceback."""
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    composer: str
+    suffix: bool
+    about: str
+
+
+VARIANTS: dict[str, Variant] = {
+    v.name: v
+    for v in (
+        Variant("file-level", "file-level", False, "file prefix only"),
+        Variant("path-distance", "path-distance", False, "repository files by path distance"),
+        Variant("prefix-suffix", "file-level", True, "file prefix + suffix (FIM), as llm-ls"),
+        Variant("ring-buffer", "ring-buffer", False, "chunks of recently opened files, as llama.vim"),
+        Variant("bm25", "bm25", False, "BM25 top-5 snippets (CrossCodeEval retrieval)"),
+        Variant("path-distance+suffix", "path-distance", True, "path-distance + suffix (FIM)"),
+    )
+}  # fmt: skip
+
+
+def variant_problem(v: Variant, has_fim: bool = True) -> str | None:
+    """Why ``v`` cannot run in this build, or None."""
+    from .. import config, context
+
+    if v.composer not in context.COMPOSERS or v.composer not in config.COMPOSERS:
+        return (
+            f"composer {v.composer!r} is not in this build (nearline.context.COMPOSERS / "
+            f"config.COMPOSERS): variant {v.name} skipped"
+        )
+    if v.suffix and not has_fim:
+        return f"the model's prompt format has no FIM: variant {v.name} skipped"
+    return None
+
+
+def parse_variants(text: str | None) -> list[Variant]:
+    if not text:
+        return list(VARIANTS.values())
+    out = []
+    for name in (s.strip() for s in text.split(",")):
+        if not name:
+            continue
+        if name not in VARIANTS:
+            raise QualityError(f"unknown variant {name!r}; known: {', '.join(VARIANTS)}")
+        if VARIANTS[name] not in out:
+            out.append(VARIANTS[name])
+    if not out:
+        raise QualityError("--variants is empty")
+    return out
+
+
+def parse_budgets(text: str | None) -> list[int]:
+    if not text:
+        return list(DEFAULT_BUDGETS)
+    out = []
+    for item in (s.strip().lower() for s in text.split(",")):
+        if not item:
+            continue
+        mult = 1024 if item.endswith("k") else 1
+        try:
+            value = int(float(item.removesuffix("k")) * mult)
+        except ValueError:
+            raise QualityError(
+                f"--budgets wants token counts such as 1024,2K; got {item!r}"
+            ) from None
+        if not 64 <= value <= 1 << 20:
+            raise QualityError(f"budget {value} out of range (64 to {1 << 20})")
+        if value not in out:
+            out.append(value)
+    if not out:
+        raise QualityError("--budgets is empty")
+    return out
+
+
+def base_settings(model: str | None) -> dict[str, Any]:
+    raw: dict[str, Any] = {
+        "completion": {
+            "debounceMs": 0, "speculate": False, "candidates": 1, "syntaxCheck": False,
+            "warmUp": False, "timeoutMs": GENERATION_TIMEOUT_MS,
+        },
+        "engine": {"isolation": "thread"},
+        "stats": {"enabled": False},
+    }  # fmt: skip
+    if model:
+        raw["model"] = {"id": model}
+    return raw
+
+
+def settings_for(base: dict[str, Any], v: Variant, budget: int) -> Any:
+    from ..config import parse_settings
+
+    raw = json.loads(json.dumps(base))
+    raw.setdefault("context", {}).update({"composer": v.composer, "budgetTokens": budget})
+    raw["completion"]["suffixLines"] = SUFFIX_LINES if v.suffix else 0
+    settings, problems = parse_settings(raw)
+    if problems:
+        raise QualityError("; ".join(str(p) for p in problems))
+    return settings
+
+
+# --------------------------------------------------------------------------- the workspace
+
+
+def _gitignore_literal(rel: str) -> str:
+    """An exclude pattern matching exactly the file ``rel`` (anchored, globs escaped)."""
+    return "/" + re.sub(r"([\\*?\[\]!#])", r"\\\1", rel)
+
+
+@dataclass
+class FileWorkspace:
+    """One completion file's workspace: the project without the file, and what is open."""
+
+    root: Path
+    rel: str
+    text: str
+    index: Any  # WorkspaceIndex
+    recent: list[str] = field(default_factory=list)
+
+    @property
+    def path(self) -> Path:
+        return self.root / self.rel
+
+
+def make_workspace(task: Task, text: str, count: Callable[[str], int]) -> FileWorkspace:
+    """The project of ``task`` without its completion file, indexed as ``nearline serve``
+    would, and the files nearest to it (by path distance, then name) as the recent ones."""
+    from ..index import IndexSettings, WorkspaceIndex
+
+    rel = task.rel
+    index = WorkspaceIndex(
+        [task.root], IndexSettings(exclude=[_gitignore_literal(rel)]), count_tokens=count
+    )
+    index.scan()
+    others = [f.rel for f in index.files("python") if f.rel != rel]
+    others.sort(key=lambda r: (path_distance(rel, r), r))
+    return FileWorkspace(task.root, rel, text, index, others[:RECENT_FILES])
+
+
+def open_like_editor(service: Any, ws: FileWorkspace) -> None:
+    """What ``nearline serve`` does when an editor opens a file (didOpen: index overlay and
+    syntax tree; the warm-up's query makes it the current document), for the files nearest
+    to the completion file, farthest first: they are the recently opened files."""
+    service.index = ws.index
+    for rel in reversed(ws.recent):
+        path = ws.root / rel
+        text = ws.index.text(path)
+        if text is None:
+            continue
+        ws.index.set_overlay(path, text)
+        service.syntax.open(path.as_uri(), "python", text)
+        ws.index.set_current(path)
+        # The LSP tells the service on didOpen/didFocus (the ring buffer's recent files).
+        if hasattr(service, "note_used"):
+            service.note_used(rel)
+
+
+def close_like_editor(service: Any, ws: FileWorkspace) -> None:
+    # The next task is another project (or file): its recent files are its own.
+    if hasattr(service, "recent_docs"):
+        service.recent_docs.clear()
+    for rel in ws.recent:
+        path = ws.root / rel
+        service.forget(path.as_uri())
+        ws.index.drop_overlay(path)
+    ws.index.drop_overlay(ws.path)
+
+
+def buffer_for(task: Task, text: str, suffix: bool) -> tuple[str, int]:
+    """The unsaved buffer of a task and the cursor offset in it."""
+    lines = text.split("\n")
+    before = "".join(ln + "\n" for ln in lines[: task.line]) + task.indent
+    if not suffix:
+        return before, len(before)
+    return before + "\n" + "\n".join(lines[task.line + 1 :]), len(before)
+
+
+def query_for(task: Task, ws: FileWorkspace, buffer: str, offset: int, n: int) -> Any:
+    import dataclasses
+
+    from ..service import Query
+
+    path = ws.path
+    extra: dict[str, Any] = {}
+    if "recent" in {f.name for f in dataclasses.fields(Query)}:
+        # Should a later Query carry the recently opened files itself (most recent last).
+        extra["recent"] = tuple(ws.recent[::-1])
+    return Query(
+        uri=f"{path.as_uri()}#nearline-bench-{n}", text=buffer, line=task.line,
+        col=len(task.indent), offset=offset, path=path, rel=ws.rel, language="python",
+        root=ws.root, **extra,
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- prompts
+
+
+def _defines(prompt: str, name: str) -> bool:
+    return (
+        re.search(rf"^[ \t]*(?:async[ \t]+)?(?:def|class)[ \t]+{re.escape(name)}\b", prompt, re.M)
+        is not None
+    )
+
+
+def _mentions(prompt: str, name: str) -> bool:
+    return re.search(rf"\b{re.escape(name)}\b", prompt) is not None
+
+
+def estimate_seconds(prompts: Sequence[tuple[str, int]], keep: int = 12) -> tuple[float, int]:
+    """Time to run ``prompts`` (text, tokens) in order, with the engine reusing the longest
+    common start of the live KV cache or of one of the last ``keep`` saved states (counted in
+    characters, scaled to tokens). Returns (seconds, tokens evaluated)."""
+    seen: list[str] = []
+    evaluated = 0
+    for text, tokens in prompts:
+        best = 0
+        for old in seen[-keep:]:
+            n = min(len(old), len(text))
+            i = 0
+            while i < n and old[i] == text[i]:
+                i += 1
+            best = max(best, i)
+        evaluated += max(1, tokens - int(tokens * best / max(1, len(text))))
+        seen.append(text)
+    return evaluated / READ_TOKENS_PER_S + GENERATE_S_PER_TASK * len(prompts), evaluated
+
+
+# --------------------------------------------------------------------------- the run
+
+
+@dataclass
+class Plan:
+    dataset: Dataset
+    tasks: list[Task]  # after --limit, in run order (file, line)
+    variants: list[Variant]
+    skipped: dict[str, str]
+    budgets: list[int]
+
+
+def _limit(tasks: list[Task], limit: int | None) -> list[Task]:
+    """The first ``limit`` tasks taken round-robin over the files (so a quick run sees every
+    project), returned in file and line order."""
+    if limit is None or limit >= len(tasks):
+        return list(tasks)
+    by_file: dict[str, list[Task]] = {}
+    for t in tasks:
+        by_file.setdefault(t.file_key, []).append(t)
+    picked: list[Task] = []
+    depth = 0
+    while len(picked) < limit:
+        for ts in by_file.values():
+            if depth < len(ts) and len(picked) < limit:
+                picked.append(ts[depth])
+        depth += 1
+    order = {t: i for i, t in enumerate(tasks)}
+    return sorted(picked, key=order.__getitem__)
+
+
+def _note(text: str) -> None:
+    print(f"bench quality: {text}", file=sys.stderr, flush=True)
+
+
+def _fmt_s(s: float) -> str:
+    s = round(s)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+async def run_quality(
+    *,
+    projects: str | None = None,
+    project_dirs: Sequence[str] = (),
+    variants: str | None = None,
+    budgets: str | None = None,
+    lines_per_category: int = DEFAULT_LINES_PER_CATEGORY,
+    files_per_project: int = DEFAULT_FILES_PER_PROJECT,
+    seed: int = 0,
+    limit: int | None = None,
+    max_minutes: float | None = None,
+    dry_run: bool = False,
+    model: str | None = None,
+    out_json: str | None = None,
+    out_png: str | None = None,
+    cache_dir: str | None = None,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Run the benchmark; returns the report (also written as JSON, a table and a chart)."""
+    from ..catalog import load_catalog
+    from ..service import CompletionService
+
+    note = (lambda s: None) if quiet else _note
+    t_start = time.monotonic()
+    if lines_per_category < 1 or files_per_project < 1:
+        raise QualityError("--lines-per-category and --files-per-project must be at least 1")
+    if limit is not None and limit < 1:
+        raise QualityError("--limit must be at least 1")
+    if max_minutes is not None and max_minutes <= 0:
+        raise QualityError("--max-minutes must be positive")
+    chosen_variants = parse_variants(variants)
+    chosen_budgets = parse_budgets(budgets)
+    base = base_settings(model)
+    try:
+        entry = load_catalog().get(model)
+    except KeyError as exc:
+        raise QualityError(str(exc.args[0])) from None
+    try:
+        if project_dirs:
+            projs = [local_project(p) for p in project_dirs]
+        else:
+            specs = parse_specs(projects) if projects else parse_specs(",".join(DEFAULT_PROJECTS))
+            projs = fetch_projects(specs, Path(cache_dir) if cache_dir else None, note)
+        dataset = build_dataset(
+            projs, seed=seed, files_per_project=files_per_project,
+            lines_per_category=lines_per_category,
+        )  # fmt: skip
+    except DatasetError as exc:
+        raise QualityError(str(exc)) from None
+    if not dataset.tasks:
+        raise QualityError(
+            "no tasks: no project has a .py file of 80-1500 lines with inproject lines"
+        )
+    tasks = _limit(dataset.tasks, limit)
+    has_fim = entry.format.has_fim
+    skipped = {v.name: p for v in chosen_variants if (p := variant_problem(v, has_fim))}
+    for msg in skipped.values():
+        note(msg)
+    runnable = [v for v in chosen_variants if v.name not in skipped]
+    comp = dataset.composition()
+    _print_composition(comp, dataset, len(tasks))
+
+    first = settings_for(
+        base, runnable[0] if runnable else VARIANTS["file-level"], chosen_budgets[0]
+    )
+    messages: list[str] = []
+    service = CompletionService(first, on_message=lambda lvl, text: messages.append(text))
+    records: list[dict[str, Any]] = []
+    partial = False
+    eta_s = 0.0
+    try:
+        # Pass 1, no model: compose every prompt (API recall, prompt tokens, the time estimate).
+        groups = _groups(tasks)
+        prompts: list[tuple[str, int]] = []
+        n = 0
+        for key, file_tasks in groups:
+            ws = make_workspace(file_tasks[0], dataset.files[key], service.count_tokens)
+            open_like_editor(service, ws)
+            for budget in chosen_budgets:
+                for task in file_tasks:
+                    for v in runnable:
+                        service.settings = settings_for(base, v, budget)
+                        buffer, offset = buffer_for(task, ws.text, v.suffix)
+                        n += 1
+                        q = query_for(task, ws, buffer, offset, n)
+                        ws.index.set_overlay(ws.path, buffer)
+                        ws.index.set_current(ws.path)
+                        prompt = service.build_prompt(q)
+                        text = prompt.text
+                        tokens = service.prompt_tokens(prompt)
+                        service.forget(q.uri)
+                        prompts.append((text, tokens))
+                        records.append(_record(task, v, budget, tokens, prompt))
+            close_like_editor(service, ws)
+        eta_s, to_read = estimate_seconds(prompts)
+        exact = "exact" if service.exact_tokens else "estimated"
+        note(
+            f"{len(prompts)} prompts composed ({exact} token counts); running them reads "
+            f"about {to_read} prompt tokens: ETA {_fmt_s(eta_s)} on a 2-core CPU "
+            f"(~{READ_TOKENS_PER_S:.0f} prompt tokens/s)"
+        )
+        for v in runnable:
+            rs = [r for r in records if r["variant"] == v.name]
+            if v.composer != "file-level" and rs and not any(r["repo_files"] for r in rs):
+                why = (
+                    " or the service did not see the opened files"
+                    if v.name == "ring-buffer"
+                    else ""
+                )
+                note(f"{v.name}: no prompt has repository context (the file fills the budget{why})")
+        if not dry_run and runnable:
+            note(f"loading {entry.id} ...")
+            await service.start()
+            if service.state != "ready":
+                raise QualityError(service.error or "the model is not available")
+            deadline = t_start + max_minutes * 60 if max_minutes else None
+            partial = await _run_model(service, base, groups, dataset, runnable,
+                                       chosen_budgets, records, deadline, note, eta_s)  # fmt: skip
+    finally:
+        service.close()
+    elapsed = time.monotonic() - t_start
+    report = _report(
+        dataset=dataset, comp=comp, tasks=tasks, variants=chosen_variants, skipped=skipped,
+        budgets=chosen_budgets, records=records, dry_run=dry_run, partial=partial,
+        model=entry.id, base=base, eta_s=eta_s, elapsed_s=elapsed, service_stats=service.stats,
+        messages=messages,
+    )  # fmt: skip
+    print_table(report)
+    json_path = Path(out_json) if out_json else _default_out(dry_run)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    png_path = Path(out_png) if out_png else json_path.with_suffix(".png")
+    report["chart"] = write_chart(report, png_path, note)
+    json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    note(f"JSON: {json_path}" + (f", chart: {png_path}" if report["chart"] else ""))
+    note(f"elapsed {_fmt_s(elapsed)}" + (" (partial: --max-minutes reached)" if partial else ""))
+    return report
+
+
+def _default_out(dry_run: bool) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return RESULTS_DIR / f"quality-{'dry-' if dry_run else ''}{stamp}.json"
+
+
+def _groups(tasks: list[Task]) -> list[tuple[str, list[Task]]]:
+    out: dict[str, list[Task]] = {}
+    for t in tasks:
+        out.setdefault(t.file_key, []).append(t)
+    return [(k, sorted(v, key=lambda t: t.line)) for k, v in out.items()]
+
+
+def _record(task: Task, v: Variant, budget: int, tokens: int, prompt: Any) -> dict[str, Any]:
+    text = prompt.text
+    defined = [x for x in task.names if _defines(text, x)]
+    mentioned = [x for x in task.names if _mentions(text, x)]
+    repo = sorted({p.path for p in prompt.parts if p.kind == "repo-file" and p.path})
+    return {
+        "project": task.project, "file": task.rel, "line": task.line + 1,
+        "category": task.category, "names": list(task.names), "variant": v.name,
+        "budget": budget, "target": task.target.strip(), "prompt_tokens": tokens,
+        "repo_files": repo, "api_defined": bool(defined), "api_mentioned": bool(mentioned),
+        "ran": False,
+    }  # fmt: skip
+
+
+async def _run_model(
+    service: Any,
+    base: dict[str, Any],
+    groups: list[tuple[str, list[Task]]],
+    dataset: Dataset,
+    variants: list[Variant],
+    budgets: list[int],
+    records: list[dict[str, Any]],
+    deadline: float | None,
+    note: Callable[[str], None],
+    eta_s: float,
+) -> bool:
+    """Pass 2: every task through ``CompletionService.complete``; fills ``records`` in
+    place (same order as pass 1). Returns whether it stopped early."""
+    from ..syntax import parses_in_window
+
+    i = 0
+    n = 0
+    t0 = time.monotonic()
+    total_lines = sum(len(ts) for _, ts in groups) * len(budgets)
+    done_lines = 0
+    for key, file_tasks in groups:
+        ws = make_workspace(file_tasks[0], dataset.files[key], service.count_tokens)
+        open_like_editor(service, ws)
+        try:
+            for budget in budgets:
+                for task in file_tasks:
+                    if deadline is not None and time.monotonic() > deadline:
+                        return True
+                    for v in variants:
+                        service.settings = settings_for(base, v, budget)
+                        buffer, offset = buffer_for(task, ws.text, v.suffix)
+                        n += 1
+                        q = query_for(task, ws, buffer, offset, 10_000_000 + n)
+                        ws.index.set_overlay(ws.path, buffer)
+                        ws.index.set_current(ws.path)
+                        out = await service.complete(q)
+                        service.forget(q.uri)
+                        rec = records[i]
+                        i += 1
+                        assert rec["variant"] == v.name and rec["line"] == task.line + 1
+                        shown = out.suggestions[0].text if out.suggestions else ""
+                        res = out.result
+                        ends = res is not None and res.stop_reason in ("eol", "eog", "stop")
+                        parses: bool | None = None
+                        if shown:
+                            try:
+                                parses = parses_in_window(
+                                    "python", buffer[:offset], shown, buffer[offset:],
+                                    line_ends=ends,
+                                )  # fmt: skip
+                            except Exception:
+                                parses = None
+                        checked = shown if parses is not False else ""
+                        rec.update({
+                            "ran": True, "source": out.source, "prediction": shown.strip(),
+                            "service_parses": out.suggestions[0].parses if out.suggestions else None,
+                            "parses": parses, "prompt_tokens": out.prompt_tokens or rec["prompt_tokens"],
+                            "evaluated_tokens": res.evaluated_tokens if res else 0,
+                            "latency_ms": round(out.latency_s * 1000, 1),
+                            "stop": res.stop_reason if res else None,
+                            "em": exact_match(shown, task.target),
+                            "es": edit_similarity(shown, task.target),
+                            "em_checked": exact_match(checked, task.target),
+                            "es_checked": edit_similarity(checked, task.target),
+                        })  # fmt: skip
+                    done_lines += 1
+                    spent = time.monotonic() - t0
+                    left = spent / done_lines * (total_lines - done_lines)
+                    note(
+                        f"[{done_lines}/{total_lines}] {task.project} {task.rel}:{task.line + 1} "
+                        f"({task.category}) elapsed {_fmt_s(spent)}, about {_fmt_s(left)} left "
+                        f"(estimated {_fmt_s(eta_s)} in all)"
+                    )
+        finally:
+            close_like_editor(service, ws)
+    return False
+
+
+# --------------------------------------------------------------------------- the report
+
+
+def _mean(xs: Sequence[float]) -> float | None:
+    return sum(xs) / len(xs) if xs else None
+
+
+def summarize(records: list[dict[str, Any]], dry_run: bool) -> dict[str, Any]:
+    """Metrics of one variant at one budget."""
+    out: dict[str, Any] = {"tasks": len(records)}
+    cats: dict[str, Any] = {}
+    for cat in (*CATEGORIES, "all"):
+        rs = [r for r in records if cat == "all" or r["category"] == cat]
+        c: dict[str, Any] = {"n": len(rs)}
+        if not dry_run:
+            for m in ("em", "es", "em_checked", "es_checked"):
+                micro, macro = micro_macro([(f"{r['project']}:{r['file']}", r[m]) for r in rs])
+                c[f"{m}_micro"], c[f"{m}_macro"] = micro, macro
+        cats[cat] = c
+    out["categories"] = cats
+    inproj = [r for r in records if r["category"] == "inproject"]
+    out["api_recall"] = _mean([float(r["api_defined"]) for r in inproj])
+    out["api_mentioned"] = _mean([float(r["api_mentioned"]) for r in inproj])
+    out["prompt_tokens_mean"] = _mean([float(r["prompt_tokens"]) for r in records])
+    out["with_repo_context"] = _mean([float(bool(r["repo_files"])) for r in records])
+    if not dry_run:
+        runs = [r for r in records if r.get("source") == "model"]
+        lat = [float(r["latency_ms"]) for r in runs]
+        out["latency_ms"] = {
+            "p50": pct(lat, 50) if lat else None,
+            "p95": pct(lat, 95) if lat else None,
+        }
+        out["evaluated_tokens_mean"] = _mean([float(r["evaluated_tokens"]) for r in runs])
+        out["sources"] = {s: sum(r.get("source") == s for r in records) for s in
+                          sorted({str(r.get("source")) for r in records})}  # fmt: skip
+        shown = [r for r in records if r.get("prediction")]
+        checked = [r for r in shown if r.get("parses") is not None]
+        out["syntax"] = {
+            "shown": len(shown),
+            "checked": len(checked),
+            "parse_valid_rate": _mean([float(bool(r["parses"])) for r in checked]),
+            "would_reject": sum(r.get("parses") is False for r in shown),
+            "agrees_with_service": sum(
+                (r.get("service_parses") is not False) == (r.get("parses") is not False)
+                for r in shown
+            ),
+        }
+    return out
+
+
+def _report(
+    *,
+    dataset: Dataset,
+    comp: dict[str, Any],
+    tasks: list[Task],
+    variants: list[Variant],
+    skipped: dict[str, str],
+    budgets: list[int],
+    records: list[dict[str, Any]],
+    dry_run: bool,
+    partial: bool,
+    model: str,
+    base: dict[str, Any],
+    eta_s: float,
+    elapsed_s: float,
+    service_stats: dict[str, int],
+    messages: list[str],
+) -> dict[str, Any]:
+    if not dry_run:
+        records = [r for r in records if r["ran"]]
+    results = []
+    for budget in budgets:
+        for v in variants:
+            if v.name in skipped:
+                results.append({"variant": v.name, "budget": budget, "skipped": skipped[v.name]})
+                continue
+            rs = [r for r in records if r["variant"] == v.name and r["budget"] == budget]
+            results.append({"variant": v.name, "budget": budget, **summarize(rs, dry_run)})
+    return {
+        "kind": "nearline-bench-quality",
+        "version": 1,
+        "dry_run": dry_run,
+        "partial": partial,
+        "model": model,
+        "settings": base,
+        "suffix_lines": SUFFIX_LINES,
+        "recent_files": RECENT_FILES,
+        "budgets": budgets,
+        "variants": {
+            v.name: {
+                "composer": v.composer,
+                "suffix": v.suffix,
+                "about": v.about,
+                "skipped": skipped.get(v.name),
+            }
+            for v in variants
+        },
+        "dataset": comp,
+        "tasks_run": len({(r["file"], r["line"]) for r in records}),
+        "tasks_planned": len(tasks),
+        "notes": dataset.notes,
+        "metrics": {
+            "em": "exact match of the stripped line",
+            "es": "edit similarity: 1 - Levenshtein(prediction, line) / max(lengths), "
+            "on the stripped lines",
+            "micro": "mean over lines",
+            "macro": "mean per file, then mean over files",
+            "checked": "as the service shows it with completion.syntaxCheck on (candidates 1): "
+            "a suggestion that fails the syntax module's check counts as none",
+            "api_recall": "share of inproject lines for which the definition of a cross-file "
+            "name the line uses is in the prompt",
+            "api_mentioned": "share of inproject lines whose cross-file name appears anywhere "
+            "in the prompt",
+        },
+        "results": results,
+        "eta_s": round(eta_s, 1),
+        "elapsed_s": round(elapsed_s, 1),
+        "service_stats": dict(service_stats),
+        "messages": messages,
+        "records": records,
+    }
+
+
+def _print_composition(comp: dict[str, Any], dataset: Dataset, planned: int) -> None:
+    print("dataset:")
+    for label, p in comp["projects"].items():
+        files = ", ".join(p["files"]) or "-"
+        print(f"  {label:<24} {p['inproject']:>3} inproject {p['infile']:>3} infile  {files}")
+    lines = comp["lines"]
+    print(
+        f"  {comp['files']} files, {lines['inproject']} inproject + {lines['infile']} infile "
+        f"lines (seed {comp['seed']}, {comp['lines_per_category']} per category per file, "
+        f"{comp['files_per_project']} file(s) per project); {planned} task(s) to run"
+    )
+    for n in dataset.notes:
+        print(f"  note: {n}")
+
+
+def _f(x: float | None, pctg: bool = True) -> str:
+    if x is None:
+        return "-"
+    return f"{x * 100:.1f}" if pctg else f"{x:.0f}"
+
+
+def print_table(report: dict[str, Any]) -> None:
+    dry = report["dry_run"]
+    title = "dry run (no model)" if dry else f"model {report['model']}"
+    part = " — PARTIAL (--max-minutes)" if report["partial"] else ""
+    print(f"\nnearline bench quality — {title}{part}")
+    if dry:
+        print(
+            f"{'variant':<22}{'budget':>7}{'tasks':>6}{'API recall%':>12}{'mentioned%':>11}"
+            f"{'repo ctx%':>10}{'prompt tok':>11}"
+        )
+    else:
+        print(
+            f"{'variant':<22}{'budget':>7}{'n':>4}{'EM inproj':>10}{'EM infile':>10}{'EM all':>8}"
+            f"{'EM macro':>9}{'ES all':>8}{'EM+check':>9}{'parse%':>8}{'API rec%':>9}"
+            f"{'prompt':>7}{'eval':>6}{'p50 ms':>8}{'p95 ms':>8}"
+        )
+    for r in report["results"]:
+        if "skipped" in r:
+            print(f"{r['variant']:<22}{r['budget']:>7}  skipped: {r['skipped']}")
+            continue
+        c = r["categories"]
+        if dry:
+            print(f"{r['variant']:<22}{r['budget']:>7}{r['tasks']:>6}{_f(r['api_recall']):>12}"
+                  f"{_f(r['api_mentioned']):>11}{_f(r['with_repo_context']):>10}"
+                  f"{_f(r['prompt_tokens_mean'], False):>11}")  # fmt: skip
+            continue
+        lat = r["latency_ms"]
+        print(
+            f"{r['variant']:<22}{r['budget']:>7}{c['all']['n']:>4}"
+            f"{_f(c['inproject']['em_micro']):>10}{_f(c['infile']['em_micro']):>10}"
+            f"{_f(c['all']['em_micro']):>8}{_f(c['all']['em_macro']):>9}"
+            f"{_f(c['all']['es_micro']):>8}{_f(c['all']['em_checked_micro']):>9}"
+            f"{_f(r['syntax']['parse_valid_rate']):>8}{_f(r['api_recall']):>9}"
+            f"{_f(r['prompt_tokens_mean'], False):>7}{_f(r['evaluated_tokens_mean'], False):>6}"
+            f"{_f(lat['p50'], False):>8}{_f(lat['p95'], False):>8}"
+        )
+    if not dry:
+        print(
+            "EM/ES in % (micro: per line; macro: per file, then averaged); EM+check: as shown with "
+            "completion.syntaxCheck on; parse%: shown suggestions that parse in their window; "
+            "API rec%: inproject lines with a used cross-file definition in the prompt"
+        )
+    eta, el = report["eta_s"], report["elapsed_s"]
+    what = "estimated time of a model run" if dry else "estimated at start"
+    print(f"{what}: {_fmt_s(eta)} (2-core CPU, default model); elapsed {_fmt_s(el)}")
+
+
+def write_chart(report: dict[str, Any], path: Path, note: Callable[[str], None]) -> str | None:
+    """A bar chart of EM per category per variant, one panel per budget (API recall for a dry
+    run). matplotlib is imported here only: the server never needs it."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        note("chart skipped: matplotlib is not installed (pip install 'nearline[bench]')")
+        return None
+    dry = report["dry_run"]
+    budgets = report["budgets"]
+    rows = [r for r in report["results"] if "skipped" not in r]
+    names = list(dict.fromkeys(r["variant"] for r in rows))
+    series = ["api_recall", "api_mentioned"] if dry else [*CATEGORIES, "all"]
+    fig, axes = plt.subplots(1, len(budgets), figsize=(max(6, 1.6 * len(names)) * len(budgets), 4.5),
+                             squeeze=False)  # fmt: skip
+    width = 0.8 / len(series)
+    for ax, budget in zip(axes[0], budgets, strict=True):
+        for k, s in enumerate(series):
+            vals = []
+            for name in names:
+                r = next((x for x in rows if x["variant"] == name and x["budget"] == budget), None)
+                v = None
+                if r is not None:
+                    v = r[s] if dry else r["categories"][s]["em_micro"]
+                vals.append(100 * v if v is not None else 0.0)
+            xs = [i + (k - (len(series) - 1) / 2) * width for i in range(len(names))]
+            ax.bar(xs, vals, width, label=s)
+        ax.set_xticks(range(len(names)))
+        ax.set_xticklabels(names, rotation=30, ha="right")
+        ax.set_ylim(0, 100)
+        ax.set_ylabel("inproject lines (%)" if dry else "Exact Match (%)")
+        ax.set_title(f"budget {budget} tokens")
+        ax.legend(loc="upper right", fontsize="small")
+    part = " (partial)" if report["partial"] else ""
+    fig.suptitle(f"nearline bench quality — {report['model']}{part}")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return str(path)
+
+
+def main_quality(**kwargs: Any) -> int:
+    asyncio.run(run_quality(**kwargs))
+    return 0

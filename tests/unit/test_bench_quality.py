@@ -1,0 +1,412 @@
+"""``nearline bench quality`` without a model: the task builder (line classification on small
+hand-written projects), the metrics on hand-computed examples, the variant table, and a
+dry run end to end (JSON, table, chart)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from nearline.bench import quality as q
+from nearline.bench import quality_tasks as qt
+
+HELPERS = '''\
+"""Helpers used from main.py."""
+
+
+def compute_total(items):
+    return sum(items)
+
+
+class Widget:
+    def __init__(self, size):
+        self.size = size
+
+    def resize(self, factor):
+        return Widget(self.size * factor)
+
+
+def get(items):
+    return items[0]
+
+
+def shadowed():
+    return 1
+'''
+
+# Each marked line says what the classifier must make of it.
+MAIN_BODY = '''\
+"""The completion file: a docstring that mentions compute_total(items) is no task."""
+
+import functools
+
+from pkg.helpers import Widget, compute_total, get, shadowed
+
+
+def local_helper(x):
+    return x + 1
+
+
+def lh(x):
+    return x
+
+
+@functools.wraps(compute_total)
+def wrapped(*args):
+    return args
+
+
+def uses(items, default=compute_total):
+    # compute_total(items) in a comment is no task
+    total = compute_total(items)  # INPROJECT compute_total
+    w = Widget(3).resize(2)  # INPROJECT Widget resize
+    value = local_helper(total)  # INFILE local_helper
+    data = get(items)  # SKIP common API
+    count = len(items) + total  # SKIP builtins only
+    lh(1)
+    late = late_helper(value)  # SKIP declared later in this file
+    both = compute_total([local_helper(1)])  # INPROJECT compute_total (wins over infile)
+    shadowed = 3  # SKIP a variable, not the function
+    again = shadowed + 1  # SKIP the variable again
+    text = """
+    compute_total(items) inside a string
+    """
+    return total, w, value, data, count, late, both, again, text
+
+
+def late_helper(v):
+    return v
+'''
+
+
+def _main_text() -> str:
+    filler = "".join(f"CONSTANT_{i} = {i}\n" for i in range(60))
+    return MAIN_BODY + "\n\n" + filler
+
+
+def write_project(root: Path) -> Path:
+    """A small project: pkg/helpers.py, pkg/main.py (the completion file, 80+ lines), and in
+    scripts/ files that can never be completion files (too short, too long, not parsing)."""
+    pkg = root / "pkg"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "helpers.py").write_text(HELPERS)
+    (pkg / "main.py").write_text(_main_text())
+    # Far from main.py (another directory), so that path-distance reaches helpers.py first.
+    far = root / "scripts"
+    far.mkdir()
+    (far / "short.py").write_text(
+        "from pkg.helpers import compute_total\n\ntotal = compute_total([1, 2])\n"
+    )
+    (far / "long.py").write_text(
+        "from pkg.helpers import compute_total\n"
+        + "".join(f"value_{i} = compute_total([{i}])\n" for i in range(1600))
+    )
+    (far / "broken.py").write_text(
+        "def broken(:\n" + "".join(f"x_{i} = compute_total([{i}])\n" for i in range(100))
+    )
+    return root
+
+
+def _expected(text: str) -> dict[int, tuple[str, set[str]] | None]:
+    out: dict[int, tuple[str, set[str]] | None] = {}
+    for i, line in enumerate(text.split("\n")):
+        if "# INPROJECT" in line:
+            out[i] = ("inproject", set(line.split("# INPROJECT")[1].split("(")[0].split()))
+        elif "# INFILE" in line:
+            out[i] = ("infile", set(line.split("# INFILE")[1].split()))
+        elif "# SKIP" in line:
+            out[i] = None
+    return out
+
+
+def test_classification_of_marked_lines() -> None:
+    text = _main_text()
+    others = qt.declared_names(__import__("ast").parse(HELPERS))
+    lines = {li.line: li for li in qt.classify(text, set(others))}
+    expected = _expected(text)
+    assert expected  # the markers are there
+    for i, want in expected.items():
+        got = lines.get(i)
+        if want is None:
+            assert got is None, (i, text.split("\n")[i], got)
+        else:
+            assert got is not None, (i, text.split("\n")[i])
+            assert (got.category, set(got.names)) == want, text.split("\n")[i]
+    # Nothing else is a task: docstrings, imports, decorators, defs, comments, short lines,
+    # strings and the filler are all skipped.
+    assert set(lines) == {i for i, w in expected.items() if w is not None}
+
+
+def test_skipped_kinds_of_lines() -> None:
+    src = (
+        '"""Module docstring\ncompute_total(x)\n"""\n'
+        "from pkg.helpers import compute_total\n"
+        "@compute_total\n"
+        "def f(\n    a=compute_total,\n) -> int: ...\n"
+        "class K(Base):\n"
+        '    """compute_total(1)"""\n'
+        "    size = compute_total([1])\n"
+        "ct(1)\n"
+    )
+    lines = qt.classify(src, {"compute_total", "Base", "ct"})
+    # Only the class attribute line is a task ("ct(1)" is shorter than 6 characters).
+    assert [(li.line, li.category) for li in lines] == [(10, "inproject")]
+
+
+def test_common_api_and_builtins_do_not_count() -> None:
+    for name in ("get", "run", "main", "update", "save", "load", "__init__", "setUp"):
+        assert name in qt.COMMON_API
+    src = "value = run(x) + get(y) + open(z) + len(w)\n"
+    assert qt.classify(src, {"run", "get", "open", "len"}) == []
+    assert len(qt.COMMON_API) >= 40
+    # Methods of built-in types and files, even when the project declares one of that name.
+    assert qt.classify("headers.setdefault(k, v)\nstream.seek(0)\n", {"setdefault", "seek"}) == []
+
+
+def test_names_imported_from_outside_the_project_do_not_count() -> None:
+    src = "import json\nfrom typing import cast\nresult = json.loads(s)\nother = cast(int, s)\n"
+    # The project happens to declare functions named json, loads and cast.
+    assert qt.classify(src, {"json", "loads", "cast"}, modules={"pkg"}) == []
+    src2 = "from pkg.util import cast\nother = cast(int, s)\n"
+    assert [li.category for li in qt.classify(src2, {"cast"}, modules={"pkg"})] == ["inproject"]
+
+
+def test_completion_files_are_80_to_1500_lines_that_parse(tmp_path: Path) -> None:
+    root = write_project(tmp_path / "proj")
+    pf = qt.scan_project(qt.local_project(root))
+    assert [f.rel for f in pf.candidates] == ["pkg/main.py"]  # not short, long, broken
+    assert "compute_total" in pf.declared["pkg/helpers.py"]
+    assert "scripts/broken.py" not in pf.declared  # does not parse: declares nothing
+
+
+def test_dataset_is_seeded_and_reports_its_composition(tmp_path: Path) -> None:
+    root = write_project(tmp_path / "proj")
+    proj = qt.local_project(root)
+    a = qt.build_dataset([proj], seed=3, lines_per_category=2)
+    b = qt.build_dataset([proj], seed=3, lines_per_category=2)
+    assert a.tasks == b.tasks
+    comp = a.composition()
+    assert comp["lines"] == {"inproject": 2, "infile": 1}  # only one infile line exists
+    assert comp["files"] == 1 and comp["tasks"] == 3
+    assert comp["projects"]["proj==local"]["files"] == ["pkg/main.py"]
+    assert any("only 1 infile" in n for n in a.notes)
+    assert [t.line for t in a.tasks] == sorted(t.line for t in a.tasks)
+    for t in a.tasks:
+        assert t.target == _main_text().split("\n")[t.line]
+    many = qt.build_dataset([proj], seed=0, lines_per_category=10)
+    assert many.composition()["lines"] == {"inproject": 3, "infile": 1}
+
+
+def test_project_specs() -> None:
+    assert qt.parse_specs("rich==15.0.0, click==8.5.1") == [("rich", "15.0.0"), ("click", "8.5.1")]
+    for bad in ("rich", "rich>=1", "==1.0", ""):
+        with pytest.raises(qt.DatasetError):
+            qt.parse_specs(bad)
+
+
+def test_failed_download_is_one_clear_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def fake_run(*args: object, **kwargs: object) -> subprocess.CompletedProcess[str]:
+        return subprocess.CompletedProcess(
+            [], 1, "", "ERROR: Could not find a version that satisfies the requirement x==1\n"
+        )
+
+    monkeypatch.setattr(qt.subprocess, "run", fake_run)
+    with pytest.raises(qt.DatasetError) as exc:
+        qt.download_sdist("x", "1", tmp_path)
+    msg = str(exc.value)
+    assert "\n" not in msg and "--project-dir" in msg and "x==1" in msg
+
+
+def test_existing_sdist_is_found_without_pip(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "Foo_Bar-1.0.tar.gz").write_bytes(b"")
+    monkeypatch.setattr(qt.subprocess, "run", None)  # would fail if called
+    assert qt.download_sdist("foo-bar", "1.0", tmp_path).name == "Foo_Bar-1.0.tar.gz"
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def test_exact_match_strips() -> None:
+    assert qt.exact_match("  foo(x)  ", "foo(x)") == 1.0
+    assert qt.exact_match("foo(x) ", "foo(y)") == 0.0
+    assert qt.exact_match("", "foo") == 0.0
+
+
+def test_edit_similarity() -> None:
+    assert qt.levenshtein("kitten", "sitting") == 3
+    assert qt.edit_similarity("kitten", "sitting") == pytest.approx(1 - 3 / 7)
+    assert qt.edit_similarity(" abc ", "abc") == 1.0
+    assert qt.edit_similarity("", "") == 1.0
+    assert qt.edit_similarity("", "abcd") == 0.0
+    assert qt.edit_similarity("abcd", "abxd") == pytest.approx(0.75)
+
+
+def test_micro_and_macro() -> None:
+    scores = [("a", 1.0), ("a", 0.0), ("a", 0.0), ("b", 1.0)]
+    micro, macro = qt.micro_macro(scores)
+    assert micro == pytest.approx(0.5)
+    assert macro == pytest.approx((1 / 3 + 1) / 2)
+    assert qt.micro_macro([]) == (None, None)
+
+
+def test_summary_per_category() -> None:
+    def rec(file: str, cat: str, em: float, es: float, parses: bool | None) -> dict[str, object]:
+        return {
+            "project": "p", "file": file, "category": cat, "em": em, "es": es,
+            "em_checked": em if parses is not False else 0.0,
+            "es_checked": es if parses is not False else 0.0, "api_defined": cat == "inproject",
+            "api_mentioned": True, "prompt_tokens": 100, "repo_files": ["x.py"] if em else [], "source": "model", "latency_ms": 10.0,
+            "evaluated_tokens": 50, "prediction": "x = 1", "parses": parses,
+            "service_parses": parses,
+        }  # fmt: skip
+
+    rs = [rec("a", "inproject", 1, 1, True), rec("a", "infile", 0, 0.5, False),
+          rec("b", "inproject", 0, 0.25, True)]  # fmt: skip
+    s = q.summarize(rs, dry_run=False)
+    c = s["categories"]
+    assert c["inproject"]["em_micro"] == pytest.approx(0.5)
+    assert c["inproject"]["es_macro"] == pytest.approx((1 + 0.25) / 2)
+    assert c["all"]["em_micro"] == pytest.approx(1 / 3)
+    assert c["all"]["em_macro"] == pytest.approx((0.5 + 0) / 2)
+    assert c["infile"]["em_checked_micro"] == 0.0
+    assert s["syntax"] == {
+        "shown": 3, "checked": 3, "parse_valid_rate": pytest.approx(2 / 3), "would_reject": 1,
+        "agrees_with_service": 3,
+    }  # fmt: skip
+    assert s["api_recall"] == 1.0
+    assert s["with_repo_context"] == pytest.approx(1 / 3)
+
+
+# --------------------------------------------------------------------------- variants
+
+
+def test_variant_table() -> None:
+    assert list(q.VARIANTS) == [
+        "file-level", "path-distance", "prefix-suffix", "ring-buffer", "bm25",
+        "path-distance+suffix",
+    ]  # fmt: skip
+    assert q.variant_problem(q.VARIANTS["path-distance"]) is None
+    missing = q.Variant("x", "no-such-composer", False, "")
+    assert "not in this build" in (q.variant_problem(missing) or "")
+    assert "FIM" in (q.variant_problem(q.VARIANTS["prefix-suffix"], has_fim=False) or "")
+    with pytest.raises(q.QualityError, match="unknown variant"):
+        q.parse_variants("file-level,nope")
+    assert [v.name for v in q.parse_variants("bm25, file-level")] == ["bm25", "file-level"]
+    assert q.parse_budgets("1024,2K") == [1024, 2048]
+    for bad in ("abc", "10", ""):
+        with pytest.raises(q.QualityError):
+            q.parse_budgets(bad) if bad else q.parse_budgets(",")
+
+
+def test_variant_settings() -> None:
+    base = q.base_settings(None)
+    s = q.settings_for(base, q.VARIANTS["path-distance+suffix"], 2048)
+    assert s.context.composer == "path-distance" and s.context.budget_tokens == 2048
+    assert s.completion.suffix_lines == q.SUFFIX_LINES
+    assert s.completion.debounce_ms == 0 and not s.completion.speculate
+    assert s.completion.candidates == 1 and not s.completion.syntax_check
+    assert q.settings_for(base, q.VARIANTS["file-level"], 1024).completion.suffix_lines == 0
+
+
+def test_workspace_leaves_the_completion_file_out(tmp_path: Path) -> None:
+    root = write_project(tmp_path / "proj")
+    ds = qt.build_dataset([qt.local_project(root)])
+    task = ds.tasks[0]
+    ws = q.make_workspace(task, ds.files[task.file_key], len)
+    rels = [f.rel for f in ws.index.files()]
+    assert "pkg/main.py" not in rels and "pkg/helpers.py" in rels
+    assert len(ws.recent) == q.RECENT_FILES and "pkg/main.py" not in ws.recent
+    buf, off = q.buffer_for(task, ds.files[task.file_key], suffix=False)
+    assert buf.endswith("\n" + task.indent) and off == len(buf)
+    full, off2 = q.buffer_for(task, ds.files[task.file_key], suffix=True)
+    assert off2 == off and full.startswith(buf + "\n")
+    assert task.target.strip() not in full  # the line itself is never in the buffer
+
+
+def test_estimate_counts_shared_prefixes_once() -> None:
+    a = "x" * 400
+    secs, evaluated = q.estimate_seconds([(a, 100), (a + "y" * 400, 200), ("z" * 400, 100)])
+    assert evaluated == 100 + 100 + 100
+    assert secs == pytest.approx(300 / q.READ_TOKENS_PER_S + 3 * q.GENERATE_S_PER_TASK)
+
+
+def test_api_recall_looks_for_definitions() -> None:
+    prompt = "class Widget:\n    pass\n    async def resize(self):\n"
+    assert q._defines(prompt, "Widget") and q._defines(prompt, "resize")
+    assert not q._defines("w = Widget()\n", "Widget")
+    assert q._mentions("w = Widget()\n", "Widget") and not q._mentions("Widgets", "Widget")
+
+
+async def test_dry_run_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = write_project(tmp_path / "proj")
+    out = tmp_path / "out" / "dry.json"
+    report = await q.run_quality(
+        project_dirs=[str(root)], variants="file-level,path-distance,prefix-suffix",
+        budgets="512,1024", dry_run=True, out_json=str(out), quiet=True, lines_per_category=2,
+    )  # fmt: skip
+    assert json.loads(out.read_text())["results"] == report["results"]
+    assert report["dry_run"] and not report["partial"]
+    assert report["dataset"]["lines"] == {"inproject": 2, "infile": 1}
+    assert {(r["variant"], r["budget"]) for r in report["results"]} == {
+        (v, b) for v in ("file-level", "path-distance", "prefix-suffix") for b in (512, 1024)
+    }
+    by = {(r["variant"], r["budget"]): r for r in report["results"]}
+    # The helpers file fits the budget: path-distance puts compute_total's definition in.
+    assert by[("path-distance", 1024)]["api_recall"] == 1.0
+    assert by[("file-level", 1024)]["api_recall"] == 0.0
+    assert by[("path-distance", 1024)]["with_repo_context"] == 1.0
+    assert by[("file-level", 1024)]["with_repo_context"] == 0.0
+    assert (
+        by[("prefix-suffix", 1024)]["prompt_tokens_mean"]
+        > by[("file-level", 1024)]["prompt_tokens_mean"]
+    )
+    assert len(report["records"]) == 3 * 2 * 3
+    assert report["chart"] and Path(report["chart"]).is_file()
+    printed = capsys.readouterr().out
+    assert "API recall%" in printed and "pkg/main.py" in printed
+
+
+async def test_missing_composer_is_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(q.VARIANTS, "ghost", q.Variant("ghost", "ghost-composer", False, ""))
+    root = write_project(tmp_path / "proj")
+    report = await q.run_quality(
+        project_dirs=[str(root)], variants="file-level,ghost", dry_run=True,
+        out_json=str(tmp_path / "r.json"), out_png=str(tmp_path / "r.png"), quiet=True,
+    )  # fmt: skip
+    ghost = next(r for r in report["results"] if r["variant"] == "ghost")
+    assert "not in this build" in ghost["skipped"]
+    assert report["variants"]["ghost"]["skipped"]
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--projects", "rich"], "NAME==VERSION"),
+        (["--variants", "nope", "--dry-run"], "unknown variant"),
+        (["--budgets", "lots", "--dry-run"], "--budgets"),
+        (["--project-dir", "/no/such/dir", "--dry-run"], "no such directory"),
+        (["--limit", "0", "--dry-run"], "--limit"),
+    ],
+)
+def test_cli_bad_input_is_one_line(args: list[str], needle: str) -> None:
+    from .test_cli import assert_user_error, nearline
+
+    assert_user_error(nearline("bench", "quality", *args), needle)
+
+
+def test_exclusion_pattern_is_literal(tmp_path: Path) -> None:
+    from nearline.index import IndexSettings, WorkspaceIndex
+
+    names = ["we[ird] #1.py", "!bang.py", "weird.py", "w*.py"]
+    for n in names:
+        (tmp_path / n).write_text("x = 1\n")
+    for n in names:
+        idx = WorkspaceIndex([tmp_path], IndexSettings(exclude=[q._gitignore_literal(n)]))
+        idx.scan()
+        assert sorted(f.rel for f in idx.files()) == sorted(set(names) - {n})

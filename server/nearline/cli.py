@@ -471,8 +471,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="token budgets, comma-separated (default 1024; 2048/4096 are slow on a 2-core CPU)",
     )  # fmt: skip
     bq.add_argument(
-        "--lines-per-category", type=int, default=1, metavar="N",
-        help="inproject and infile lines per completion file (default 1)",
+        "--lines-per-category", type=int, default=2, metavar="N",
+        help="inproject and infile lines per completion file (default 2)",
     )  # fmt: skip
     bq.add_argument(
         "--files-per-project", type=int, default=1, metavar="N",

@@ -201,10 +201,19 @@ def _key_block_around(text: str, at: int) -> int | None:
 
 
 def _head_within(text: str, budget: int, count: CountTokens) -> tuple[str, int]:
-    """The longest start of ``text`` (to a character) that fits ``budget`` tokens."""
+    """The longest start of ``text`` that fits ``budget`` tokens, ending at a line break when
+    it is cut: a FIM model given a suffix that stops mid-line continues that line instead of
+    filling the middle (the quality benchmark measured Edit Similarity halved)."""
     tokens = count(text) if text else 0
+    if tokens <= budget:
+        return text, tokens
+    first_line = text.find("\n") + 1
     while tokens > budget and text:
         text = text[: int(len(text) * budget / tokens * 0.9)]
+        nl = text.rfind("\n")
+        # The cursor line's own rest (before the first break) is kept even when alone.
+        if nl + 1 >= first_line > 0:
+            text = text[: nl + 1]
         tokens = count(text) if text else 0
     return text, tokens
 

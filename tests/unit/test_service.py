@@ -376,3 +376,16 @@ async def test_speculation_can_be_switched_off() -> None:
     assert len(engine.calls) == 1
     assert not [r for r in svc.recent if r["source"] == "speculation"]
     svc.close()
+
+
+def test_suffix_cut_ends_at_a_line_break() -> None:
+    from nearline.service import _head_within
+
+    # A FIM model given a suffix cut mid-line continues that line instead of the middle.
+    text, n = _head_within("abc)\nline two\nline three\n", 12, len)
+    assert (text, n) == ("abc)\n", 5)
+    # Whole, when it fits.
+    assert _head_within("abc)\nx\n", 12, len) == ("abc)\nx\n", 7)
+    # The rest of the cursor's line alone may be cut inside it: there is no earlier break.
+    text, n = _head_within("abcdefgh\nx\n", 4, len)
+    assert n <= 4 and "abcdefgh".startswith(text) and text

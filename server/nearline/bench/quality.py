@@ -72,7 +72,7 @@ from .quality_tasks import (
 )
 
 DEFAULT_BUDGETS: tuple[int, ...] = (1024,)
-DEFAULT_LINES_PER_CATEGORY = 1
+DEFAULT_LINES_PER_CATEGORY = 2
 DEFAULT_FILES_PER_PROJECT = 1
 RECENT_FILES = 3
 SUFFIX_LINES = 10
@@ -82,8 +82,9 @@ mid-line: with 200 lines, Qwen2.5-Coder then continued the cut line instead of f
 middle (ES 15% against 30% with 10 lines on the same 8 tasks)."""
 GENERATION_TIMEOUT_MS = 10_000
 # For the time estimate on a 2-core CPU with the default model (Qwen2.5-Coder 0.5B Q4_K_M):
-# about 40 prompt tokens read per second, and a suggestion line generated in about a second.
-READ_TOKENS_PER_S = 40.0
+# `nearline bench threads` reads about 200 prompt tokens/s on an idle 2-core machine (half that
+# beside a busy process); 150 leaves room. A suggestion line is generated in about a second.
+READ_TOKENS_PER_S = 150.0
 GENERATE_S_PER_TASK = 1.2
 RESULTS_DIR = Path("bench-results")
 

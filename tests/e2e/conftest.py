@@ -63,6 +63,19 @@ async def wait_ready(client: LanguageClient, timeout: float = 120) -> dict[str, 
         await asyncio.sleep(0.1)
 
 
+async def wait_indexed(client: LanguageClient, timeout: float = 30) -> dict[str, Any]:
+    """The workspace index's answer once it is built (or the last answer, at the timeout)."""
+    idx: dict[str, Any] = {}
+    for _ in range(int(timeout / 0.05)):
+        idx = await client.workspace_execute_command_async(
+            types.ExecuteCommandParams(command="nearline.index", arguments=[])
+        )
+        if idx["state"] == "ready":
+            break
+        await asyncio.sleep(0.05)
+    return idx
+
+
 def open_doc(client: LanguageClient, path: Path, text: str, language: str = "python") -> str:
     uri = from_fs_path(str(path)) or ""
     client.text_document_did_open(

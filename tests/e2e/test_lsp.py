@@ -22,6 +22,7 @@ from .conftest import (
     open_doc,
     prompt_at,
     status,
+    wait_indexed,
     wait_ready,
 )
 
@@ -361,13 +362,7 @@ async def test_warm_up_on_open_makes_the_first_request_warm(
     await wait_ready(client)
     # The repository context must be final first, or the request's prompt differs from the
     # warmed one (the index finishing later changes it, as it should).
-    for _ in range(600):
-        idx = await client.workspace_execute_command_async(
-            types.ExecuteCommandParams(command="nearline.index", arguments=[])
-        )
-        if idx["state"] == "ready":
-            break
-        await asyncio.sleep(0.05)
+    await wait_indexed(client)
     body = "".join(f"def helper_{i}(x):\n    return x + {i}\n\n" for i in range(40))
     text = body + "total = helper_"
     uri = open_doc(client, tmp_path / "warm.py", text)
@@ -400,13 +395,7 @@ async def test_focus_restores_a_documents_saved_state(
     """Open A, then B (A's KV state is saved on the way), then tell the server A is active
     again: its state comes back from memory instead of A's prompt being read again."""
     await wait_ready(client)
-    for _ in range(600):
-        idx = await client.workspace_execute_command_async(
-            types.ExecuteCommandParams(command="nearline.index", arguments=[])
-        )
-        if idx["state"] == "ready":
-            break
-        await asyncio.sleep(0.05)
+    await wait_indexed(client)
     a_text = "".join(f"def alpha_{i}(x):\n    return x * {i}\n\n" for i in range(30)) + "y = alpha_"
     b_text = "".join(f"class Beta{i}:\n    size = {i}\n\n" for i in range(30)) + "z = Beta"
     a_uri = open_doc(client, tmp_path / "a.py", a_text)

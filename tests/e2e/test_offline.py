@@ -6,7 +6,6 @@ otherwise, warning when it is told otherwise."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import socket
@@ -21,7 +20,15 @@ from pygls.lsp.client import LanguageClient as PyglsClient
 from pytest_lsp import LanguageClient
 
 from ..conftest import ROOT, SERVER_CMD, SMALL_ID, server_env
-from .conftest import capabilities, client_fixture, inline, open_doc, status, wait_ready
+from .conftest import (
+    capabilities,
+    client_fixture,
+    inline,
+    open_doc,
+    status,
+    wait_indexed,
+    wait_ready,
+)
 
 pytestmark = pytest.mark.model
 
@@ -52,13 +59,7 @@ async def _full_completion(client: LanguageClient, tmp_path: Path) -> dict[str, 
     st = await wait_ready(client)
     assert st["state"] == "ready", st
     # Indexing, warm-up, the model and a suggestion: everything a completion involves.
-    for _ in range(600):
-        idx = await client.workspace_execute_command_async(
-            types.ExecuteCommandParams(command="nearline.index", arguments=[])
-        )
-        if idx["state"] == "ready":
-            break
-        await asyncio.sleep(0.05)
+    idx = await wait_indexed(client)
     assert idx["count"] > 0
     uri = open_doc(client, tmp_path / "add.py", "def add(a, b):\n    return a")
     items = await inline(client, uri, 1, 12)

@@ -419,6 +419,9 @@ class _Scan:
 _PY_HEADER = re.compile(
     r"[ \t]*(if|elif|else|for|while|def|class|with|try|except|finally|async[ \t]+(def|for|with))\b"
 )
+_KEYWORD_OPERATOR_END = re.compile(r"\b(and|or|not|in|is|if|else)[ \t]*$")
+# `match` and `case` are soft keywords: a header only when followed by a subject and a colon.
+_PY_SOFT_HEADER = re.compile(r"[ \t]*(match|case)[ \t]+[^\s=.,)\]}:]")
 _RUST_CHAR = re.compile(r"'(?:\\.[^']{0,8}|[^\\'\n])'")
 
 
@@ -550,6 +553,8 @@ def _complete_window(
         or last in _OPERATORS
         or last in ",\\"
         or (last == ":" and bool(at_eol))
+        # Inside brackets a line may end on a keyword operator: `if (a and` goes on below.
+        or (bool(at_eol) and _KEYWORD_OPERATOR_END.search(text, line_start, line_end) is not None)
     )
     # A line that looks finished must close the brackets it opened itself.
     if ends and not continues and any(pos >= line_start for pos, _ in at_eol):
@@ -581,16 +586,29 @@ def _complete_window(
         or (last == "," and not spec.trailing_comma)
         or (last == ":" and bool(stack))
     )
+    if not dangling and spec.name == "python" and sc.scope is None:
+        # `a and` / `x if` / `y in`: a keyword operator waiting for its right side.
+        dangling = _KEYWORD_OPERATOR_END.search(text, max(0, sc.last_code - 8)) is not None
+        if dangling:
+            out += " "
     if dangling:
         out += (" " if last in _OPERATORS and last != "." else "") + _HOLE
     out += "".join(OPEN[c] for _, c in reversed(stack))
     if spec.name == "python":
         tail = out.rsplit("\n", 1)[-1]
         indent = tail[: len(tail) - len(tail.lstrip())]
+        # A block header whose brackets go on to later lines (`with open(`, `if (`): closed
+        # here, it still needs its colon and a body.
+        head_at = text.rfind("\n", 0, stack[0][0]) + 1 if stack else -1
         if last == ":" and not stack:
             out += "\n" + indent + "    pass"
         elif tail.lstrip().startswith("@"):
             out += "\n" + indent + "def _x0(): pass"
+        elif head_at >= 0 and (
+            _PY_HEADER.match(text, head_at) or _PY_SOFT_HEADER.match(text, head_at)
+        ):
+            head = text[head_at : stack[0][0]]
+            out += ":\n" + head[: len(head) - len(head.lstrip())] + "    pass"
     return out, None
 
 
@@ -609,6 +627,9 @@ def _window_lines(spec: LanguageSpec, lines: list[str]) -> tuple[str, list[str],
         return "if _x0:\n    pass\n", body, cut
     if re.match(r"(except|finally)\b", head):
         return "try:\n    pass\n", body, cut
+    if _PY_SOFT_HEADER.match(head) and head.startswith("case"):
+        # A case clause needs its match; kept at its own indentation, under a dummy one.
+        return "match _x0:\n", lines, [0] * len(lines)
     return "", body, cut
 
 
@@ -900,6 +921,14 @@ def _check_in_tree(
     scope = scope_at(tree, offset)
     if scope is not None and scope[0] != "code" and scope[1] < line_start_b:
         return None  # inside a docstring or block comment begun earlier: no code to break
+    spec = spec_for(language)
+    if spec is not None and (scope is None or tree.root_node.has_error):
+        # A broken tree (a triple-quoted string not closed yet, as while it is written) may
+        # call the cursor's spot code; the characters can tell.
+        line_start_c = len(text) - len("\n".join(lines[line:]))
+        sc = _scan(spec, text[:line_start_c])
+        if (sc.scope == "comment" and sc.closer != "\n") or (sc.scope == "string" and sc.multiline):
+            return None
     data = text.encode("utf-8", "surrogatepass")
     first = line
     # The window: from the line of the outermost bracket still open at the cursor's line to the
@@ -919,7 +948,6 @@ def _check_in_tree(
         close_line = data.count(b"\n", 0, closer)
         if close_line - line <= MAX_WINDOW_LINES:
             last = max(line, close_line)
-    spec = spec_for(language)
     if spec is not None and spec.newline_ends_statement:
         while first > 0 and lines[first - 1].rstrip("\r").endswith("\\"):
             first -= 1

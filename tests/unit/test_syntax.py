@@ -286,6 +286,23 @@ CHECK = [
     ("python", "x = 1\n‸\ny = 2\n", "z = = 2", "new-errors"),
     ("python", "x = 1\n‸\ny = 2\n", "def", "missing-colon"),
     ("python", "名前 = ‸\n", "'値'", None),
+    # Found by the quality benchmark: right lines the check used to reject.
+    (
+        "python",
+        "def f(t):\n    match t.status:\n        case A:\n            pass\n        ‸\n",
+        "case B.FAILED:",
+        None,
+    ),
+    (
+        "python",
+        "def f(t):\n    match t.status:\n        case A:\n            pass\n        ‸\n",
+        "case B.FAILED: = 1",
+        "new-errors",
+    ),
+    ("python", "def f():\n    ‸\n", "with backend().cancel_scope(", None),
+    ("python", "def f():\n    ‸\n", "if (a and", None),
+    ("python", "def f():\n    ‸\n", "with backend().cancel_scope())", "unmatched-bracket"),
+    ("python", "def f():\n    ‸\n", "if (a and b", "unbalanced"),
     # JavaScript / TypeScript
     ("javascript", "const x = ‸;\n", "foo(1, 2)", None),
     ("javascript", "const x = ‸;\n", "foo(1, 2))", "unmatched-bracket"),
@@ -342,6 +359,13 @@ def test_a_line_cut_by_a_limit_may_leave_brackets_open() -> None:
     assert check is not None and check.reason == "unbalanced"
     check = docs.check("file:///a", "python", text, line, col, "compute(a, b", line_ends=False)
     assert check is not None and check.ok
+
+
+def test_nothing_to_check_inside_a_triple_quoted_string_not_closed_yet() -> None:
+    # While such a string is written the tree is broken and may call the cursor's spot code.
+    text = 'x = dedent(\n    f"""\\\n    {a}\n    '
+    assert SyntaxDocs().check("file:///a", "python", text, 3, 4, "{b} with {c!r}") is None
+    assert parses_in_window("python", text, "{b} with {c!r}", "")
 
 
 def test_nothing_to_check_inside_a_docstring_or_without_a_grammar() -> None:

@@ -164,6 +164,7 @@ async def run_latency(
         back_source = back_entry.get("source")
         if back_entry.get("evaluated") is not None:
             back_source = f"{back_source}, {back_entry['evaluated']} tokens evaluated"
+        accepts = await _accept_and_go_on(session, a)
     finally:
         await session.stop()
 
@@ -185,6 +186,10 @@ async def run_latency(
         "first_after_opening_other_ms": other_first.latency_s * 1000,
         "after_switching_back_ms": back.latency_s * 1000,
         "after_switching_back_source": back_source,
+        "accept_and_go_on": {
+            **summarize("accept", [t for t, _ in accepts]),
+            "sources": {src: sum(1 for _, x in accepts if x == src) for _, src in accepts},
+        },
         "nearline": summarize("nearline", lat),
         "sources": sources,
         "typing_through_share": sources.get("typing_through", 0) / answered if answered else 0.0,
@@ -224,6 +229,42 @@ async def run_latency(
     if out_json:
         Path(out_json).write_text(json.dumps(report, indent=2))
     return 0
+
+
+ACCEPT_ROUNDS = 8
+READING_S = 1.5
+
+
+async def _accept_and_go_on(session: EditorSession, a: _Typist) -> list[tuple[float, str]]:
+    """Accepting and going on: the user reads the suggestion for a moment (the server computes
+    the next line meanwhile, if ``completion.speculate``), accepts it, presses Enter (the editor
+    keeps the indentation, one level more after a colon) and the next line is asked for. The
+    answers after Enter: (latency, source)."""
+    import asyncio
+
+    out: list[tuple[float, str]] = []
+    # Start on a fresh line below where the typing stopped.
+    a.type("\n")
+    ans = await session.inline(a.uri, *a.pos)
+    for _ in range(ACCEPT_ROUNDS):
+        if ans.text:
+            session.insert(a.uri, a.line, _utf16(a.col_text), ans.text)
+            a.col_text += ans.text
+        await asyncio.sleep(READING_S)
+        line = a.col_text
+        indent = line[: len(line) - len(line.lstrip())]
+        if line.rstrip().endswith(":"):
+            indent += "    "
+        session.insert(a.uri, a.line, _utf16(a.col_text), "\n" + indent)
+        a.line, a.col_text = a.line + 1, indent
+        n_before = len((await session.status()).get("recent") or [])
+        ans = await session.inline(a.uri, *a.pos)
+        entries = ((await session.status()).get("recent") or [])[n_before:]
+        source = next(
+            (str(e.get("source")) for e in entries if e.get("source") != "speculation"), "?"
+        )
+        out.append((ans.latency_s, source))
+    return out
 
 
 def _note(text: str) -> None:
@@ -483,6 +524,13 @@ def _print(r: dict[str, Any]) -> None:
         if d and "after_switching_back_ms" in d:
             back += f"  ({name}: {d['after_switching_back_ms']:.0f} ms)"
     print(back)
+    acc = r.get("accept_and_go_on")
+    if acc and acc.get("n"):
+        print(
+            f"accept a suggestion, read it {READING_S:.1f}s, press Enter ({acc['n']} times): "
+            f"next line p50 {acc['p50_ms']:.0f} ms, p95 {acc['p95_ms']:.0f} ms; by source "
+            f"{acc['sources']}"
+        )
     for k, v in r["ratios"].items():
         print(f"ratio {k}: {v:.2f}x")
     print(f"answers by source: {r['sources']}")

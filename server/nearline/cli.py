@@ -269,19 +269,30 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return asyncio.run(run_demo(model=args.model, lines=args.lines))
 
 
+def _overrides(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``--set section.key=value`` (value as JSON when it parses) -> {section: {key: value}}."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        section, dot, name = key.partition(".")
+        if not eq or not dot or not section or not name:
+            raise UserError(f"--set wants section.key=value, got {item!r}")
+        try:
+            parsed: Any = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = value
+        out.setdefault(section, {})[name] = parsed
+    return out
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.bench_cmd == "latency":
         from .bench.latency import run_latency
 
         overrides: dict[str, Any] = {}
-        for item in args.set or []:
-            key, eq, value = item.partition("=")
-            if not eq or "." not in key:
-                raise UserError(f"--set wants section.key=value, got {item!r}")
-            try:
-                overrides[key] = json.loads(value)
-            except json.JSONDecodeError:
-                overrides[key] = value
+        for section, values in _overrides(args.set or []).items():
+            for name, value in values.items():
+                overrides[f"{section}.{name}"] = value
         extra: dict[str, Any] = {}
         if args.settings:
             try:
@@ -333,6 +344,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 files_per_project=args.files_per_project, seed=args.seed, limit=args.limit,
                 max_minutes=args.max_minutes, dry_run=args.dry_run, model=args.model,
                 out_json=args.out_json, out_png=args.out_png,
+                overrides=_overrides(args.set or []),
             )  # fmt: skip
         except QualityError as exc:
             raise UserError(str(exc)) from None
@@ -453,6 +465,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="completion quality (Exact Match, Edit Similarity) per context composer on real "
         "projects, the Long Code Arena way",
     )
+    bq.add_argument(
+        "--set", action="append", metavar="SECTION.KEY=VALUE",
+        help="a setting for every variant, e.g. --set context.prefixShare=0.75",
+    )  # fmt: skip
     bq.add_argument(
         "--projects", default=None, metavar="NAME==VER,...",
         help="PyPI projects whose sdists make the dataset (default: the 10 pinned ones)",

@@ -80,10 +80,12 @@ class ContextSettings:
     budget_tokens: int | None = None
     """Prompt budget; ``None`` = the catalog entry's ``budgetTokens``."""
     same_language: bool = True
-    prefix_share: float = 0.5
+    prefix_share: float = 1.0
     """At most this share of the budget goes to the current file's prefix while repository
     context is available (the rest is the composer's; what it leaves goes back to the prefix).
-    1.0 = the prefix first, repository files only in what it leaves."""
+    1.0 = the prefix first, repository files only in what it leaves: the quality benchmark
+    (Qwen2.5-Coder 0.5B, 1K, 120 lines) measured EM 29.2% with 1.0, 23.3% with 0.5 (the model
+    uses its own file's lines better than other files' stubs) and 28.3% for file-level."""
 
 
 @dataclass(kw_only=True)

@@ -30,7 +30,7 @@ with the file to put nearest the current one last:
 Budget: ``budget`` tokens in all (the service's ``build_prompt``). While repository context is
 available the prefix may take at most ``context.prefixShare`` of the budget (cut from the top at
 a line boundary, in steps of ``PREFIX_CUT_STEP`` lines) while the composer fills the rest; what
-the composer leaves goes back to the prefix (1.0: the prefix first, as before). Repository files
+the composer leaves goes back to the prefix (1.0, the default: the prefix first). Repository files
 fill their room nearest-first; the last one that does not fit is cut at a line boundary,
 keeping its end (the part nearest to what follows it in the prompt).
 

@@ -118,7 +118,7 @@ def test_context_composers_and_prefix_share() -> None:
     for bad in (0.05, 1.5, float("nan"), "half", True):
         s, problems = parse_settings({"context": {"prefixShare": bad}})
         assert [p.key for p in problems] == ["context.prefixShare"], bad
-        assert s.context.prefix_share == 0.5
+        assert s.context.prefix_share == 1.0
     _, problems = parse_settings({"context": {"prefixShare": 2}})
     assert "from 0.1 to 1.0" in str(problems[0])
     _, problems = parse_settings({"context": {"composer": "bm-25"}})

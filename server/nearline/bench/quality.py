@@ -376,8 +376,10 @@ async def run_quality(
     out_png: str | None = None,
     cache_dir: str | None = None,
     quiet: bool = False,
+    overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Run the benchmark; returns the report (also written as JSON, a table and a chart)."""
+    """Run the benchmark; returns the report (also written as JSON, a table and a chart).
+    ``overrides``: settings for every variant, ``{"context": {"prefixShare": 0.75}}``."""
     from ..catalog import load_catalog
     from ..service import CompletionService
 
@@ -392,6 +394,8 @@ async def run_quality(
     chosen_variants = parse_variants(variants)
     chosen_budgets = parse_budgets(budgets)
     base = base_settings(model)
+    for section, values in (overrides or {}).items():
+        base.setdefault(section, {}).update(values)
     try:
         entry = load_catalog().get(model)
     except KeyError as exc:

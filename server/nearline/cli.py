@@ -289,10 +289,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.bench_cmd == "latency":
         from .bench.latency import run_latency
 
-        overrides: dict[str, Any] = {}
-        for section, values in _overrides(args.set or []).items():
-            for name, value in values.items():
-                overrides[f"{section}.{name}"] = value
         extra: dict[str, Any] = {}
         if args.settings:
             try:
@@ -305,7 +301,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             run_latency(model=args.model, file=args.file, max_keystrokes=args.keystrokes,
                         raw=not args.no_raw, out_json=args.json, other_file=args.other_file,
                         llama_server=args.llama_server, server_baseline=not args.no_llama_server,
-                        settings_overrides=overrides, root=args.root, extra_settings=extra)
+                        settings_overrides=_overrides(args.set or []), root=args.root, extra_settings=extra)
         )  # fmt: skip
     if args.bench_cmd == "worker":
         from .bench.worker_bench import run_worker_bench

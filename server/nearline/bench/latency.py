@@ -12,6 +12,7 @@ and print the ratios."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -96,7 +97,7 @@ async def run_latency(
     other_file: str | None = None,
     llama_server: str | None = None,
     server_baseline: bool = True,
-    settings_overrides: dict[str, Any] | None = None,
+    settings_overrides: dict[str, dict[str, Any]] | None = None,
     root: str | None = None,
     extra_settings: dict[str, Any] | None = None,
 ) -> int:
@@ -119,9 +120,8 @@ async def run_latency(
     settings: dict[str, Any] = {"completion": {"debounceMs": 0}}
     if model:
         settings["model"] = {"id": model}
-    for key, value in (settings_overrides or {}).items():
-        section, _, name = key.partition(".")
-        settings.setdefault(section, {})[name] = value
+    for section, values in (settings_overrides or {}).items():
+        settings.setdefault(section, {}).update(values)
     # E.g. {"engine": {"backend": "openai", "url": ...}}: the same keystrokes on a remote engine.
     for section, values in (extra_settings or {}).items():
         settings[section] = {**settings.get(section, {}), **values}
@@ -240,8 +240,6 @@ async def _accept_and_go_on(session: EditorSession, a: _Typist) -> list[tuple[fl
     the next line meanwhile, if ``completion.speculate``), accepts it, presses Enter (the editor
     keeps the indentation, one level more after a colon) and the next line is asked for. The
     answers after Enter: (latency, source)."""
-    import asyncio
-
     out: list[tuple[float, str]] = []
     # Start on a fresh line below where the typing stopped.
     a.type("\n")

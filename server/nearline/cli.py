@@ -340,7 +340,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 files_per_project=args.files_per_project, seed=args.seed, limit=args.limit,
                 max_minutes=args.max_minutes, dry_run=args.dry_run, model=args.model,
                 out_json=args.out_json, out_png=args.out_png,
-                overrides=_overrides(args.set or []),
+                overrides=_overrides(args.set or []), categories=args.categories,
             )  # fmt: skip
         except QualityError as exc:
             raise UserError(str(exc)) from None
@@ -489,6 +489,11 @@ def build_parser() -> argparse.ArgumentParser:
     bq.add_argument(
         "--files-per-project", type=int, default=1, metavar="N",
         help="completion files per project (default 1)",
+    )  # fmt: skip
+    bq.add_argument(
+        "--categories", default=None, metavar="inproject,infile",
+        help="run only these line categories (drawn as for both, so a seed gives the same "
+        "lines); default: both",
     )  # fmt: skip
     bq.add_argument("--seed", type=int, default=0, help="for drawing files and lines (default 0)")
     bq.add_argument(

@@ -283,6 +283,49 @@ def test_summary_per_category() -> None:
     assert s["with_repo_context"] == pytest.approx(1 / 3)
 
 
+def test_sign_test_against_hand_computed_values() -> None:
+    assert q.sign_test_p(0, 0) == 1.0
+    # 5 wins, 0 losses: 2 * (1/2)^5
+    assert q.sign_test_p(5, 0) == pytest.approx(2 / 32)
+    assert q.sign_test_p(0, 5) == pytest.approx(2 / 32)
+    # 8 vs 2: 2 * (C(10,0) + C(10,1) + C(10,2)) / 2^10 = 2 * 56 / 1024
+    assert q.sign_test_p(8, 2) == pytest.approx(112 / 1024)
+    assert q.sign_test_p(3, 3) == 1.0
+
+
+def test_paired_comparison_counts_discordant_lines() -> None:
+    def rec(v: str, line: int, cat: str, em: float, es: float) -> dict[str, object]:
+        return {"variant": v, "budget": 1024, "project": "p", "file": "f.py", "line": line,
+                "category": cat, "em": em, "es": es, "ran": True}  # fmt: skip
+
+    rs = [
+        rec("file-level", 1, "inproject", 0, 0.5), rec("path-distance", 1, "inproject", 1, 1.0),
+        rec("file-level", 2, "inproject", 1, 1.0), rec("path-distance", 2, "inproject", 1, 1.0),
+        rec("file-level", 3, "inproject", 0, 0.0), rec("path-distance", 3, "inproject", 1, 1.0),
+        rec("file-level", 4, "infile", 1, 1.0), rec("path-distance", 4, "infile", 0, 0.5),
+        # A line file-level did not run (cut short) is left out of the pairs.
+        rec("path-distance", 5, "inproject", 1, 1.0),
+    ]  # fmt: skip
+    rows = {(r["variant"], r["category"]): r for r in q.paired(rs)}
+    inproj = rows[("path-distance", "inproject")]
+    assert (inproj["n"], inproj["wins"], inproj["losses"]) == (3, 2, 0)
+    assert inproj["em_delta"] == pytest.approx(2 / 3)
+    assert inproj["es_delta"] == pytest.approx((0.5 + 0 + 1) / 3)
+    assert inproj["p"] == pytest.approx(0.5)
+    assert (rows[("path-distance", "infile")]["losses"], rows[("path-distance", "all")]["n"]) == (
+        1,
+        4,
+    )
+    assert ("file-level", "all") not in rows
+
+
+def test_categories_option() -> None:
+    assert q.parse_categories(None) == ("inproject", "infile")
+    assert q.parse_categories(" inproject ,inproject") == ("inproject",)
+    with pytest.raises(q.QualityError, match="--categories"):
+        q.parse_categories("infile,other")
+
+
 # --------------------------------------------------------------------------- variants
 
 
@@ -392,6 +435,7 @@ async def test_missing_composer_is_skipped(tmp_path: Path, monkeypatch: pytest.M
         (["--budgets", "lots", "--dry-run"], "--budgets"),
         (["--project-dir", "/no/such/dir", "--dry-run"], "no such directory"),
         (["--limit", "0", "--dry-run"], "--limit"),
+        (["--categories", "inproject,nope", "--dry-run"], "--categories"),
     ],
 )
 def test_cli_bad_input_is_one_line(args: list[str], needle: str) -> None:

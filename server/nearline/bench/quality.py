@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import re
 import sys
 import time
@@ -141,6 +142,16 @@ def parse_variants(text: str | None) -> list[Variant]:
             out.append(VARIANTS[name])
     if not out:
         raise QualityError("--variants is empty")
+    return out
+
+
+def parse_categories(text: str | None) -> tuple[str, ...]:
+    if not text:
+        return tuple(CATEGORIES)
+    out = tuple(dict.fromkeys(s.strip() for s in text.split(",") if s.strip()))
+    unknown = [c for c in out if c not in CATEGORIES]
+    if unknown or not out:
+        raise QualityError(f"--categories wants some of {', '.join(CATEGORIES)}; got {text!r}")
     return out
 
 
@@ -377,6 +388,7 @@ async def run_quality(
     cache_dir: str | None = None,
     quiet: bool = False,
     overrides: dict[str, Any] | None = None,
+    categories: str | None = None,
 ) -> dict[str, Any]:
     """Run the benchmark; returns the report (also written as JSON, a table and a chart).
     ``overrides``: settings for every variant, ``{"context": {"prefixShare": 0.75}}``."""
@@ -393,6 +405,7 @@ async def run_quality(
         raise QualityError("--max-minutes must be positive")
     chosen_variants = parse_variants(variants)
     chosen_budgets = parse_budgets(budgets)
+    chosen_categories = parse_categories(categories)
     base = base_settings(model)
     for section, values in (overrides or {}).items():
         base.setdefault(section, {}).update(values)
@@ -412,6 +425,9 @@ async def run_quality(
         )  # fmt: skip
     except DatasetError as exc:
         raise QualityError(str(exc)) from None
+    # Files and lines are drawn as for both categories (the same seed gives the same lines),
+    # then only the asked ones are run.
+    dataset.tasks[:] = [t for t in dataset.tasks if t.category in chosen_categories]
     if not dataset.tasks:
         raise QualityError(
             "no tasks: no project has a .py file of 80-1500 lines with inproject lines"
@@ -657,6 +673,54 @@ def summarize(records: list[dict[str, Any]], dry_run: bool) -> dict[str, Any]:
     return out
 
 
+def sign_test_p(wins: int, losses: int) -> float:
+    """Exact two-sided sign test (McNemar's exact test on the discordant pairs): the chance of
+    a split at least this uneven if either variant were as likely to be the one right."""
+    n = wins + losses
+    if n == 0:
+        return 1.0
+    k = min(wins, losses)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def paired(records: list[dict[str, Any]], baseline: str = "file-level") -> list[dict[str, Any]]:
+    """Each variant against ``baseline`` on the same lines, per budget and category: lines only
+    it gets right (wins), lines only the baseline gets right (losses), and the sign test's p."""
+    base = {
+        (r["budget"], r["project"], r["file"], r["line"]): r
+        for r in records
+        if r["variant"] == baseline and r.get("ran")
+    }
+    out: list[dict[str, Any]] = []
+    variants = list(dict.fromkeys(r["variant"] for r in records if r["variant"] != baseline))
+    budgets = list(dict.fromkeys(r["budget"] for r in records))
+    for budget in budgets:
+        for v in variants:
+            for cat in (*CATEGORIES, "all"):
+                pairs = [
+                    (r, b)
+                    for r in records
+                    if r["variant"] == v and r["budget"] == budget and r.get("ran")
+                    and (cat == "all" or r["category"] == cat)
+                    and (b := base.get((budget, r["project"], r["file"], r["line"]))) is not None
+                ]  # fmt: skip
+                if not pairs:
+                    continue
+                wins = sum(1 for r, b in pairs if r["em"] and not b["em"])
+                losses = sum(1 for r, b in pairs if b["em"] and not r["em"])
+                out.append({
+                    "variant": v, "baseline": baseline, "budget": budget, "category": cat,
+                    "n": len(pairs), "wins": wins, "losses": losses,
+                    "em_delta": (sum(r["em"] for r, _ in pairs) - sum(b["em"] for _, b in pairs))
+                    / len(pairs),
+                    "es_delta": (sum(r["es"] for r, _ in pairs) - sum(b["es"] for _, b in pairs))
+                    / len(pairs),
+                    "p": sign_test_p(wins, losses),
+                })  # fmt: skip
+    return out
+
+
 def _report(
     *,
     dataset: Dataset,
@@ -720,8 +784,12 @@ def _report(
             "name the line uses is in the prompt",
             "api_mentioned": "share of inproject lines whose cross-file name appears anywhere "
             "in the prompt",
+            "paired": "each variant against file-level on the same lines: wins (only the "
+            "variant exact), losses (only file-level exact), em_delta / es_delta (mean "
+            "differences), p (exact two-sided sign test on wins vs losses)",
         },
         "results": results,
+        "paired": [] if dry_run else paired(records),
         "eta_s": round(eta_s, 1),
         "elapsed_s": round(elapsed_s, 1),
         "service_stats": dict(service_stats),
@@ -793,6 +861,16 @@ def print_table(report: dict[str, Any]) -> None:
             "completion.syntaxCheck on; parse%: shown suggestions that parse in their window; "
             "API rec%: inproject lines with a used cross-file definition in the prompt"
         )
+    rows = report.get("paired") or []
+    if rows:
+        print(f"\nagainst {rows[0]['baseline']} on the same lines (wins: only the variant exact; "
+              "losses: only the baseline; p: two-sided sign test)")  # fmt: skip
+        print(f"{'variant':<22}{'budget':>7}{'category':>11}{'n':>5}{'wins':>6}{'losses':>7}"
+              f"{'EM diff':>9}{'ES diff':>9}{'p':>8}")  # fmt: skip
+        for r in rows:
+            print(f"{r['variant']:<22}{r['budget']:>7}{r['category']:>11}{r['n']:>5}"
+                  f"{r['wins']:>6}{r['losses']:>7}{r['em_delta'] * 100:>+9.1f}"
+                  f"{r['es_delta'] * 100:>+9.1f}{r['p']:>8.3f}")  # fmt: skip
     eta, el = report["eta_s"], report["elapsed_s"]
     what = "estimated time of a model run" if dry else "estimated at start"
     print(f"{what}: {_fmt_s(eta)} (2-core CPU, default model); elapsed {_fmt_s(el)}")

@@ -476,7 +476,8 @@ def build_parser() -> argparse.ArgumentParser:
     bq.add_argument(
         "--variants", default=None,
         help="comma-separated, of file-level, path-distance, prefix-suffix, ring-buffer, bm25, "
-        "path-distance+suffix (default: all)",
+        "path-distance+suffix (default: these six), oracle (the definitions of the names the "
+        "line uses: a ceiling for repository context)",
     )  # fmt: skip
     bq.add_argument(
         "--budgets", default=None,

@@ -30,6 +30,7 @@ from .context import (
     BM25_QUERY_LINES,
     COMPOSERS,
     PREFIX_CUT_STEP,
+    Composer,
     ComposeRequest,
     CountTokens,
     RepoSource,
@@ -280,6 +281,9 @@ class CompletionService:
         self.recent: deque[dict[str, Any]] = deque(maxlen=2000)
         # Workspace-relative paths of recently used documents, most recent last (note_used).
         self.recent_docs: OrderedDict[str, None] = OrderedDict()
+        # A composer that replaces the configured one (the quality benchmark's oracle, which
+        # knows the line to be completed); None in the server.
+        self.compose_override: Composer | None = None
 
     # -- model lifecycle ----------------------------------------------------------------
     def model_entry(self) -> ModelEntry:
@@ -543,7 +547,7 @@ class CompletionService:
             recent=tuple(r for r in self.recent_docs if r != rel),
         )
         key = (composer, version, rel, c.same_language, c.prefix_share, self.budget(),
-               self._compose_key(composer, req))  # fmt: skip
+               self._compose_key(composer, req), self.compose_override)  # fmt: skip
         framing = 2 + self.count_tokens(self._repo_name(q) + "\n")
         if st.repo is not None and st.repo_key == key and st.repo_tokens <= left:
             return st.repo, st.repo_tokens
@@ -556,7 +560,8 @@ class CompletionService:
             else max(0, left - framing)
         )
         room = max(room, min(left, guaranteed) - framing)
-        files = COMPOSERS[composer](replace(req, budget=room), self.index, self.count_tokens)
+        compose = self.compose_override or COMPOSERS[composer]
+        files = compose(replace(req, budget=room), self.index, self.count_tokens)
         used = sum(f.tokens + frame_cost(f.path, self.count_tokens) for f in files)
         st.repo, st.repo_key, st.repo_tokens = files, key, used + (framing if files else 0)
         return files, st.repo_tokens

@@ -1,5 +1,5 @@
 """``nearline bench quality`` for real, on the small model: a hand-written project (no network),
-a few tasks, two variants; the report, the table and the chart."""
+a few tasks, three variants (the oracle among them); the report, the table and the chart."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ async def test_quality_smoke(
     png = tmp_path / "res" / "quality.png"
     t0 = time.monotonic()
     report = await q.run_quality(
-        project_dirs=[str(root)], variants="file-level,path-distance", budgets="512",
+        project_dirs=[str(root)], variants="file-level,path-distance,oracle", budgets="512",
         lines_per_category=2, model=SMALL_ID, out_json=str(out), out_png=str(png), quiet=True,
     )  # fmt: skip
     elapsed = time.monotonic() - t0
@@ -37,6 +37,7 @@ async def test_quality_smoke(
     assert [(r["variant"], r["budget"]) for r in saved["results"]] == [
         ("file-level", 512),
         ("path-distance", 512),
+        ("oracle", 512),
     ]
     for r in saved["results"]:
         cats = r["categories"]
@@ -49,13 +50,21 @@ async def test_quality_smoke(
         assert r["latency_ms"]["p50"] is not None and r["prompt_tokens_mean"] > 0
         assert r["syntax"]["agrees_with_service"] == r["syntax"]["shown"]
     records = saved["records"]
-    assert len(records) == 6 and all(r["ran"] for r in records)
+    assert len(records) == 9 and all(r["ran"] for r in records)
     assert {r["source"] for r in records} <= {"model", "gated"}
     assert saved["service_stats"]["typing_through"] == 0  # fresh documents: no cached answers
     assert png.is_file() and png.stat().st_size > 1000
     assert report["chart"] == str(png)
     printed = capsys.readouterr().out
     assert "EM inproj" in printed and "file-level" in printed and "path-distance" in printed
+    # Each variant against file-level on the same three lines.
+    paired = {(r["variant"], r["category"]): r for r in saved["paired"]}
+    assert set(paired) == {(v, c) for v in ("path-distance", "oracle")
+                           for c in ("inproject", "infile", "all")}  # fmt: skip
+    for r in paired.values():
+        assert r["wins"] + r["losses"] <= r["n"] and 0.0 < r["p"] <= 1.0
+    assert paired[("oracle", "all")]["n"] == 3
+    assert "against file-level" in printed
 
 
 async def test_quality_max_minutes_marks_partial(small_model: Path, tmp_path: Path) -> None:

@@ -332,8 +332,11 @@ def test_categories_option() -> None:
 def test_variant_table() -> None:
     assert list(q.VARIANTS) == [
         "file-level", "path-distance", "prefix-suffix", "ring-buffer", "bm25",
-        "path-distance+suffix",
+        "path-distance+suffix", "oracle",
     ]  # fmt: skip
+    # The oracle is a ceiling, not a composer: it runs only when asked for.
+    assert [v.name for v in q.parse_variants(None)] == list(q.VARIANTS)[:-1]
+    assert q.parse_variants("oracle")[0].oracle
     assert q.variant_problem(q.VARIANTS["path-distance"]) is None
     missing = q.Variant("x", "no-such-composer", False, "")
     assert "not in this build" in (q.variant_problem(missing) or "")
@@ -386,14 +389,39 @@ def test_api_recall_looks_for_definitions() -> None:
     assert q._mentions("w = Widget()\n", "Widget") and not q._mentions("Widgets", "Widget")
 
 
+def test_definition_stubs_for_the_oracle() -> None:
+    text = (
+        "import os\n\n\ndef compute_total(items,\n                  start=0):\n"
+        "    return sum(items, start)\n\n\nclass Widget:\n    def __init__(self, size):\n"
+        "        self.size = size\n\n    async def resize(self, factor):\n        return 1\n"
+    )
+    assert q.definition_stubs(text, ["compute_total"]) == (
+        "def compute_total(items,\n                  start=0):\n    ...\n"
+    )
+    # A method comes under its class's first line; names not defined give nothing.
+    assert q.definition_stubs(text, ["resize"]) == (
+        "class Widget:\n    async def resize(self, factor):\n        ...\n"
+    )
+    assert q.definition_stubs(text, ["nothing_here"]) is None
+    assert q.definition_stubs("def broken(:\n", ["broken"]) is None
+
+
 async def test_dry_run_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = write_project(tmp_path / "proj")
     out = tmp_path / "out" / "dry.json"
     report = await q.run_quality(
-        project_dirs=[str(root)], variants="file-level,path-distance,prefix-suffix",
+        project_dirs=[str(root)], variants="file-level,path-distance,prefix-suffix,oracle",
         budgets="512,1024", dry_run=True, out_json=str(out), quiet=True, lines_per_category=2,
     )  # fmt: skip
     assert json.loads(out.read_text())["results"] == report["results"]
+    oracle = [r for r in report["records"] if r["variant"] == "oracle" and r["budget"] == 1024]
+    # The oracle's context is the inproject names' definitions, and nothing else.
+    assert all(r["api_defined"] for r in oracle if r["category"] == "inproject")
+    assert all(
+        r["repo_files"] == ["pkg/helpers.py"] for r in oracle if r["category"] == "inproject"
+    )
+    report["results"] = [r for r in report["results"] if r["variant"] != "oracle"]
+    report["records"] = [r for r in report["records"] if r["variant"] != "oracle"]
     assert report["dry_run"] and not report["partial"]
     assert report["dataset"]["lines"] == {"inproject": 2, "infile": 1}
     assert {(r["variant"], r["budget"]) for r in report["results"]} == {

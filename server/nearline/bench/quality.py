@@ -15,7 +15,11 @@ Variants, at equal token budgets (``context.budgetTokens``):
 * ``prefix-suffix`` — file prefix and suffix through FIM, no repository context (as llm-ls);
 * ``ring-buffer`` — chunks of recently opened files (as llama.vim);
 * ``bm25`` — BM25 top snippets (the CrossCodeEval retrieval setting);
-* ``path-distance+suffix`` — path-distance with the suffix through FIM.
+* ``path-distance+suffix`` — path-distance with the suffix through FIM;
+* ``oracle`` (only when asked for) — not a composer: the repository context is the definitions
+  of the names the line uses, found in the workspace (which only the benchmark knows). It is
+  the ceiling of what repository context can do for a model at a budget: if the oracle does not
+  beat file-level, no composer will.
 
 A variant whose composer this build lacks is reported as skipped. Before each completion
 file's tasks the bench opens, as an editor would (index overlay, syntax tree, current
@@ -44,6 +48,7 @@ is mentioned at all), plus the time a full run would take.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import json
 import math
@@ -100,6 +105,9 @@ class Variant:
     composer: str
     suffix: bool
     about: str
+    oracle: bool = False
+    """The repository context is the definitions of the names the line uses (known only to
+    the benchmark): what any composer could give at best, under the same budget."""
 
 
 VARIANTS: dict[str, Variant] = {
@@ -111,8 +119,12 @@ VARIANTS: dict[str, Variant] = {
         Variant("ring-buffer", "ring-buffer", False, "chunks of recently opened files, as llama.vim"),
         Variant("bm25", "bm25", False, "BM25 top-5 snippets (CrossCodeEval retrieval)"),
         Variant("path-distance+suffix", "path-distance", True, "path-distance + suffix (FIM)"),
+        Variant("oracle", "path-distance", False,
+                "the definitions of the names the line uses (a ceiling, not a composer)",
+                oracle=True),
     )
 }  # fmt: skip
+DEFAULT_VARIANTS = tuple(n for n, v in VARIANTS.items() if not v.oracle)
 
 
 def variant_problem(v: Variant, has_fim: bool = True) -> str | None:
@@ -131,7 +143,7 @@ def variant_problem(v: Variant, has_fim: bool = True) -> str | None:
 
 def parse_variants(text: str | None) -> list[Variant]:
     if not text:
-        return list(VARIANTS.values())
+        return [VARIANTS[n] for n in DEFAULT_VARIANTS]
     out = []
     for name in (s.strip() for s in text.split(",")):
         if not name:
@@ -300,6 +312,65 @@ def query_for(task: Task, ws: FileWorkspace, buffer: str, offset: int, n: int) -
 # --------------------------------------------------------------------------- prompts
 
 
+def definition_stubs(text: str, names: Sequence[str]) -> str | None:
+    """The definitions (``def`` / ``class``, at any depth) of ``names`` in a Python text: the
+    signature lines with the body as ``...``; a method under its class's first line."""
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError):
+        return None
+    lines = text.splitlines()
+    wanted = set(names)
+    out: list[str] = []
+
+    def visit(node: ast.AST, cls: ast.ClassDef | None) -> None:
+        for child in ast.iter_child_nodes(node):
+            if (
+                isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+                and child.name in wanted
+            ):
+                if cls is not None:
+                    out.append(lines[cls.lineno - 1])
+                first = child.lineno - 1
+                last = max(first, child.body[0].lineno - 2)
+                out.extend(lines[first : last + 1])
+                out.append(" " * (child.col_offset + 4) + "...")
+            visit(child, child if isinstance(child, ast.ClassDef) else cls)
+
+    visit(tree, None)
+    return "\n".join(out) + "\n" if out else None
+
+
+def oracle_composer(names: Sequence[str]) -> Any:
+    """A composer that puts the definitions of ``names`` found in other workspace files into
+    the repository context, nearest file last, within the budget it is given."""
+    from ..context import _candidates, frame_cost
+    from ..prompt import RepoFile
+
+    def compose(req: Any, source: Any, count: Callable[[str], int]) -> list[RepoFile]:
+        if req.budget <= 0 or not names:
+            return []
+        files = sorted(
+            _candidates(req, source), key=lambda f: (path_distance(req.current_rel, f.rel), f.rel)
+        )
+        chosen: list[RepoFile] = []
+        left = req.budget
+        for f in files:
+            text = source.text(f.path)
+            if not text or not any(n in text for n in names):
+                continue
+            stub = definition_stubs(text, names)
+            if not stub:
+                continue
+            n = count(stub)
+            if n + frame_cost(f.rel, count) <= left:
+                chosen.append(RepoFile(f.rel, stub, n, truncated=True))
+                left -= n + frame_cost(f.rel, count)
+        return chosen[::-1]
+
+    return compose
+
+
 def _defines(prompt: str, name: str) -> bool:
     return (
         re.search(rf"^[ \t]*(?:async[ \t]+)?(?:def|class)[ \t]+{re.escape(name)}\b", prompt, re.M)
@@ -461,6 +532,7 @@ async def run_quality(
                 for task in file_tasks:
                     for v in runnable:
                         service.settings = settings_for(base, v, budget)
+                        service.compose_override = oracle_composer(task.names) if v.oracle else None
                         buffer, offset = buffer_for(task, ws.text, v.suffix)
                         n += 1
                         q = query_for(task, ws, buffer, offset, n)
@@ -575,6 +647,7 @@ async def _run_model(
                         return True
                     for v in variants:
                         service.settings = settings_for(base, v, budget)
+                        service.compose_override = oracle_composer(task.names) if v.oracle else None
                         buffer, offset = buffer_for(task, ws.text, v.suffix)
                         n += 1
                         q = query_for(task, ws, buffer, offset, 10_000_000 + n)

@@ -309,6 +309,27 @@ def query_for(task: Task, ws: FileWorkspace, buffer: str, offset: int, n: int) -
     )  # fmt: skip
 
 
+def prepare_task(
+    service: Any,
+    base: dict[str, Any],
+    ws: FileWorkspace,
+    task: Task,
+    v: Variant,
+    budget: int,
+    n: int,
+) -> tuple[Any, str, int]:
+    """Set the service up for one task under one variant (its settings, the oracle's composer,
+    the unsaved buffer as the current document); returns the query, the buffer and the cursor
+    offset. ``n`` makes the document URI fresh."""
+    service.settings = settings_for(base, v, budget)
+    service.compose_override = oracle_composer(task.names) if v.oracle else None
+    buffer, offset = buffer_for(task, ws.text, v.suffix)
+    q = query_for(task, ws, buffer, offset, n)
+    ws.index.set_overlay(ws.path, buffer)
+    ws.index.set_current(ws.path)
+    return q, buffer, offset
+
+
 # --------------------------------------------------------------------------- prompts
 
 
@@ -531,13 +552,8 @@ async def run_quality(
             for budget in chosen_budgets:
                 for task in file_tasks:
                     for v in runnable:
-                        service.settings = settings_for(base, v, budget)
-                        service.compose_override = oracle_composer(task.names) if v.oracle else None
-                        buffer, offset = buffer_for(task, ws.text, v.suffix)
                         n += 1
-                        q = query_for(task, ws, buffer, offset, n)
-                        ws.index.set_overlay(ws.path, buffer)
-                        ws.index.set_current(ws.path)
+                        q, _, _ = prepare_task(service, base, ws, task, v, budget, n)
                         prompt = service.build_prompt(q)
                         text = prompt.text
                         tokens = service.prompt_tokens(prompt)
@@ -646,13 +662,10 @@ async def _run_model(
                     if deadline is not None and time.monotonic() > deadline:
                         return True
                     for v in variants:
-                        service.settings = settings_for(base, v, budget)
-                        service.compose_override = oracle_composer(task.names) if v.oracle else None
-                        buffer, offset = buffer_for(task, ws.text, v.suffix)
                         n += 1
-                        q = query_for(task, ws, buffer, offset, 10_000_000 + n)
-                        ws.index.set_overlay(ws.path, buffer)
-                        ws.index.set_current(ws.path)
+                        q, buffer, offset = prepare_task(
+                            service, base, ws, task, v, budget, 10_000_000 + n
+                        )
                         out = await service.complete(q)
                         service.forget(q.uri)
                         rec = records[i]

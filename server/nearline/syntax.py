@@ -937,10 +937,10 @@ def _check_in_tree(
     spec = spec_for(language)
     # A broken tree (a triple-quoted string not closed yet, as while it is written) may call the
     # cursor's spot code; the characters can tell.
-    broken = scope is None or tree.root_node.has_error
-    line_start_c = len(text) - len("\n".join(lines[line:]))
-    if broken and _ends_in_open_block(language, text[:line_start_c]):
-        return None
+    if scope is None or tree.root_node.has_error:
+        line_start_c = len(text) - len("\n".join(lines[line:]))
+        if _ends_in_open_block(language, text[:line_start_c]):
+            return None
     data = text.encode("utf-8", "surrogatepass")
     first = line
     # The window: from the line of the outermost bracket still open at the cursor's line to the

@@ -18,8 +18,8 @@ SERVER_CMD = [sys.executable, "-m", "nearline", "serve"]
 def model_path(model_id: str) -> Path:
     """A pulled, verified model. The test command pulls both models first; a missing one is a
     setup error with the fix in the message, not a skip."""
-    from nearline.catalog import load_catalog
-    from nearline.models import ModelError, ensure_verified
+    from nearline.weights.catalog import load_catalog
+    from nearline.weights.download import ModelError, ensure_verified
 
     entry = load_catalog().get(model_id)
     try:

@@ -1,5 +1,5 @@
 import sys
 
-from .cli import main
+from nearline.cli import main
 
 sys.exit(main())

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from nearline import __version__
 
 log = logging.getLogger("nearline")
 
@@ -59,7 +59,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import faulthandler
     import signal
 
-    from .lsp import LspLogHandler, build_server
+    from nearline.lsp.server import LspLogHandler, build_server
 
     # `kill -USR1 <pid>` dumps every thread's stack to stderr: how to see where a server hangs.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
@@ -99,7 +99,7 @@ def _parse_location(loc: str) -> tuple[Path, int, int]:
 
 
 def _settings_from_args(args: argparse.Namespace) -> Any:
-    from .config import parse_settings
+    from nearline.config import parse_settings
 
     raw: dict[str, Any] = {}
     if getattr(args, "settings", None):
@@ -116,7 +116,7 @@ def _settings_from_args(args: argparse.Namespace) -> Any:
     settings, problems = parse_settings(raw)
     for p in problems:
         print(f"warning: {p}", file=sys.stderr)
-    from .catalog import load_catalog
+    from nearline.weights.catalog import load_catalog
 
     try:
         load_catalog().get(settings.model.id)
@@ -127,7 +127,7 @@ def _settings_from_args(args: argparse.Namespace) -> Any:
 
 
 def _query_for(args: argparse.Namespace) -> Any:
-    from .service import Query, language_for
+    from nearline.completion.service import Query, language_for
 
     path, line, col = _parse_location(args.location)
     try:
@@ -161,7 +161,7 @@ def _query_for(args: argparse.Namespace) -> Any:
 
 
 def _make_service(args: argparse.Namespace, q: Any) -> Any:
-    from .service import CompletionService
+    from nearline.completion.service import CompletionService
 
     settings = _settings_from_args(args)
     # Load errors surface once, as the command's own error line (svc.error), not twice.
@@ -172,7 +172,7 @@ def _make_service(args: argparse.Namespace, q: Any) -> Any:
 
 
 def _build_index(root: Path, settings: Any, q: Any, count: Any) -> Any:
-    from .index import IndexSettings, WorkspaceIndex
+    from nearline.workspace.index import IndexSettings, WorkspaceIndex
 
     idx = WorkspaceIndex(
         [root],
@@ -231,8 +231,8 @@ def cmd_prompt(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from .catalog import load_catalog
-    from .models import ModelError, pull, status, verify
+    from nearline.weights.catalog import load_catalog
+    from nearline.weights.download import ModelError, pull, status, verify
 
     cat = load_catalog()
     if args.models_cmd == "list":
@@ -264,7 +264,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from nearline.tools.demo import run_demo
 
     return asyncio.run(run_demo(model=args.model, lines=args.lines))
 
@@ -287,7 +287,7 @@ def _overrides(items: list[str]) -> dict[str, dict[str, Any]]:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.bench_cmd == "latency":
-        from .bench.latency import run_latency
+        from nearline.bench.latency import run_latency
 
         extra: dict[str, Any] = {}
         if args.settings:
@@ -304,8 +304,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
                         settings_overrides=_overrides(args.set or []), root=args.root, extra_settings=extra)
         )  # fmt: skip
     if args.bench_cmd == "worker":
-        from .bench.worker_bench import run_worker_bench
-        from .models import ModelError
+        from nearline.bench.worker_bench import run_worker_bench
+        from nearline.weights.download import ModelError
 
         try:
             return run_worker_bench(model=args.model, requests=args.requests,
@@ -313,14 +313,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
         except ModelError as exc:
             raise UserError(str(exc)) from None
     if args.bench_cmd == "soak":
-        from .bench.soak import main_soak
+        from nearline.bench.soak import main_soak
 
         if args.seconds <= 0 or args.rate <= 0:
             raise UserError("--seconds and --rate must be positive")
         return main_soak(args.seconds, args.model, args.rate, args.json)
     if args.bench_cmd == "threads":
-        from .bench.threads_bench import run_threads_bench
-        from .models import ModelError
+        from nearline.bench.threads_bench import run_threads_bench
+        from nearline.weights.download import ModelError
 
         if args.tokens < 16 or args.reps < 1:
             raise UserError("--tokens must be at least 16 and --reps at least 1")
@@ -330,7 +330,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         except ModelError as exc:
             raise UserError(str(exc)) from None
     if args.bench_cmd == "quality":
-        from .bench.quality import QualityError, main_quality
+        from nearline.bench.quality import QualityError, main_quality
 
         try:
             return main_quality(
@@ -346,7 +346,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             raise UserError(str(exc)) from None
     if args.bench_cmd == "index":
         try:
-            from .bench.index_bench import run as run_index
+            from nearline.bench.index_bench import run as run_index
         except ImportError:
             raise UserError("the index benchmark is not available in this build") from None
         run_index(files=args.files)
@@ -355,7 +355,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    from .stats import AcceptanceStats, format_report, stats_path
+    from nearline.completion.stats import AcceptanceStats, format_report, stats_path
 
     path = stats_path()
     if not path.is_file():

@@ -10,7 +10,7 @@ import pytest
 from lsprotocol import types
 from pytest_lsp import LanguageClient
 
-from nearline.syntax import parses_in_window
+from nearline.completion.syntax import parses_in_window
 
 from ..conftest import SMALL_ID
 from .conftest import client_fixture, edit, inline, open_doc, status, wait_ready

@@ -11,7 +11,7 @@ import json
 import re
 from typing import Any
 
-from nearline.catalog import load_catalog
+from nearline.weights.catalog import load_catalog
 from nearline.config import Settings, parse_settings, settings_to_dict
 
 from ..conftest import ROOT

@@ -16,16 +16,16 @@ from pathlib import Path
 import llama_cpp
 import pytest
 
-from nearline.catalog import ModelEntry, RopeSettings, load_catalog
+from nearline.completion.service import create_local_engine
 from nearline.config import Settings, parse_settings
-from nearline.engine import (
+from nearline.engine.llama import (
     GenerationRequest,
     GenerationResult,
     LlamaEngine,
     LoadOptions,
     load_options,
 )
-from nearline.service import create_local_engine
+from nearline.weights.catalog import ModelEntry, RopeSettings, load_catalog
 
 from ..conftest import DEFAULT_ID, SMALL_ID
 
@@ -495,7 +495,7 @@ def test_speculative_decoding_gives_exactly_the_greedy_line(small_model: Path) -
 
 
 def test_lookup_draft_finds_the_latest_continuation() -> None:
-    from nearline.engine import lookup_draft
+    from nearline.engine.llama import lookup_draft
 
     hist = [1, 2, 3, 9, 9, 1, 2, 3, 7, 8, 5, 1, 2, 3]
     assert lookup_draft(hist, 2) == [7, 8]  # the nearest earlier "1 2 3" is followed by 7 8

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from nearline.catalog import load_catalog
+from nearline.completion.service import CompletionService, Query, create_engine
 from nearline.config import parse_settings
-from nearline.engine import GenerationRequest
-from nearline.remote import RemoteEngine
-from nearline.service import CompletionService, Query, create_engine
-from nearline.tokens import load_tokenizer
+from nearline.engine.llama import GenerationRequest
+from nearline.engine.remote import RemoteEngine
+from nearline.engine.tokens import load_tokenizer
+from nearline.weights.catalog import load_catalog
 
 from ..conftest import DEFAULT_ID, SMALL_ID, model_path
 from ..servers import Served, ServedPool

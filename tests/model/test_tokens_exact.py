@@ -2,7 +2,7 @@
 
 Every ``.py`` file of two real projects (the installed ``pygls`` and ``lsprotocol`` packages),
 tricky synthetic strings, seeded random mixes and a sweep over Unicode code points are tokenized
-both with :class:`nearline.tokens.GGUFTokenizer` and with
+both with :class:`nearline.engine.tokens.GGUFTokenizer` and with
 ``llama_cpp.Llama(vocab_only=True).tokenize(..., add_bos=False, special=False)``; the ids must be
 identical, for both the Qwen2.5-Coder (pre=qwen2) and SmolLM2 (pre=smollm) vocabularies.
 
@@ -27,8 +27,8 @@ from typing import Any
 
 import pytest
 
-from nearline.catalog import load_catalog
-from nearline.tokens import GGUFTokenizer
+from nearline.engine.tokens import GGUFTokenizer
+from nearline.weights.catalog import load_catalog
 
 from ..conftest import DEFAULT_ID, SMALL_ID
 

@@ -23,12 +23,12 @@ from pathlib import Path
 
 import pytest
 
-from nearline.catalog import PromptFormat
+from nearline.completion.service import create_local_engine, create_process_engine, engine_builder
 from nearline.config import Settings, parse_settings
-from nearline.engine import GenerationRequest, LlamaEngine
-from nearline.models import ModelError
-from nearline.service import create_local_engine, create_process_engine, engine_builder
-from nearline.worker import ProcessEngine, WorkerCrashed, WorkerFailed
+from nearline.engine.llama import GenerationRequest, LlamaEngine
+from nearline.engine.worker import ProcessEngine, WorkerCrashed, WorkerFailed
+from nearline.weights.catalog import PromptFormat
+from nearline.weights.download import ModelError
 
 from ..conftest import ROOT, SMALL_ID
 from . import worker_builders as wb
@@ -298,9 +298,9 @@ def test_a_call_stuck_past_its_cancel_is_killed(small_model: Path) -> None:
 SCRIPT = """
 import functools, sys, threading
 from nearline.config import parse_settings
-from nearline.engine import GenerationRequest
-from nearline.service import engine_builder
-from nearline.worker import ProcessEngine
+from nearline.engine.llama import GenerationRequest
+from nearline.completion.service import engine_builder
+from nearline.engine.worker import ProcessEngine
 from tests.model import worker_builders as wb
 
 def main():

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from nearline.config import Settings
-from nearline.engine import GenerationRequest, GenerationResult, LlamaEngine
+from nearline.engine.llama import GenerationRequest, GenerationResult, LlamaEngine
 
 
 def segfault() -> None:
@@ -91,8 +91,8 @@ class KeyedEngine(LlamaEngine):
 
 
 def keyed_engine(settings: Settings) -> KeyedEngine:
-    from nearline.engine import load_options
-    from nearline.service import resolve_model
+    from nearline.completion.service import resolve_model
+    from nearline.engine.llama import load_options
 
     entry, path = resolve_model(settings)
     return KeyedEngine(load_options(entry, path, settings.model), entry.format, entry.id)

@@ -8,8 +8,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from nearline.catalog import load_catalog
-from nearline.engine import GenerationRequest, GenerationResult
+from nearline.engine.llama import GenerationRequest, GenerationResult
+from nearline.weights.catalog import load_catalog
 
 
 class FakeEngine:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from nearline.catalog import load_catalog
+from nearline.weights.catalog import load_catalog
 
 from ..conftest import DEFAULT_ID, ROOT, SMALL_ID, server_env
 from ..servers import free_port

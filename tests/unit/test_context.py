@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from nearline import context
-from nearline.config import parse_settings
-from nearline.context import (
+from nearline.completion import composers as context
+from nearline.completion.composers import (
     BM25_MAX_TOKENS,
     COMPOSERS,
     PREFIX_CUT_STEP,
@@ -29,9 +28,10 @@ from nearline.context import (
     snippets_of,
     tail_lines_within,
 )
-from nearline.index import IndexSettings, WorkspaceIndex
-from nearline.prompt import RepoFile
-from nearline.service import CompletionService, Query
+from nearline.completion.prompt import RepoFile
+from nearline.completion.service import CompletionService, Query
+from nearline.config import parse_settings
+from nearline.workspace.index import IndexSettings, WorkspaceIndex
 
 from .fakes import FakeEngine, approx_count
 
@@ -708,7 +708,7 @@ def test_imported_files_whose_names_were_used_last_are_nearest() -> None:
 def test_the_server_reports_opened_and_focused_documents_by_workspace_path(
     tmp_path: Path,
 ) -> None:
-    from nearline.lsp import NearlineServer
+    from nearline.lsp.server import NearlineServer
 
     (tmp_path / "pkg").mkdir()
     svc, _ = _service(tmp_path)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from pathspec import GitIgnoreSpec
 
-from nearline.ignore import (
+from nearline.workspace.ignore import (
     REDACTED,
     FastSpec,
     IgnoreRules,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from nearline.index import FileEntry, IndexSettings, WorkspaceIndex, language_for
+from nearline.workspace.index import FileEntry, IndexSettings, WorkspaceIndex, language_for
 
 GH_TOKEN = "gh" + "p_" + "FAKE" * 9
 PEM = (

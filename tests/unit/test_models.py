@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from nearline import models
-from nearline.catalog import ModelEntry, RopeSettings, load_catalog, models_dir
-from nearline.models import (
+from nearline.weights import download as models
+from nearline.weights.catalog import ModelEntry, RopeSettings, load_catalog, models_dir
+from nearline.weights.download import (
     ModelError,
     check_gguf,
     ensure_verified,

@@ -7,9 +7,10 @@ import json
 
 import pytest
 
-from nearline.catalog import PromptFormat, load_catalog
-from nearline.engine import Utf8Accumulator
-from nearline.prompt import Prompt, PromptPart, RepoFile, file_parts, repo_parts, sanitize
+from nearline.completion.prompt import Prompt, PromptPart, RepoFile, file_parts, repo_parts
+from nearline.engine.llama import Utf8Accumulator
+from nearline.engine.remote import sanitize
+from nearline.weights.catalog import PromptFormat, load_catalog
 
 QWEN = load_catalog().get("qwen2.5-coder-0.5b-instruct-q4_k_m").format
 STAR = load_catalog().get("smollm2-135m-instruct-q4_1").format

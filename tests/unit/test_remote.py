@@ -15,12 +15,12 @@ from typing import Any
 import httpx
 import pytest
 
-from nearline.catalog import load_catalog
+from nearline.completion.service import CompletionService, Query
 from nearline.config import EngineSettings, parse_settings
-from nearline.engine import GenerationRequest
-from nearline.models import ModelError
-from nearline.remote import RemoteEngine, normalize_url, remote_options
-from nearline.service import CompletionService, Query
+from nearline.engine.llama import GenerationRequest
+from nearline.engine.remote import RemoteEngine, normalize_url, remote_options
+from nearline.weights.catalog import load_catalog
+from nearline.weights.download import ModelError
 
 from .fakes import approx_count
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from nearline.completion.service import CompletionService, Query
 from nearline.config import parse_settings
-from nearline.index import IndexSettings, WorkspaceIndex, language_for
-from nearline.service import CompletionService, Query
+from nearline.workspace.index import IndexSettings, WorkspaceIndex, language_for
 
 from ..conftest import DEFAULT_ID
 from ..secretfixture import leaks, make_project

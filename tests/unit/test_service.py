@@ -5,14 +5,14 @@ from pathlib import Path
 
 import pytest
 
-from nearline.config import parse_settings
-from nearline.service import (
+from nearline.completion.service import (
     CompletionService,
     OutOfRange,
     Query,
     clean_suggestion,
     split_at_cursor,
 )
+from nearline.config import parse_settings
 
 from .fakes import FakeEngine, approx_count
 
@@ -138,7 +138,7 @@ async def test_asyncio_cancel_reaches_engine() -> None:
 
 
 async def test_unavailable_model_gives_empty_answers() -> None:
-    from nearline.models import ModelError
+    from nearline.weights.download import ModelError
 
     def broken(_s: object) -> FakeEngine:
         raise ModelError("model x is not downloaded; run: nearline models pull x")
@@ -379,7 +379,7 @@ async def test_speculation_can_be_switched_off() -> None:
 
 
 def test_suffix_cut_ends_at_a_line_break() -> None:
-    from nearline.service import _head_within
+    from nearline.completion.service import _head_within
 
     # A FIM model given a suffix cut mid-line continues that line instead of the middle.
     text, n = _head_within("abc)\nline two\nline three\n", 12, len)

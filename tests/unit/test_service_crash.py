@@ -8,10 +8,10 @@ import threading
 import time
 from pathlib import Path
 
+from nearline.completion.service import CompletionService, Query
 from nearline.config import parse_settings
-from nearline.engine import GenerationRequest, GenerationResult
-from nearline.service import CompletionService, Query
-from nearline.worker import WorkerCrashed, WorkerFailed
+from nearline.engine.llama import GenerationRequest, GenerationResult
+from nearline.engine.worker import WorkerCrashed, WorkerFailed
 
 from .fakes import FakeEngine, approx_count
 

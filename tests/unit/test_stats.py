@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from nearline.stats import AcceptanceStats, format_report
+from nearline.completion.stats import AcceptanceStats, format_report
 
 
 def test_shown_once_per_suggestion_and_accepts(tmp_path: Path) -> None:

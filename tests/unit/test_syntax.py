@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from nearline import syntax
-from nearline.syntax import (
+from nearline.completion import syntax
+from nearline.completion.syntax import (
     SyntaxDocs,
     UnsupportedLanguage,
     clean,

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from lsprotocol import types
 from pygls.workspace.position_codec import PositionCodec
 
-from nearline.textdoc import LspDocument
+from nearline.lsp.textdoc import LspDocument
 
 from ..docmodel import ClientDoc, lsp_lines, texts
 

@@ -1,4 +1,4 @@
-"""Fast tests of nearline.tokens (no llama.cpp).
+"""Fast tests of nearline.engine.tokens (no llama.cpp).
 
 Most tests use a tiny byte-level BPE GGUF written with the `gguf` package; the ones that need the
 real Qwen/SmolLM vocabularies read their paths from NEARLINE_TEST_QWEN / NEARLINE_TEST_SMOLLM
@@ -15,9 +15,8 @@ from pathlib import Path
 import gguf
 import pytest
 
-from nearline import tokens
-from nearline.catalog import load_catalog
-from nearline.tokens import (
+from nearline.engine import tokens
+from nearline.engine.tokens import (
     ApproxCounter,
     GGUFTokenizer,
     TokenCounter,
@@ -25,6 +24,7 @@ from nearline.tokens import (
     load_counter,
     load_tokenizer,
 )
+from nearline.weights.catalog import load_catalog
 
 from ..conftest import DEFAULT_ID, SMALL_ID
 
@@ -172,7 +172,7 @@ def test_unicode16_letters_follow_llama_cpp_tables(tiny: Path) -> None:
 
 def test_unknown_pre_type_falls_back(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = write_tiny_gguf(tmp_path / "odd.gguf", pre="brand-new-pre")
-    with caplog.at_level(logging.WARNING, logger="nearline.tokens"):
+    with caplog.at_level(logging.WARNING, logger="nearline.engine.tokens"):
         tok = GGUFTokenizer.from_gguf(path)
     assert "brand-new-pre" in caplog.text
     assert tok.decode(tok.encode("hello world 123")) == "hello world 123"
@@ -180,7 +180,7 @@ def test_unknown_pre_type_falls_back(tmp_path: Path, caplog: pytest.LogCaptureFi
 
 def test_missing_pre_type_uses_default(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = write_tiny_gguf(tmp_path / "nopre.gguf", pre=None)
-    with caplog.at_level(logging.WARNING, logger="nearline.tokens"):
+    with caplog.at_level(logging.WARNING, logger="nearline.engine.tokens"):
         tok = GGUFTokenizer.from_gguf(path)
     assert "tokenizer.ggml.pre" in caplog.text
     assert tok.count("hello") == 1
@@ -261,7 +261,7 @@ def test_corrupt_disk_cache_is_rebuilt(
     (cached,) = cache.glob("*.json")
     cached.write_text("{ broken")
     tokens.clear_cache()
-    with caplog.at_level(logging.WARNING, logger="nearline.tokens"):
+    with caplog.at_level(logging.WARNING, logger="nearline.engine.tokens"):
         tok = load_tokenizer(tiny, cache_dir=cache)
     assert "unreadable tokenizer cache" in caplog.text
     assert tok.count("hello world") == 2

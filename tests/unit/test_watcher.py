@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from nearline.index import WorkspaceIndex
-from nearline.watcher import IndexWatcher
+from nearline.workspace.index import WorkspaceIndex
+from nearline.workspace.watcher import IndexWatcher
 
 
 def write(root: Path, rel: str, text: str = "x = 1\n") -> Path:

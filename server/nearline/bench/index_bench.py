@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..index import IndexSettings, WorkspaceIndex
-from ..watcher import IndexWatcher
+from nearline.workspace.index import IndexSettings, WorkspaceIndex
+from nearline.workspace.watcher import IndexWatcher
 
 __all__ = ["generate_tree", "run"]
 

@@ -27,8 +27,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from ..client import EditorSession
-from ..demo import sample_project
+from nearline.tools.client import EditorSession
+from nearline.tools.demo import sample_project
 
 MAX_TOKENS = 48
 
@@ -281,7 +281,7 @@ def _prompt_params(uri: str, line: int, character: int) -> Any:
 def _raw_llama(engine: dict[str, Any], prompts: list[str], tail: list[str]) -> dict[str, Any]:
     """The same prompts through llama-cpp-python's own completion API with its prefix reuse.
     Every keystroke runs the model: raw llama-cpp-python has no client cache."""
-    from ..engine import open_llama
+    from nearline.engine.llama import open_llama
 
     llm = open_llama(
         model_path=engine["path"], n_ctx=engine["n_ctx"], n_threads=engine["threads"],

@@ -60,7 +60,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..context import path_distance
+from nearline.completion.composers import path_distance
+
 from .latency import pct
 from .quality_tasks import (
     CATEGORIES,
@@ -129,11 +130,12 @@ DEFAULT_VARIANTS = tuple(n for n, v in VARIANTS.items() if not v.oracle)
 
 def variant_problem(v: Variant, has_fim: bool = True) -> str | None:
     """Why ``v`` cannot run in this build, or None."""
-    from .. import config, context
+    from nearline import config
+    from nearline.completion import composers as context
 
     if v.composer not in context.COMPOSERS or v.composer not in config.COMPOSERS:
         return (
-            f"composer {v.composer!r} is not in this build (nearline.context.COMPOSERS / "
+            f"composer {v.composer!r} is not in this build (nearline.completion.composers.COMPOSERS / "
             f"config.COMPOSERS): variant {v.name} skipped"
         )
     if v.suffix and not has_fim:
@@ -205,7 +207,7 @@ def base_settings(model: str | None) -> dict[str, Any]:
 
 
 def settings_for(base: dict[str, Any], v: Variant, budget: int) -> Any:
-    from ..config import parse_settings
+    from nearline.config import parse_settings
 
     raw = json.loads(json.dumps(base))
     raw.setdefault("context", {}).update({"composer": v.composer, "budgetTokens": budget})
@@ -242,7 +244,7 @@ class FileWorkspace:
 def make_workspace(task: Task, text: str, count: Callable[[str], int]) -> FileWorkspace:
     """The project of ``task`` without its completion file, indexed as ``nearline serve``
     would, and the files nearest to it (by path distance, then name) as the recent ones."""
-    from ..index import IndexSettings, WorkspaceIndex
+    from nearline.workspace.index import IndexSettings, WorkspaceIndex
 
     rel = task.rel
     index = WorkspaceIndex(
@@ -295,7 +297,7 @@ def buffer_for(task: Task, text: str, suffix: bool) -> tuple[str, int]:
 def query_for(task: Task, ws: FileWorkspace, buffer: str, offset: int, n: int) -> Any:
     import dataclasses
 
-    from ..service import Query
+    from nearline.completion.service import Query
 
     path = ws.path
     extra: dict[str, Any] = {}
@@ -365,8 +367,8 @@ def definition_stubs(text: str, names: Sequence[str]) -> str | None:
 def oracle_composer(names: Sequence[str]) -> Any:
     """A composer that puts the definitions of ``names`` found in other workspace files into
     the repository context, nearest file last, within the budget it is given."""
-    from ..context import _candidates, frame_cost
-    from ..prompt import RepoFile
+    from nearline.completion.composers import _candidates, frame_cost
+    from nearline.completion.prompt import RepoFile
 
     def compose(req: Any, source: Any, count: Callable[[str], int]) -> list[RepoFile]:
         if req.budget <= 0 or not names:
@@ -484,8 +486,8 @@ async def run_quality(
 ) -> dict[str, Any]:
     """Run the benchmark; returns the report (also written as JSON, a table and a chart).
     ``overrides``: settings for every variant, ``{"context": {"prefixShare": 0.75}}``."""
-    from ..catalog import load_catalog
-    from ..service import CompletionService
+    from nearline.completion.service import CompletionService
+    from nearline.weights.catalog import load_catalog
 
     note = (lambda s: None) if quiet else _note
     t_start = time.monotonic()
@@ -646,7 +648,7 @@ async def _run_model(
 ) -> bool:
     """Pass 2: every task through ``CompletionService.complete``; fills ``records`` in
     place (same order as pass 1). Returns whether it stopped early."""
-    from ..syntax import parses_in_window
+    from nearline.completion.syntax import parses_in_window
 
     i = 0
     n = 0

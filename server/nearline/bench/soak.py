@@ -35,8 +35,9 @@ from typing import Any
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException, JsonRpcRequestCancelled
 
-from ..client import EditorSession
-from ..demo import sample_project
+from nearline.tools.client import EditorSession
+from nearline.tools.demo import sample_project
+
 from .latency import pct
 
 RSS_GOAL_MB = 50.0

@@ -64,9 +64,9 @@ def _measure(model: Path, threads: int, policy: str, busy: bool, n_tokens: int, 
 def run_threads_bench(
     model: str | None = None, n_tokens: int = 512, reps: int = 3, out_json: str | None = None
 ) -> int:
-    from ..config import Settings
-    from ..models import ModelError
-    from ..service import resolve_model
+    from nearline.completion.service import resolve_model
+    from nearline.config import Settings
+    from nearline.weights.download import ModelError
 
     settings = Settings()
     if model:
@@ -77,7 +77,7 @@ def run_threads_bench(
             f"model {entry.id} is not on this machine ({path}): run `nearline models pull "
             f"{entry.id}`"
         )
-    corpus = Path(__file__).resolve().parents[1] / "service.py"
+    corpus = Path(__file__).resolve().parents[1] / "completion" / "service.py"
     cores = multiprocessing.cpu_count()
     rows: list[dict[str, Any]] = []
     print(

@@ -19,11 +19,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..config import parse_settings
-from ..demo import sample_project
-from ..engine import Engine, GenerationRequest
-from ..service import CompletionService, Query, engine_builder
-from ..worker import ProcessEngine
+from nearline.completion.service import CompletionService, Query, engine_builder
+from nearline.config import parse_settings
+from nearline.engine.llama import Engine, GenerationRequest
+from nearline.engine.worker import ProcessEngine
+from nearline.tools.demo import sample_project
 
 
 def _pct(values: list[float], q: float) -> float:

@@ -12,15 +12,15 @@ from typing import Any
 
 import platformdirs
 
-_HERE = Path(__file__).resolve().parent
+_PACKAGE = Path(__file__).resolve().parent.parent  # nearline/
 
 
 def _catalog_file() -> Path:
     # A wheel carries the catalog inside the package; an editable install reads the repo's copy.
-    packaged = _HERE / "_data" / "catalog.json"
+    packaged = _PACKAGE / "_data" / "catalog.json"
     if packaged.is_file():
         return packaged
-    return _HERE.parent.parent / "models" / "catalog.json"
+    return _PACKAGE.parent.parent / "models" / "catalog.json"
 
 
 @dataclass(frozen=True)

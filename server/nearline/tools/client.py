@@ -190,6 +190,6 @@ class EditorSession:
 
 
 def _language_id(path: Path) -> str:
-    from .service import language_for
+    from nearline.completion.service import language_for
 
     return language_for(path.name)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
-from .catalog import ModelEntry
+from nearline.weights.catalog import ModelEntry
 
 GGUF_MAGIC = b"GGUF"
 _CHUNK = 1 << 20

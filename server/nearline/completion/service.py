@@ -24,9 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .catalog import ModelEntry, PromptFormat, format_for_path, load_catalog
-from .config import ModelSettings, Settings
-from .context import (
+from nearline.completion.composers import (
     BM25_QUERY_LINES,
     COMPOSERS,
     PREFIX_CUT_STEP,
@@ -38,13 +36,22 @@ from .context import (
     frame_cost,
     import_specs,
 )
-from .engine import Engine, GenerationRequest, GenerationResult
-from .ignore import PRIVATE_KEY_BLOCK, is_secret_path, redact_slice, secret_spans
-from .index import language_for
-from .models import ModelError
-from .prompt import Prompt, PromptPart, RepoFile, file_parts, repo_parts
-from .syntax import SyntaxDocs, clean, clean_suggestion, gate_reason, neighbours, spec_for
-from .worker import WorkerCrashed
+from nearline.completion.prompt import Prompt, PromptPart, RepoFile, file_parts, repo_parts
+from nearline.completion.syntax import (
+    SyntaxDocs,
+    clean,
+    clean_suggestion,
+    gate_reason,
+    neighbours,
+    spec_for,
+)
+from nearline.config import ModelSettings, Settings
+from nearline.engine.llama import Engine, GenerationRequest, GenerationResult
+from nearline.engine.worker import WorkerCrashed
+from nearline.weights.catalog import ModelEntry, PromptFormat, format_for_path, load_catalog
+from nearline.weights.download import ModelError
+from nearline.workspace.ignore import PRIVATE_KEY_BLOCK, is_secret_path, redact_slice, secret_spans
+from nearline.workspace.index import language_for
 
 __all__ = ["CompletionService", "OutOfRange", "Query", "clean_suggestion", "split_at_cursor"]
 
@@ -349,7 +356,7 @@ class CompletionService:
         """Exact counts with the model's own vocabulary through HF tokenizers, built from the
         GGUF without loading the model (so the index and the composer can count before the model
         is ready). An over-estimate when the file is unusable: budgets stay safe."""
-        from .tokens import ApproxCounter, load_counter
+        from nearline.engine.tokens import ApproxCounter, load_counter
 
         try:
             path: Path | None = resolve_model(self.settings)[1]
@@ -965,8 +972,8 @@ def create_remote_engine(settings: Settings) -> Engine:
     the file ``model.path``) still gives the prompt format and, when its GGUF is here, the exact
     vocabulary. Never contacts the server: an unreachable one is reported by the first request
     and retried, so the engine is ready even before the server is."""
-    from .remote import RemoteEngine, remote_options
-    from .tokens import load_counter
+    from nearline.engine.remote import RemoteEngine, remote_options
+    from nearline.engine.tokens import load_counter
 
     try:
         entry, path = resolve_model(settings)
@@ -981,7 +988,7 @@ def create_remote_engine(settings: Settings) -> Engine:
 def _verified_model(settings: Settings) -> tuple[ModelEntry, Path, PromptFormat, str]:
     """(entry, file, prompt format, label) of the configured model, checked before loading;
     raises ``ModelError`` with a fix for the user."""
-    from .models import check_gguf, ensure_verified
+    from nearline.weights.download import check_gguf, ensure_verified
 
     try:
         entry, path = resolve_model(settings)
@@ -999,7 +1006,7 @@ def build_llama_engine(
 ) -> Engine:
     """Load a verified model with llama.cpp, in whichever process calls it (the server, or the
     model process); llama.cpp's refusal to load becomes a ``ModelError``."""
-    from .engine import LlamaEngine, load_options
+    from nearline.engine.llama import LlamaEngine, load_options
 
     opts = load_options(entry, path, ms)
     try:
@@ -1030,6 +1037,6 @@ def engine_builder(settings: Settings) -> tuple[Callable[[], Engine], PromptForm
 def create_process_engine(settings: Settings) -> Engine:
     """Verify the configured model here, load it in a child process (``worker.py``): this
     process never imports llama.cpp."""
-    from .worker import ProcessEngine
+    from nearline.engine.worker import ProcessEngine
 
     return ProcessEngine(*engine_builder(settings))

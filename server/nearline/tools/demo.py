@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .client import EditorSession
+from nearline.tools.client import EditorSession
 
-SAMPLE = Path(__file__).resolve().parent.parent.parent / "examples" / "sample_project"
+SAMPLE = Path(__file__).resolve().parents[3] / "examples" / "sample_project"
 
 
 def sample_project() -> Path:

@@ -59,7 +59,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
-from .prompt import RepoFile
+from nearline.completion.prompt import RepoFile
 
 CountTokens = Callable[[str], int]
 

@@ -13,11 +13,10 @@ that happens to contain ``<|file_sep|>`` cannot forge prompt structure.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .catalog import PromptFormat
+from nearline.weights.catalog import PromptFormat
 
 PartKind = Literal["special", "repo-file", "header", "prefix", "suffix"]
 
@@ -140,13 +139,3 @@ def file_parts(
     else:
         parts.append(PromptPart("prefix", prefix, path=path, tokens=prefix_tokens))
     return parts, use_fim
-
-
-def sanitize(text: str, fmt: PromptFormat, extra: Iterable[str] = ()) -> str:
-    """Defuse control strings inside file text for backends that tokenize the whole prompt with
-    special-token parsing (remote engines): a zero-width break keeps them from matching.
-    ``extra``: more control strings, e.g. every control token of the model's vocabulary."""
-    for s in (*fmt.specials, *extra):
-        if len(s) > 1 and s in text:
-            text = text.replace(s, s[0] + "\u200b" + s[1:])
-    return text

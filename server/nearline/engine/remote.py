@@ -3,7 +3,7 @@
 Everything that makes a suggestion good stays local — context composition, budgets, cleaning,
 typing-through — and only the finished prompt string goes to the server (llama.cpp's
 ``llama-server``, llama-cpp-python's ``llama_cpp.server``, vLLM, Ollama). The server tokenizes
-that string with special-token parsing, so file text is defused first (``prompt.sanitize``): a
+that string with special-token parsing, so file text is defused first (``sanitize``): a
 file that contains ``<|file_sep|>`` must not be able to forge prompt structure there either.
 
 Responses are streamed (SSE) so that the end of the line, the request's time limit and a cancel
@@ -28,18 +28,17 @@ import os
 import socket
 import threading
 import time
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 import httpx
 
-from .catalog import PromptFormat
-from .config import EngineSettings
-from .engine import GenerationRequest, GenerationResult, StopReason
-from .models import ModelError
-from .prompt import sanitize
-from .tokens import GGUFTokenizer, TokenCounter
+from nearline.config import EngineSettings
+from nearline.engine.llama import GenerationRequest, GenerationResult, StopReason
+from nearline.engine.tokens import GGUFTokenizer, TokenCounter
+from nearline.weights.catalog import PromptFormat
+from nearline.weights.download import ModelError
 
 log = logging.getLogger(__name__)
 
@@ -687,3 +686,13 @@ def _server_ms(timings: dict[str, Any]) -> dict[str, float]:
 
 def _int(v: Any) -> int | None:
     return int(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+
+def sanitize(text: str, fmt: PromptFormat, extra: Iterable[str] = ()) -> str:
+    """Defuse control strings inside file text for backends that tokenize the whole prompt with
+    special-token parsing (remote engines): a zero-width break keeps them from matching.
+    ``extra``: more control strings, e.g. every control token of the model's vocabulary."""
+    for s in (*fmt.specials, *extra):
+        if len(s) > 1 and s in text:
+            text = text.replace(s, s[0] + "\u200b" + s[1:])
+    return text

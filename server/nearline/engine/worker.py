@@ -51,9 +51,9 @@ from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from .catalog import PromptFormat
-from .engine import GenerationResult
-from .models import ModelError
+from nearline.engine.llama import GenerationResult
+from nearline.weights.catalog import PromptFormat
+from nearline.weights.download import ModelError
 
 log = logging.getLogger(__name__)
 

@@ -23,13 +23,13 @@ from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
 from pygls.uris import to_fs_path
 
-from . import __version__
-from .config import Settings, SettingsProblem, parse_settings, settings_to_dict
-from .index import IndexSettings, WorkspaceIndex, language_for
-from .service import CompletionService, EngineFactory, OutOfRange, Query
-from .stats import ACCEPT_COMMAND, AcceptanceStats
-from .textdoc import LspDocument, NearlineWorkspace
-from .watcher import IndexWatcher
+from nearline import __version__
+from nearline.completion.service import CompletionService, EngineFactory, OutOfRange, Query
+from nearline.completion.stats import ACCEPT_COMMAND, AcceptanceStats
+from nearline.config import Settings, SettingsProblem, parse_settings, settings_to_dict
+from nearline.lsp.textdoc import LspDocument, NearlineWorkspace
+from nearline.workspace.index import IndexSettings, WorkspaceIndex, language_for
+from nearline.workspace.watcher import IndexWatcher
 
 log = logging.getLogger(__name__)
 

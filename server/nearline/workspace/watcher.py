@@ -1,4 +1,4 @@
-"""File watcher: keeps a :class:`~nearline.index.WorkspaceIndex` current.
+"""File watcher: keeps a :class:`~nearline.workspace.index.WorkspaceIndex` current.
 
 watchdog delivers events on its own thread; per event we do a couple of string
 checks and one set insert.  A worker thread waits until the set has been quiet
@@ -44,7 +44,7 @@ from watchdog.events import (
     FileSystemEventHandler,
 )
 
-from .index import WorkspaceIndex
+from nearline.workspace.index import WorkspaceIndex
 
 __all__ = ["IndexWatcher"]
 

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from .catalog import ModelEntry, PromptFormat
-from .config import ModelSettings
+from nearline.config import ModelSettings
+from nearline.weights.catalog import ModelEntry, PromptFormat
 
 log = logging.getLogger(__name__)
 

@@ -3,11 +3,11 @@ when that changed.
 
 The index knows files, not models or LSP.  The LSP layer feeds it open
 documents (:meth:`WorkspaceIndex.set_overlay`), the watcher
-(:mod:`nearline.watcher`) feeds it disk changes (:meth:`WorkspaceIndex.refresh`)
+(:mod:`nearline.workspace.watcher`) feeds it disk changes (:meth:`WorkspaceIndex.refresh`)
 and the context composer reads it (:meth:`~WorkspaceIndex.files`,
 :meth:`~WorkspaceIndex.text`, :attr:`~WorkspaceIndex.version`).
 
-What gets indexed (see :mod:`nearline.ignore` for the rule details):
+What gets indexed (see :mod:`nearline.workspace.ignore` for the rule details):
 
 * every workspace folder is walked; a folder nested in another is walked only
   as itself;
@@ -46,7 +46,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .ignore import (
+from nearline.workspace.ignore import (
     VCS_DIRS,
     IgnoreRules,
     decode_text,

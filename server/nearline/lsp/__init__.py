@@ -1,0 +1,5 @@
+"""The language server: capabilities, document sync, handlers, commands and progress.
+
+The only package that imports pygls (besides the test client in ``tools``); everything it
+answers is delegated to ``completion``.
+"""

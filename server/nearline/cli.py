@@ -329,6 +329,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
                                      out_json=args.json)  # fmt: skip
         except ModelError as exc:
             raise UserError(str(exc)) from None
+    if args.bench_cmd == "kernels":
+        from nearline.bench.kernels_bench import run_kernels_bench
+        from nearline.weights.download import ModelError
+
+        if len(args.wheels) < 1 or args.rounds < 1 or args.tokens < 16 or args.gen < 1:
+            raise UserError("give one or more wheels; --rounds, --gen >= 1, --tokens >= 16")
+        try:
+            return run_kernels_bench(args.wheels, model=args.model, n_prompt=args.tokens,
+                                     n_gen=args.gen, rounds=args.rounds, threads=args.threads,
+                                     out_json=args.json, pick_file=args.pick)  # fmt: skip
+        except (ModelError, RuntimeError) as exc:
+            raise UserError(str(exc)) from None
     if args.bench_cmd == "quality":
         from nearline.bench.quality import QualityError, main_quality
 
@@ -456,6 +468,18 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--tokens", type=int, default=512, help="prompt length")
     bt.add_argument("--reps", type=int, default=3)
     bt.add_argument("--json", default=None, help="write the numbers to this JSON file")
+    bk = bsub.add_parser(
+        "kernels",
+        help="llama.cpp builds (wheels) compared on this CPU: prompt and generation speed",
+    )
+    bk.add_argument("wheels", nargs="+", metavar="WHEEL", help="llama-cpp-python wheel files")
+    bk.add_argument("--model", default=None)
+    bk.add_argument("--tokens", type=int, default=512, help="prompt length")
+    bk.add_argument("--gen", type=int, default=32, help="tokens generated after the prompt")
+    bk.add_argument("--rounds", type=int, default=3, help="alternating rounds (median)")
+    bk.add_argument("--threads", type=int, default=None, help="default: CPU cores (at most 8)")
+    bk.add_argument("--json", default=None, help="write the numbers to this JSON file")
+    bk.add_argument("--pick", default=None, help="write the faster wheel's path to this file")
     bq = bsub.add_parser(
         "quality",
         help="completion quality (Exact Match, Edit Similarity) per context composer on real "

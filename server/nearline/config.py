@@ -19,6 +19,13 @@ ROPE_SCALING_TYPES = ("none", "linear", "yarn")
 COMPOSERS = ("path-distance", "file-level", "ring-buffer", "bm25")
 BACKENDS = ("local", "openai")
 ISOLATIONS = ("process", "thread")
+TRIGGERS = ("automatic", "manual")
+# Prose, where a code model's guess is noise and the text is often private (commit messages):
+# no completions unless the user names the language in ``completion.languages``.
+PROSE_LANGUAGES = (
+    "plaintext", "text", "markdown", "git-commit", "git-rebase", "scminput", "restructuredtext",
+    "asciidoc",
+)  # fmt: skip
 
 
 @dataclass(kw_only=True)
@@ -72,6 +79,20 @@ class CompletionSettings:
     speculate: bool = True
     """While a suggestion is shown, compute the next line as if it were accepted (in the
     background, preempted by any request), so accepting and going on is instant."""
+    languages: list[str] | None = None
+    """Allow list of LSP language ids; ``None``: every language not in ``disabled_languages``."""
+    disabled_languages: list[str] = field(default_factory=lambda: list(PROSE_LANGUAGES))
+    """Deny list of LSP language ids: no model run and no warm-up there."""
+    trigger: str = "automatic"
+    """``automatic``: suggest while typing. ``manual``: only when the user asks (an inline
+    request whose triggerKind is Invoked, a completion request invoked by its key)."""
+
+    def enabled_for(self, language: str | None) -> bool:
+        """Whether completions run in ``language`` (an LSP language id)."""
+        lang = (language or "").lower()
+        if self.languages is not None:
+            return lang in {x.lower() for x in self.languages}
+        return lang not in {x.lower() for x in self.disabled_languages}
 
 
 @dataclass(kw_only=True)
@@ -229,6 +250,7 @@ _CHECKS: dict[tuple[str, str], Callable[[Any], str | None]] = {
     ("completion", "timeout_ms"): _int_range(50, 600_000),
     ("completion", "suffix_lines"): _int_range(0, 200),
     ("completion", "candidates"): _int_range(1, 5),
+    ("completion", "trigger"): _one_of(TRIGGERS),
     ("context", "composer"): _one_of(COMPOSERS),
     ("context", "budget_tokens"): _int_range(64, 1 << 20),
     ("context", "prefix_share"): _float_range(0.1, 1.0),

@@ -235,6 +235,8 @@ def cmd_models(args: argparse.Namespace) -> int:
     from nearline.weights.download import ModelError, pull, status, verify
 
     cat = load_catalog()
+    if args.models_cmd == "inspect":
+        return _models_inspect(args)
     if args.models_cmd == "list":
         for m in cat.models:
             st = status(m)
@@ -261,6 +263,69 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(entry.path)
         return 0
     raise UserError(f"unknown models command {args.models_cmd}")
+
+
+def _models_inspect(args: argparse.Namespace) -> int:
+    """What a GGUF says about itself and the prompt format Nearline will use for it."""
+    import contextlib
+
+    from nearline.engine.formats import (
+        FormatError,
+        choose_format,
+        format_from_info,
+        read_model_info,
+    )
+    from nearline.weights.catalog import load_catalog
+    from nearline.weights.download import ModelError, check_gguf
+
+    cat = load_catalog()
+    path = Path(args.file).expanduser()
+    if not path.exists() and os.sep not in args.file:
+        with contextlib.suppress(KeyError):  # a catalog id names its pulled file
+            path = cat.get(args.file).path
+    try:
+        check_gguf(path)
+        info = read_model_info(path)
+        chosen, why = choose_format(cat.default, path, None)
+    except (ModelError, FormatError) as exc:
+        raise UserError(str(exc)) from None
+    detected = format_from_info(info)
+    fmt_json = {
+        "name": chosen.name, "why": why, "fim": chosen.has_fim,
+        "fimPrefix": chosen.fim_prefix, "fimSuffix": chosen.fim_suffix,
+        "fimMiddle": chosen.fim_middle, "repoName": chosen.repo_name,
+        "fileSep": chosen.file_sep, "stop": list(chosen.stop), "detected": detected.name,
+    }  # fmt: skip
+    if args.json:
+        print(json.dumps({**info.to_json(), "format": fmt_json}, indent=2, ensure_ascii=False))
+        return 0
+    t = info.tokens
+    rope = f"base {info.rope_freq_base:g}" if info.rope_freq_base else "base (default)"
+    if info.rope_scaling and info.rope_scaling != "none":
+        rope += f", {info.rope_scaling} x{info.rope_scaling_factor or 1:g}"
+        if info.rope_orig_context:
+            rope += f" from {info.rope_orig_context}"
+    else:
+        rope += ", no scaling"
+    rows = [
+        ("file", str(path)),
+        ("read by", info.reader),
+        ("architecture", info.architecture or "?"),
+        ("name", info.name or "?"),
+        ("tokenizer", f"{info.tokenizer or '?'}, {info.vocab_size} tokens"),
+        ("trained context", str(info.trained_context or "?")),
+        ("RoPE", rope),
+        ("FIM tokens", " ".join(t[r] or "-" for r in ("fim_pre", "fim_suf", "fim_mid"))
+         + (f" (pad {t['fim_pad']})" if t["fim_pad"] else "")),
+        ("repository tokens", f"repo {t['fim_rep']}, file separator {t['fim_sep']}"),
+        ("end of generation", " ".join(info.eog) or "-"),
+        ("format", f"{chosen.name} ({why}; FIM {'yes' if chosen.has_fim else 'no'}"
+         + (f"; the file's tokens say {detected.name}" if detected.name != chosen.name else "")
+         + ")"),
+    ]  # fmt: skip
+    for k, v in rows:
+        print(f"{k + ':':<19} {v}")
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -419,6 +484,9 @@ def build_parser() -> argparse.ArgumentParser:
         )
         if name == "pull":
             mp.add_argument("--force", action="store_true")
+    mi = msub.add_parser("inspect", help="what a GGUF file says: tokens, context, RoPE, format")
+    mi.add_argument("file", help="a GGUF file (or a catalog id)")
+    mi.add_argument("--json", action="store_true")
     m.set_defaults(func=cmd_models)
 
     d = sub.add_parser("demo", help="drive `nearline serve` like an editor on the sample project")

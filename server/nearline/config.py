@@ -26,6 +26,9 @@ PROSE_LANGUAGES = (
     "plaintext", "text", "markdown", "git-commit", "git-rebase", "scminput", "restructuredtext",
     "asciidoc",
 )  # fmt: skip
+# The catalog's format names (models/catalog.json "formats"; a unit test keeps them equal):
+# config is a leaf module and cannot read the catalog itself.
+PROMPT_FORMATS = ("auto", "qwen2.5-coder", "starcoder2")
 
 
 @dataclass(kw_only=True)
@@ -34,6 +37,9 @@ class ModelSettings:
     """Catalog id; ``None`` means the catalog's default model."""
     path: str | None = None
     """An explicit GGUF file; overrides ``id``'s file (the catalog entry still gives the format)."""
+    format: str = "auto"
+    """The prompt format: ``auto`` (the catalog's for a catalog file, else read from the GGUF's
+    own tokens) or the name of a known format, which overrides what was detected."""
     context_length: int | None = None
     """llama.cpp context window (n_ctx); default from the catalog entry."""
     gpu_layers: int | None = None
@@ -245,6 +251,7 @@ _CHECKS: dict[tuple[str, str], Callable[[Any], str | None]] = {
     ("model", "state_cache_mb"): _int_range(0, 1 << 16),
     ("model", "draft_tokens"): _int_range(0, 16),
     ("model", "path"): _existing_file,
+    ("model", "format"): _one_of(PROMPT_FORMATS),
     ("completion", "max_tokens"): _int_range(1, 512),
     ("completion", "debounce_ms"): _int_range(0, 10_000),
     ("completion", "timeout_ms"): _int_range(50, 600_000),

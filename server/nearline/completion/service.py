@@ -46,9 +46,10 @@ from nearline.completion.syntax import (
     spec_for,
 )
 from nearline.config import ModelSettings, Settings
+from nearline.engine.formats import choose_format
 from nearline.engine.llama import Engine, GenerationRequest, GenerationResult
 from nearline.engine.worker import WorkerCrashed
-from nearline.weights.catalog import ModelEntry, PromptFormat, format_for_path, load_catalog
+from nearline.weights.catalog import ModelEntry, PromptFormat, load_catalog
 from nearline.weights.download import ModelError
 from nearline.workspace.ignore import PRIVATE_KEY_BLOCK, is_secret_path, redact_slice, secret_spans
 from nearline.workspace.index import language_for
@@ -297,10 +298,8 @@ class CompletionService:
         return load_catalog().get(self.settings.model.id)
 
     def prompt_format(self) -> PromptFormat:
-        entry = self.model_entry()
-        if self.settings.model.path:
-            return format_for_path(self.settings.model.path, entry.format)
-        return entry.format
+        ms = self.settings.model
+        return choose_format(self.model_entry(), ms.path, ms.format)[0]
 
     def _report_once(self, level: str, text: str) -> None:
         if text not in self._reported:
@@ -979,7 +978,7 @@ def create_remote_engine(settings: Settings) -> Engine:
         entry, path = resolve_model(settings)
     except KeyError as exc:
         raise ModelError(str(exc.args[0])) from None
-    fmt = format_for_path(path, entry.format) if settings.model.path else entry.format
+    fmt = choose_format(entry, path if settings.model.path else None, settings.model.format)[0]
     opts = remote_options(settings.engine)
     counter = load_counter(path if path.is_file() else None)
     return RemoteEngine(opts, fmt, entry.id if not settings.model.path else path.name, counter)
@@ -996,9 +995,9 @@ def _verified_model(settings: Settings) -> tuple[ModelEntry, Path, PromptFormat,
         raise ModelError(str(exc.args[0])) from None
     if settings.model.path:
         check_gguf(path)
-        return entry, path, format_for_path(path, entry.format), path.name
+        return entry, path, choose_format(entry, path, settings.model.format)[0], path.name
     ensure_verified(entry, path)
-    return entry, path, entry.format, entry.id
+    return entry, path, choose_format(entry, None, settings.model.format)[0], entry.id
 
 
 def build_llama_engine(

@@ -82,6 +82,13 @@ class ModelEntry:
     def path(self) -> Path:
         return models_dir() / self.file
 
+    @property
+    def auto_rank(self) -> int | None:
+        """Where ``model.id: auto`` places this model (higher: right more often); None: never
+        chosen by auto (base models, test models)."""
+        rank = self.raw.get("autoRank")
+        return rank if isinstance(rank, int) and not isinstance(rank, bool) else None
+
 
 @dataclass(frozen=True)
 class Catalog:

@@ -7,7 +7,8 @@ documents (:meth:`WorkspaceIndex.set_overlay`), the watcher
 and the context composer reads it (:meth:`~WorkspaceIndex.files`,
 :meth:`~WorkspaceIndex.text`, :attr:`~WorkspaceIndex.version`).
 
-What gets indexed (see :mod:`nearline.workspace.ignore` for the rule details):
+What gets indexed (see :mod:`nearline.workspace.ignore` and
+:mod:`nearline.workspace.secrets` for the rule details):
 
 * every workspace folder is walked; a folder nested in another is walked only
   as itself;
@@ -52,10 +53,9 @@ from nearline.workspace.ignore import (
     decode_text,
     ignore_file_scope,
     is_ignore_file,
-    is_secret_path,
     iter_parents,
-    redact,
 )
+from nearline.workspace.secrets import is_secret_path, redact
 
 __all__ = [
     "FileEntry",

@@ -244,7 +244,8 @@ class FileWorkspace:
 def make_workspace(task: Task, text: str, count: Callable[[str], int]) -> FileWorkspace:
     """The project of ``task`` without its completion file, indexed as ``nearline serve``
     would, and the files nearest to it (by path distance, then name) as the recent ones."""
-    from nearline.workspace.index import IndexSettings, WorkspaceIndex
+    from nearline.config import IndexSettings
+    from nearline.workspace.index import WorkspaceIndex
 
     rel = task.rel
     index = WorkspaceIndex(

@@ -13,10 +13,14 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Literal, get_args
 
 ROPE_SCALING_TYPES = ("none", "linear", "yarn")
-COMPOSERS = ("path-distance", "file-level", "ring-buffer", "bm25")
+# The composers' names: the one list (``context.composer``'s choices; completion.composers maps
+# each to its function, checked by mypy to miss none). It lives here because config may not
+# import completion.
+ComposerName = Literal["path-distance", "file-level", "ring-buffer", "bm25"]
+COMPOSERS: tuple[ComposerName, ...] = get_args(ComposerName)
 BACKENDS = ("local", "openai")
 ISOLATIONS = ("process", "thread")
 

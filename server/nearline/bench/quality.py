@@ -425,15 +425,6 @@ def estimate_seconds(prompts: Sequence[tuple[str, int]], keep: int = 12) -> tupl
 # --------------------------------------------------------------------------- the run
 
 
-@dataclass
-class Plan:
-    dataset: Dataset
-    tasks: list[Task]  # after --limit, in run order (file, line)
-    variants: list[Variant]
-    skipped: dict[str, str]
-    budgets: list[int]
-
-
 def _limit(tasks: list[Task], limit: int | None) -> list[Task]:
     """The first ``limit`` tasks taken round-robin over the files (so a quick run sees every
     project), returned in file and line order."""

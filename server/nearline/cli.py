@@ -172,13 +172,9 @@ def _make_service(args: argparse.Namespace, q: Any) -> Any:
 
 
 def _build_index(root: Path, settings: Any, q: Any, count: Any) -> Any:
-    from nearline.workspace.index import IndexSettings, WorkspaceIndex
+    from nearline.workspace.index import WorkspaceIndex
 
-    idx = WorkspaceIndex(
-        [root],
-        IndexSettings(exclude=settings.index.exclude, max_file_bytes=settings.index.max_file_bytes),
-        count_tokens=count,
-    )
+    idx = WorkspaceIndex([root], settings.index, count_tokens=count)
     idx.scan()
     if q.path is not None:
         idx.set_overlay(q.path, q.text)

@@ -13,10 +13,14 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Literal, get_args
 
 ROPE_SCALING_TYPES = ("none", "linear", "yarn")
-COMPOSERS = ("path-distance", "file-level", "ring-buffer", "bm25")
+# The composers' names: the one list (``context.composer``'s choices; completion.composers maps
+# each to its function, checked by mypy to miss none). It lives here because config may not
+# import completion.
+ComposerName = Literal["path-distance", "file-level", "ring-buffer", "bm25"]
+COMPOSERS: tuple[ComposerName, ...] = get_args(ComposerName)
 BACKENDS = ("local", "openai")
 ISOLATIONS = ("process", "thread")
 TRIGGERS = ("automatic", "manual")
@@ -116,10 +120,16 @@ class ContextSettings:
 
 
 @dataclass(kw_only=True)
-class IndexSettingsCfg:
+class IndexSettings:
+    """The ``index`` section; also what :class:`~nearline.workspace.index.WorkspaceIndex` takes
+    (the workspace layer reads it from here, so the settings and the index cannot disagree)."""
+
     exclude: list[str] = field(default_factory=list)
+    """gitwildmatch globs excluded on top of ``.gitignore``; ``!glob`` force-includes."""
     max_file_bytes: int = 1_000_000
+    """Larger files are not indexed."""
     watch: bool = True
+    """Keep the index current with disk changes (a watchdog watcher)."""
 
 
 @dataclass(kw_only=True)
@@ -155,7 +165,7 @@ class Settings:
     model: ModelSettings = field(default_factory=ModelSettings)
     completion: CompletionSettings = field(default_factory=CompletionSettings)
     context: ContextSettings = field(default_factory=ContextSettings)
-    index: IndexSettingsCfg = field(default_factory=IndexSettingsCfg)
+    index: IndexSettings = field(default_factory=IndexSettings)
     engine: EngineSettings = field(default_factory=EngineSettings)
     stats: StatsSettings = field(default_factory=StatsSettings)
 

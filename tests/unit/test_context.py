@@ -30,8 +30,8 @@ from nearline.completion.composers import (
 )
 from nearline.completion.prompt import RepoFile
 from nearline.completion.service import CompletionService, Query
-from nearline.config import parse_settings
-from nearline.workspace.index import IndexSettings, WorkspaceIndex
+from nearline.config import IndexSettings, parse_settings
+from nearline.workspace.index import WorkspaceIndex
 
 from .fakes import FakeEngine, approx_count
 

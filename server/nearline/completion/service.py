@@ -51,8 +51,8 @@ from nearline.engine.llama import Engine, GenerationRequest, GenerationResult
 from nearline.engine.worker import WorkerCrashed
 from nearline.weights.catalog import ModelEntry, PromptFormat, load_catalog
 from nearline.weights.download import ModelError
-from nearline.workspace.ignore import PRIVATE_KEY_BLOCK, is_secret_path, redact_slice, secret_spans
 from nearline.workspace.index import language_for
+from nearline.workspace.secrets import PRIVATE_KEY_BLOCK, is_secret_path, redact_slice, secret_spans
 
 __all__ = ["CompletionService", "OutOfRange", "Query", "clean_suggestion", "split_at_cursor"]
 

@@ -28,7 +28,7 @@ from nearline.completion.service import CompletionService, EngineFactory, OutOfR
 from nearline.completion.stats import ACCEPT_COMMAND, AcceptanceStats
 from nearline.config import Settings, SettingsProblem, parse_settings, settings_to_dict
 from nearline.lsp.textdoc import LspDocument, NearlineWorkspace
-from nearline.workspace.index import IndexSettings, WorkspaceIndex, language_for
+from nearline.workspace.index import WorkspaceIndex, language_for
 from nearline.workspace.watcher import IndexWatcher
 
 log = logging.getLogger(__name__)
@@ -749,7 +749,7 @@ async def start_index(ls: NearlineServer) -> None:
     cfg = ls.settings.index
     index = WorkspaceIndex(
         ls.roots,
-        IndexSettings(exclude=list(cfg.exclude), max_file_bytes=cfg.max_file_bytes),
+        cfg,
         count_tokens=ls.service.count_tokens if ls.service is not None else None,
     )
     ls.index, ls.index_scanned = index, False

@@ -656,6 +656,9 @@ class CompletionService:
 
     # -- completion ----------------------------------------------------------------------
     async def complete(self, q: Query) -> Outcome:
+        """Answer ``q`` from a suggestion on screen (typed through, or the next line computed
+        ahead of its acceptance); else, unless gated, from the model once it is loaded, its
+        lines cleaned and checked."""
         t0 = time.perf_counter()
         if not self.settings.completion.enabled:
             return Outcome(source="gated")
@@ -828,36 +831,18 @@ class CompletionService:
         """The model's answer, cleaned and checked, and recorded (or why there is none)."""
         out = Outcome(result=result, prompt_tokens=result.prompt_tokens, latency_s=latency_s)
         if result.stop_reason == "cancelled" or turn.superseded:
-            self.stats.cancelled += 1
-            self.recent.append(
-                {
-                    "source": "cancelled",
-                    "evaluated": result.evaluated_tokens,
-                    "generated": result.generated_tokens,
-                    "stop": result.stop_reason,
-                }
-            )
             out.source = "cancelled"
-            return out
-        if result.stop_reason == "error":
+        elif result.stop_reason == "error":
+            out.source = "error"
             # The engine says when a failure is news (once per outage of a remote server).
             if notice := result.extra.get("notice"):
                 self._on_message("error", str(notice))
-            self.recent.append({"source": "error", "error": result.extra.get("error")})
-            out.source = "error"
-            return out
-        self.stats.model += 1
-        out.source = "model"
-        out.suggestions = self._suggestions(q, language, before, after, result)
-        if out.suggestions:
-            self._remember(turn.doc, q, before, out.suggestions)
-        self.recent.append({
-            "source": "model", "prompt": result.prompt_tokens, "evaluated": result.evaluated_tokens,
-            "generated": result.generated_tokens, "stop": result.stop_reason,
-            "latency_ms": round(out.latency_s * 1000, 1),
-            "alternatives": len(result.alternatives), "shown": len(out.suggestions),
-            "parses": [s.parses for s in out.suggestions],
-        })  # fmt: skip
+        else:
+            out.source = "model"
+            out.suggestions = self._suggestions(q, language, before, after, result)
+            if out.suggestions:
+                self._remember(turn.doc, q, before, out.suggestions)
+        self._record(out, result)
         if (
             out.suggestions
             and self.settings.completion.speculate
@@ -866,6 +851,27 @@ class CompletionService:
         ):
             self._spawn(self._speculate(q, turn.doc, before + out.suggestions[0].text))
         return out
+
+    def _record(self, out: Outcome, result: GenerationResult) -> None:
+        """Count a model run's outcome and keep it in ``recent`` (benchmarks and the status
+        command read it)."""
+        if out.source == "cancelled":
+            self.stats.cancelled += 1
+            self.recent.append({
+                "source": "cancelled", "evaluated": result.evaluated_tokens,
+                "generated": result.generated_tokens, "stop": result.stop_reason,
+            })  # fmt: skip
+        elif out.source == "error":
+            self.recent.append({"source": "error", "error": result.extra.get("error")})
+        else:
+            self.stats.model += 1
+            self.recent.append({
+                "source": "model", "prompt": result.prompt_tokens,
+                "evaluated": result.evaluated_tokens, "generated": result.generated_tokens,
+                "stop": result.stop_reason, "latency_ms": round(out.latency_s * 1000, 1),
+                "alternatives": len(result.alternatives), "shown": len(out.suggestions),
+                "parses": [s.parses for s in out.suggestions],
+            })  # fmt: skip
 
     def _suggestions(
         self, q: Query, language: str, before: str, after: str, result: GenerationResult

@@ -8,8 +8,8 @@ import threading
 
 import pytest
 
-from nearline.completion.service import create_local_engine
 from nearline.config import parse_settings
+from nearline.engine.factory import create_local_engine
 from nearline.engine.formats import read_with_gguf
 from nearline.engine.llama import GenerationRequest, LlamaEngine
 from nearline.weights.catalog import load_catalog

@@ -143,8 +143,8 @@ def run_kernels_bench(
     rounds: int = 3, threads: int | None = None, out_json: str | None = None,
     pick_file: str | None = None,
 ) -> int:  # fmt: skip
-    from nearline.completion.service import resolve_model
     from nearline.config import Settings
+    from nearline.engine.factory import resolve_model
     from nearline.weights.download import ModelError
 
     paths = [Path(w).expanduser() for w in wheels]

@@ -582,8 +582,8 @@ async def run_quality(
     report = _report(
         dataset=dataset, comp=comp, tasks=tasks, variants=chosen_variants, skipped=skipped,
         budgets=chosen_budgets, records=records, dry_run=dry_run, partial=partial,
-        model=entry.id, base=base, eta_s=eta_s, elapsed_s=elapsed, service_stats=service.stats,
-        messages=messages,
+        model=entry.id, base=base, eta_s=eta_s, elapsed_s=elapsed,
+        service_stats=service.stats.as_dict(), messages=messages,
     )  # fmt: skip
     print_table(report)
     json_path = Path(out_json) if out_json else _default_out(dry_run)

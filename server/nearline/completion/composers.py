@@ -152,9 +152,14 @@ def cut_prefix(
         text = "".join(lines[first:])
         tokens = count(text)
     if tokens > budget:
-        # A single cursor line longer than the whole budget: keep its end.
+        # A single cursor line longer than the whole budget: keep its end, shrunk until it fits
+        # (a character may be several tokens: CJK, emoji). Whatever is over the budget the
+        # engine would cut from the prompt's start, taking the repository and the FIM tokens.
         text = text[-budget * 2 :]
         tokens = count(text)
+        while tokens > budget and text:
+            text = text[len(text) - int(len(text) * budget / tokens * 0.9) :]
+            tokens = count(text) if text else 0
     return text, tokens, first
 
 

@@ -24,9 +24,10 @@ from pygls.protocol import LanguageServerProtocol
 from pygls.uris import to_fs_path
 
 from nearline import __version__
-from nearline.completion.service import CompletionService, EngineFactory, OutOfRange, Query
+from nearline.completion.service import CompletionService, OutOfRange, Query
 from nearline.completion.stats import ACCEPT_COMMAND, AcceptanceStats
 from nearline.config import Settings, SettingsProblem, parse_settings, settings_to_dict
+from nearline.engine.factory import EngineFactory
 from nearline.lsp.textdoc import LspDocument, NearlineWorkspace
 from nearline.workspace.index import WorkspaceIndex, language_for
 from nearline.workspace.watcher import IndexWatcher
@@ -549,7 +550,7 @@ def build_server(engine_factory: EngineFactory | None = None) -> NearlineServer:
             "worker_pid": info.get("worker_pid") if info else None,
             "engine": info,
             "settings": settings_to_dict(ls.settings),
-            "stats": dict(svc.stats) if svc else {},
+            "stats": svc.stats.as_dict() if svc else {},
             "syntax": dict(svc.syntax.stats) if svc else {},
             "inflight": svc.inflight if svc else 0,
             "recent": list(svc.recent) if svc else [],

@@ -241,12 +241,6 @@ async def test_no_planted_secret_reaches_the_prompt_or_the_engine(
         )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="completion/service._speculate builds the next line's prompt from the document with "
-    "the suggestion glued to the secret typed before it, and the patterns no longer see that "
-    "secret (an unquoted value must end its line; a token must not run on into more letters)",
-)
 async def test_speculation_sends_no_planted_secret(
     speculating: LanguageClient, engine: RecordingEngine, planted: Planted
 ) -> None:

@@ -195,6 +195,23 @@ def _after_enter(q: Query, accepted: str) -> Query:
     return replace(q, text=head + tail, line=q.line + 1, col=0, offset=len(head))
 
 
+def _redacted_head(q: Query, accepted: str) -> str:
+    """``accepted`` (the cursor line's text before the cursor, then a suggestion) with the
+    secrets of that text redacted where they stand in the document. Once the suggestion is glued
+    on, the patterns no longer see them: an unquoted value must end its line, and a token must
+    not run on into more letters."""
+    cur = locate(q.text, q.line, q.col, q.offset)
+    # Where ``accepted`` starts in the document: as complete() cut ``before``.
+    head_start = max(cur.line_start, cur.offset - LINE_CONTEXT)
+    lo = max(0, cur.line_start - SECRET_MARGIN)
+    hi = min(len(q.text), cur.line_end + SECRET_MARGIN)
+    spans = [(a + lo, b + lo) for a, b in secret_spans(q.text[lo:hi])]
+    if not any(a < cur.offset and b > head_start for a, b in spans):
+        return accepted
+    head = redact_slice(q.text, spans, head_start, cur.offset)
+    return head + accepted[cur.offset - head_start :]
+
+
 def split_at_cursor(text: str, line: int, col: int) -> tuple[str, str, str, str]:
     """(prefix, line_before_cursor, line_after_cursor, rest_after_line)."""
     c = locate(text, line, col)
@@ -929,7 +946,7 @@ class CompletionService:
         self._warm_cancel.set()
         cancel = self._warm_cancel = threading.Event()
         try:
-            req = self._request(_after_enter(q, accepted))
+            req = self._request(_after_enter(q, _redacted_head(q, accepted)))
         except OutOfRange:
             return
         loop = asyncio.get_running_loop()

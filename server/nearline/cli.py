@@ -119,7 +119,8 @@ def _settings_from_args(args: argparse.Namespace) -> Any:
     from nearline.weights.catalog import load_catalog
 
     try:
-        load_catalog().get(settings.model.id)
+        if settings.model.id != "auto":
+            load_catalog().get(settings.model.id)
     except KeyError as exc:
         raise UserError(str(exc.args[0])) from None
     settings.completion.debounce_ms = 0

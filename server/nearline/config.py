@@ -38,7 +38,8 @@ PROMPT_FORMATS = ("auto", "qwen2.5-coder", "starcoder2")
 @dataclass(kw_only=True)
 class ModelSettings:
     id: str | None = None
-    """Catalog id; ``None`` means the catalog's default model."""
+    """Catalog id; ``None`` or ``"auto"``: the best catalog model on this machine whose warm
+    p95 per keystroke meets 500 ms here (measured once, see engine/calibrate.py)."""
     path: str | None = None
     """An explicit GGUF file; overrides ``id``'s file (the catalog entry still gives the format)."""
     format: str = "auto"

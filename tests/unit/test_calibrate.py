@@ -77,3 +77,39 @@ def test_a_corrupt_cache_is_measured_again(tmp_path: Path) -> None:
         == "large"
     )
     assert calls == ["large"]
+
+
+def test_auto_resolves_without_measuring_on_the_request_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """resolve_model (asked per request) never measures: with nothing measured yet it answers
+    with the smallest present candidate; the load's measuring call then decides."""
+    from nearline.config import Settings
+    from nearline.engine import factory
+    from nearline.weights import catalog as cat
+
+    monkeypatch.setenv("NEARLINE_MODELS_DIR", str(tmp_path))
+    entries = {e.id: e for e in cat.load_catalog().models}
+    small, large = (
+        entries["qwen2.5-coder-0.5b-instruct-q4_k_m"],
+        entries["qwen2.5-coder-1.5b-instruct-q4_k_m"],
+    )
+    for e in (small, large):
+        with open(e.path, "wb") as f:
+            f.truncate(e.size or 1)
+    monkeypatch.setattr(factory, "_auto_choices", {})
+    measured: list[str] = []
+
+    def fake_measure(model_id: str, path: Path, **kw: object) -> Calibration:
+        measured.append(model_id)
+        return Calibration(model_id, 500.0, 80.0, 100.0, 200.0, "m", 0.0)
+
+    monkeypatch.setattr(calibrate, "measure", fake_measure)
+    s = Settings()
+    assert factory.resolve_model(s)[0].id == small.id and measured == []
+    choice = factory.auto_choice(s, measure=True)
+    assert choice.model_id == large.id and measured == [large.id]
+    assert factory.resolve_model(s)[0].id == large.id  # remembered, no second measurement
+    assert measured == [large.id]
+    s.model.id = small.id  # an explicit id is never second-guessed
+    assert factory.resolve_model(s)[0].id == small.id

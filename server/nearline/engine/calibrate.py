@@ -179,6 +179,8 @@ class AutoChoice:
     model_id: str
     reason: str
     calibrations: list[Calibration]
+    measured: bool = True
+    """False: from earlier measurements only (the load measures what is missing)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {"chosen": self.model_id, "reason": self.reason,
@@ -191,10 +193,12 @@ Measure = Callable[[Candidate], Calibration]
 def choose(
     candidates: Sequence[Candidate], *, threads: int, gpu_layers: int = 0, gpu: str = "",
     build: str = "", target_ms: float = TARGET_P95_MS, measure_fn: Measure | None = None,
+    allow_measure: bool = True,
 ) -> AutoChoice:  # fmt: skip
     """The best-ranked candidate whose warm p95 meets ``target_ms``, measuring (or reading from
     the cache) from the best down; the last candidate is taken without measuring, since nothing
-    smaller is left to fall back on. ``candidates`` must not be empty."""
+    smaller is left to fall back on. ``candidates`` must not be empty. ``allow_measure=False``
+    passes over candidates not measured yet (a quick, provisional answer)."""
     ordered = sorted(candidates, key=lambda c: -c.rank)
     machine = machine_description(gpu)
     cache = _load_cache()
@@ -223,6 +227,8 @@ def choose(
                 cal = Calibration(**cache[key])
             except TypeError:
                 cal = None
+        if cal is None and not allow_measure:
+            continue
         if cal is None:
             log.info("auto: measuring %s on this machine (once)", cand.model_id)
             try:

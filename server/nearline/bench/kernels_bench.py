@@ -81,7 +81,8 @@ class BuildResult:
 
 
 def _unpack(wheel: Path, into: Path) -> Path:
-    dest = into / wheel.stem
+    # Builds of one version share a file name: each gets a folder of its own.
+    dest = into / f"{len(list(into.iterdir()))}-{wheel.stem}"
     with zipfile.ZipFile(wheel) as zf:
         zf.extractall(dest)
     # zipfile drops the executable bit; the shared libraries load either way, but keep them

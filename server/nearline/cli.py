@@ -363,7 +363,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
             run_latency(model=args.model, file=args.file, max_keystrokes=args.keystrokes,
                         raw=not args.no_raw, out_json=args.json, other_file=args.other_file,
                         llama_server=args.llama_server, server_baseline=not args.no_llama_server,
-                        settings_overrides=_overrides(args.set or []), root=args.root, extra_settings=extra)
+                        settings_overrides=_overrides(args.set or []), root=args.root, extra_settings=extra,
+                        line=args.line)
         )  # fmt: skip
     if args.bench_cmd == "worker":
         from nearline.bench.worker_bench import run_worker_bench
@@ -498,11 +499,18 @@ def build_parser() -> argparse.ArgumentParser:
     bsub = b.add_subparsers(dest="bench_cmd", required=True)
     bl = bsub.add_parser("latency", help="replay typing a file through the server")
     bl.add_argument("--model", default=None)
-    bl.add_argument("--file", default=None, help="file of the sample project to type")
+    bl.add_argument("--file", default=None, help="file to type (relative to the project)")
+    bl.add_argument(
+        "--line", type=int, default=None,
+        help="1-based line where typing starts (default: halfway down the file)",
+    )  # fmt: skip
     bl.add_argument("--keystrokes", type=int, default=300)
     bl.add_argument("--no-raw", action="store_true", help="skip the raw llama-cpp-python run")
     bl.add_argument("--json", default=None, help="write the numbers to this JSON file")
-    bl.add_argument("--root", default=None, help="project to use (default: the sample project)")
+    bl.add_argument(
+        "--project-dir", "--root", dest="root", default=None,
+        help="project to use (default: the sample project); needs --file",
+    )  # fmt: skip
     bl.add_argument("--other-file", default=None, help="file to switch to and back from")
     bl.add_argument("--llama-server", default=None, help="llama-server binary for the baseline")
     bl.add_argument("--no-llama-server", action="store_true", help="skip the llama-server run")

@@ -17,6 +17,7 @@ import { foldLanguageOverrides, languageOff } from './languages';
 import { formatPrompt } from './prompt';
 import { JsonObject, RESTART_SETTINGS, serverCommand, toServerSettings, toggleTarget } from './settings';
 import { ProgressValue, StatusModel } from './status';
+import { lspInlineTriggerKind } from './trigger';
 
 const SECTION = 'nearline';
 
@@ -175,7 +176,9 @@ function createClient(): LanguageClient {
       },
       provideInlineCompletionItems: (document, position, context, token, next) => {
         if (offFor(document)) return undefined;
-        return next(document, position, context, token);
+        // The client sends context.triggerKind as is: give it the LSP number (see trigger.ts).
+        const triggerKind = lspInlineTriggerKind(context.triggerKind) as unknown as vscode.InlineCompletionTriggerKind;
+        return next(document, position, { ...context, triggerKind }, token);
       },
     },
   };

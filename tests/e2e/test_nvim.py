@@ -87,8 +87,18 @@ def nvim() -> Path:
     return path
 
 
-def run_nvim(nvim: Path, project: Path, file: Path, out: Path, ui: bool) -> dict[str, Any]:
+def run_nvim(
+    nvim: Path,
+    project: Path,
+    file: Path,
+    out: Path,
+    ui: bool,
+    setup: dict[str, Any] | None = None,
+    off_file: Path | None = None,
+) -> dict[str, Any]:
     env = server_env(
+        NEARLINE_TEST_SETUP=json.dumps(setup) if setup is not None else "",
+        NEARLINE_TEST_OFF_FILE=str(off_file) if off_file else "",
         NEARLINE_TEST_OUT=str(out),
         NEARLINE_TEST_RTP=str(RTP),
         NEARLINE_TEST_CMD=json.dumps([sys.executable, "-m", "nearline", "serve"]),
@@ -177,7 +187,11 @@ def test_nvim_attaches_and_completes(nvim: Path, small_model: Path, sample_proje
     file.write_text(PARTIAL)
     out = sample_project.parent / "nvim-result.json"
 
-    res = run_nvim(nvim, sample_project, file, out, ui=True)
+    # Lua turned off by require('nearline').setup(): the server is not started for it.
+    off_file = sample_project / "notes.lua"
+    off_file.write_text("local x = 1\n")
+    setup = {"disabled_filetypes": ["lua", "markdown"]}
+    res = run_nvim(nvim, sample_project, file, out, ui=True, setup=setup, off_file=off_file)
     detail = json.dumps({k: v for k, v in res.items() if k != "_output"}, indent=1)[:6000]
     assert res.get("error") is None and res["_returncode"] == 0, (
         f"{res.get('error')}\n{detail}\n{res['_output']}"
@@ -209,6 +223,10 @@ def test_nvim_attaches_and_completes(nvim: Path, small_model: Path, sample_proje
     assert edit["newText"].strip(), items[0]
     assert edit["range"]["end"] == comp["position"], edit
 
+    # require('nearline').status(): the statusline's word.
+    assert res["statusline"] in ("ready", "generating"), (res["statusline"], res["nearline_states"])
+    assert res["off"] == {"filetype": "lua", "clients": 0, "status": "off"}, res["off"]
+
     if res["nvim_version"].startswith("0.11"):
         # plugin/nearline.lua turned on the completion menu; the item was accepted through it.
         assert res["completion_enabled"] is True
@@ -219,3 +237,26 @@ def test_nvim_attaches_and_completes(nvim: Path, small_model: Path, sample_proje
         assert ui["line_after"] == PARTIAL.splitlines()[-1] + ui["first_new_text"], ui
     else:
         assert res.get("inline_completion_enabled") is True, detail
+
+
+@pytest.mark.model
+def test_nvim_manual_trigger(nvim: Path, small_model: Path, sample_project: Path) -> None:
+    """setup({ trigger = 'manual' }): the server is told (completion.trigger), typing a trigger
+    character opens no menu, and the trigger keymap (<M-\\>) asks and the item is accepted."""
+    (sample_project / "pyproject.toml").write_text('[project]\nname = "sample"\n')
+    file = sample_project / "inventory" / "partial.py"
+    file.write_text(PARTIAL.removesuffix("."))
+    out = sample_project.parent / "nvim-manual.json"
+
+    res = run_nvim(nvim, sample_project, file, out, ui=True, setup={"trigger": "manual"})
+    detail = json.dumps({k: v for k, v in res.items() if k != "_output"}, indent=1)[:6000]
+    assert res.get("error") is None and res["_returncode"] == 0, (
+        f"{res.get('error')}\n{detail}\n{res['_output']}"
+    )
+    assert res["status"]["settings"]["completion"]["trigger"] == "manual", res["status"]
+    if not res["nvim_version"].startswith("0.11"):
+        pytest.skip("the menu path is 0.11's; 0.12 uses ghost text")
+    ui = res["ui"]
+    assert ui["quiet_ms"] >= 3000, ui  # nothing opened while typing "."
+    assert ui["menu_items"] >= 1 and ui["first_new_text"], ui
+    assert ui["line_after"] == PARTIAL.splitlines()[-1] + ui["first_new_text"], ui

@@ -260,3 +260,57 @@ def test_nvim_manual_trigger(nvim: Path, small_model: Path, sample_project: Path
     assert ui["quiet_ms"] >= 3000, ui  # nothing opened while typing "."
     assert ui["menu_items"] >= 1 and ui["first_new_text"], ui
     assert ui["line_after"] == PARTIAL.splitlines()[-1] + ui["first_new_text"], ui
+
+
+def test_nvim_module_rules(nvim: Path, tmp_path: Path) -> None:
+    """No model: lua/nearline's filetype rules and the accept-word / accept-line splitting
+    (what the 0.12 helpers insert)."""
+    lua = (
+        "local n = require('nearline') "
+        "local r = {} "
+        "r.default_md = n.enabled_for('markdown') r.default_py = n.enabled_for('python') "
+        "r.next_word = { n._next_word('quantity for x'), n._next_word('  .price)'), "
+        "n._next_word('(a, b)'), n._next_word('') } "
+        "r.next_line = { n._next_line('a + b\\n    return c'), n._next_line('\\nnext\\nmore'), "
+        "n._next_line('tail') } "
+        "n.setup({ disabled_filetypes = { 'Lua' }, trigger = 'manual' }) "
+        "r.lua = n.enabled_for('lua') r.md_after = n.enabled_for('markdown') "
+        "local c = vim.lsp.config.nearline "
+        "r.has_lua = vim.tbl_contains(c.filetypes, 'lua') r.has_py = vim.tbl_contains(c.filetypes, 'python') "
+        "r.trigger = c.init_options.completion.trigger r.enabled = c.init_options.completion.enabled "
+        "r.caps = c.capabilities.experimental.nearlineStatus "
+        "n.setup({ filetypes = { 'go' } }) "
+        "r.allow = vim.lsp.config.nearline.filetypes "
+        "r.status_off = (function() vim.bo.filetype = 'python' return n.status() end)() "
+        "local f = assert(io.open(vim.env.OUT, 'w')) f:write(vim.json.encode(r)) f:close()"
+    )
+    out = tmp_path / "rules.json"
+    proc = subprocess.run(
+        [
+            str(nvim),
+            "--headless",
+            "--clean",
+            "--cmd",
+            f"set rtp+={RTP}",
+            "-c",
+            f"lua {lua}",
+            "-c",
+            "qa!",
+        ],
+        env={**os.environ, "OUT": str(out)},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0 and out.exists(), proc.stdout + proc.stderr
+    r = json.loads(out.read_text())
+    assert r["default_md"] is False and r["default_py"] is True
+    assert r["next_word"] == ["quantity", "  .", "(", ""]
+    assert r["next_line"] == ["a + b", "\nnext", "tail"]
+    assert r["lua"] is False and r["md_after"] is True  # the list replaces the default one
+    assert r["has_lua"] is False and r["has_py"] is True
+    assert r["trigger"] == "manual" and r["enabled"] is True
+    assert r["caps"] is True
+    assert r["allow"] == ["go"]
+    assert r["status_off"] == "off"  # python is not in the allow list

@@ -200,6 +200,39 @@ async function expectNoGhost(page, ms) {
   }
 }
 
+/** The Nearline output channel's log file (VS Code persists output channels under logs/). */
+function nearlineLog() {
+  const found = [];
+  const walk = (d) => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      if (e.isDirectory()) walk(join(d, e.name));
+      else if (e.name.endsWith('-Nearline.log')) found.push(join(d, e.name));
+    }
+  };
+  walk(join(userData, 'logs'));
+  return found.length ? readFileSync(found[found.length - 1], 'utf8') : '';
+}
+
+/** nearline.status's counters, through "Nearline: Show status" (which logs its JSON). */
+async function serverStats(page) {
+  const before = nearlineLog().split('nearline.status: ').length;
+  await command(page, 'Nearline: Show status');
+  const by = Date.now() + 10_000;
+  for (;;) {
+    const parts = nearlineLog().split('nearline.status: ');
+    if (parts.length > before) {
+      const tail = parts[parts.length - 1];
+      const end = tail.indexOf('\n}');
+      if (end >= 0) {
+        await page.keyboard.press('Escape');
+        return JSON.parse(tail.slice(0, end + 2)).stats || {};
+      }
+    }
+    if (Date.now() > by) throw new Error('Show status: no nearline.status in the Nearline log');
+    await page.waitForTimeout(250);
+  }
+}
+
 async function statusText(item) {
   return clean(await item.innerText()).trim();
 }
@@ -394,10 +427,18 @@ async function main() {
       await page.waitForSelector('.monaco-editor.focused', { timeout: 30_000 });
       // The settings file is watched: give the change time to reach the server.
       await page.waitForTimeout(2000);
+      const runsBefore = (await serverStats(page)).model ?? 0;
+      await page.locator('.monaco-editor.focused .view-lines, .monaco-editor .view-lines').first().click();
       await page.keyboard.press('Control+End');
       await page.keyboard.type('.');
       await expectNoGhost(page, QUIET_MS);
-      step('manual: nothing while typing');
+      // No model run while typing: the counters of nearline.status say so.
+      const modelRunsWhileTyping = ((await serverStats(page)).model ?? 0) - runsBefore;
+      await quickOpen(page, 'manual.py');
+      await page.waitForSelector('.monaco-editor.focused', { timeout: 30_000 });
+      await page.keyboard.press('Control+End');
+      step('manual: nothing while typing', { modelRunsWhileTyping });
+
       await page.screenshot({ path: join(OUT, '7-manual-typing.png') });
       await page.keyboard.press('Alt+Backslash');
       const ghost = await waitGhost(page, 60_000);
@@ -406,7 +447,8 @@ async function main() {
       await page.keyboard.press('Escape');
       writeWorkspaceSettings({});
       await page.waitForTimeout(1500);
-      return { ghostText: ghost };
+      if (modelRunsWhileTyping !== 0) throw new Error(`manual mode: ${modelRunsWhileTyping} model run(s) while typing`);
+      return { ghostText: ghost, modelRunsWhileTyping };
     },
 
     notebook: async () => {

@@ -111,6 +111,14 @@ JS_GLOBALS: frozenset[str] = _words(
     fromEntries hasOwn emit on off once addEventListener removeEventListener dispatchEvent
     length constructor prototype"""
 )
+# Reserved words are names of methods in some projects (ajv's ``gen.if(...)``), but a prompt
+# cannot tell the definition of one from a statement (``if (x) {``): they do not count.
+JS_KEYWORDS: frozenset[str] = _words(
+    """if else for while do switch case default break continue return throw try catch finally
+    new delete typeof instanceof in of void yield await async function class const let var
+    import export extends super this static enum implements interface package private
+    protected public with debugger"""
+)
 
 _DECLS = (
     "function_declaration", "generator_function_declaration", "class_declaration",
@@ -128,7 +136,7 @@ def language_of(rel: str) -> str:
 
 
 def countable(name: str) -> bool:
-    return _countable(name) and name not in JS_GLOBALS
+    return _countable(name) and name not in JS_GLOBALS and name not in JS_KEYWORDS
 
 
 # --------------------------------------------------------------------------- projects
@@ -298,11 +306,12 @@ def bound_names(root: Any) -> set[str]:
     """Variables of the file: parameters, ``const``/``let``/``var`` below the top level, catch
     and loop bindings. A reference to one of them is a variable, whatever a function elsewhere
     is called (imports do not count: importing a project's function is how a file uses it)."""
-    top = {id(decl) for _, decl, _ in js_declarations(root)}
+    # Node objects are made afresh on each access: compare tree-sitter's ids, not Python's.
+    top = {decl.id for _, decl, _ in js_declarations(root)}
     out: set[str] = set()
     for n in _walk(root):
         t = n.type
-        if t == "variable_declarator" and n.parent is not None and id(n.parent) not in top:
+        if t == "variable_declarator" and n.parent is not None and n.parent.id not in top:
             name = n.child_by_field_name("name")
             if name is not None:
                 _pattern_names(name, out)

@@ -371,9 +371,15 @@ def _js_braced_names(group: str, alias: str) -> set[str]:
 
 def js_import_names(query: str) -> dict[str, frozenset[str] | None]:
     """Relative JS/TS import spec → the names taken from it (``import { a, b as c }``,
-    ``export { a } from``, ``const { a } = require(...)``), or None where the module is taken
-    whole (a default or namespace import, ``export *``, ``const m = require(...)``)."""
+    ``export { a } from``, ``const { a } = require(...)``; of a module taken whole by a
+    default or namespace import or ``const m = require(...)``, the names the text uses as
+    ``m.name``), or None where the module is taken whole and used so (``export *``, an alias
+    used without a member)."""
     out: dict[str, set[str] | None] = {}
+
+    def members(alias: str) -> set[str] | None:
+        used = set(re.findall(rf"(?<![\w$./\\-]){re.escape(alias)}\??\.([A-Za-z_$][\w$]*)", query))
+        return used or None
 
     def add(spec: str, names: set[str] | None) -> None:
         if spec in out and (out[spec] is None or names is None):
@@ -385,14 +391,21 @@ def js_import_names(query: str) -> dict[str, frozenset[str] | None]:
         clause, spec = m.groups()
         braced = re.search(r"\{[^}]*\}", clause)
         rest = clause.replace(braced.group(0), "") if braced else clause
-        whole = "*" in rest or bool(_JS_WORD.search(rest))  # namespace or default import
-        add(spec, None if whole or not braced else _js_braced_names(braced.group(0), " as "))
+        names = _js_braced_names(braced.group(0), " as ") if braced else set()
+        aliases = _JS_WORD.findall(rest.replace("*", " ").replace(" as ", " "))
+        for alias in (a for a in aliases if a != "as"):  # default or namespace import
+            used = members(alias)
+            if used is None:
+                names = None
+                break
+            names |= used
+        add(spec, names)
     for m in _JS_EXPORT_FROM.finditer(query):
         group, spec = m.groups()
         add(spec, _js_braced_names(group, " as ") if group.startswith("{") else None)
     for m in _JS_REQUIRE.finditer(query):
         group, spec = m.groups()
-        add(spec, _js_braced_names(group, ":") if group.startswith("{") else None)
+        add(spec, _js_braced_names(group, ":") if group.startswith("{") else members(group))
     return {k: (frozenset(v) if v is not None else None) for k, v in out.items()}
 
 
@@ -414,6 +427,80 @@ def resolve_js_imports(
         elif (had := found[f.rel][1]) is not None:
             found[f.rel] = (f, None if want is None else had | want)
     return [(f, n or frozenset()) for f, n in found.values()]
+
+
+_js_defined_cache: OrderedDict[tuple[str, str], frozenset[str] | None] = OrderedDict()
+
+
+def js_defined_names(text: str, language: str) -> frozenset[str] | None:
+    """Names a JS/TS module declares at its top level (None without a grammar); remembered
+    for the last 256 texts."""
+    key = (text, language)
+    if key in _js_defined_cache:
+        _js_defined_cache.move_to_end(key)
+        return _js_defined_cache[key]
+    tree = parse_js(text, language)
+    out = None
+    if tree is not None:
+        out = frozenset(n for _, _, names in js_declarations(tree.root_node) for n in names)
+    _js_defined_cache[key] = out
+    while len(_js_defined_cache) > 256:
+        _js_defined_cache.popitem(last=False)
+    return out
+
+
+def _js_reexports(
+    text: str, current_rel: str, files: Sequence[FileLike]
+) -> list[tuple[FileLike, frozenset[str]]]:
+    """The modules a JS/TS text re-exports from (``export * from``, ``export { a } from``)."""
+    by_rel = {f.rel: f for f in files}
+    out: list[tuple[FileLike, frozenset[str]]] = []
+    for m in _JS_EXPORT_FROM.finditer(text):
+        group, spec = m.groups()
+        f = resolve_js_import(spec, current_rel, by_rel)
+        if f is not None:
+            names = _js_braced_names(group, " as ") if group.startswith("{") else set()
+            out.append((f, frozenset(names)))
+    return out
+
+
+def follow_js_reexports(
+    imported: Sequence[tuple[FileLike, frozenset[str]]],
+    source: RepoSource,
+    files: Sequence[FileLike],
+    hops: int = 2,
+) -> list[tuple[FileLike, frozenset[str]]]:
+    """JS/TS: names imported from a module that only re-exports them (an ``index.ts`` or
+    ``internal.ts`` of ``export * from './x'`` and ``export { a } from './y'``) are looked up
+    in the modules it re-exports, up to ``hops`` modules further; such a barrel is left out
+    when it declares none of them. A module whose names are found nowhere stays as it is."""
+    found: dict[str, tuple[FileLike, set[str]]] = {}
+    # (file, names, hops left, whether the names were re-exported from it by name).
+    pending = [(f, set(names), hops, True) for f, names in imported]
+    i = 0
+    while i < len(pending):
+        f, names, left, sure = pending[i]
+        i += 1
+        text = source.text(f.path) if names else None
+        declared = js_defined_names(text, f.language) if text else None
+        if declared is None or not text:
+            if not sure:
+                continue
+            found.setdefault(f.rel, (f, set()))[1].update(names)
+            continue
+        here, moved = names & declared, names - declared
+        forwarded = False
+        if moved and left > 0:
+            for g, gnames in _js_reexports(text, f.rel, files):
+                # ``export *`` (no names): any of them may be there; the next hop keeps the
+                # names it declares.
+                take = moved & gnames if gnames else set(moved)
+                if take and g.rel != f.rel:
+                    pending.append((g, take, left - 1, bool(gnames)))
+                    forwarded = True
+        if here or (sure and not forwarded):
+            found.setdefault(f.rel, (f, set()))[1].update(here or names)
+    return [(f, frozenset(names)) for f, names in found.values()]
 
 
 _JS_FUNCTIONS = ("function_declaration", "generator_function_declaration")
@@ -743,6 +830,7 @@ def compose_path_distance(
     candidates = _candidates(req, source)
     if req.language in JS_LANGUAGES:
         imported = resolve_js_imports(req.query, req.current_rel, candidates, req.language)
+        imported = follow_js_reexports(imported, source, candidates)
     else:
         imported = resolve_imports(
             import_specs(req.query, req.language), req.current_rel, candidates

@@ -391,11 +391,11 @@ def js_import_names(query: str) -> dict[str, frozenset[str] | None]:
         clause, spec = m.groups()
         braced = re.search(r"\{[^}]*\}", clause)
         rest = clause.replace(braced.group(0), "") if braced else clause
-        names = _js_braced_names(braced.group(0), " as ") if braced else set()
+        names: set[str] | None = _js_braced_names(braced.group(0), " as ") if braced else set()
         aliases = _JS_WORD.findall(rest.replace("*", " ").replace(" as ", " "))
         for alias in (a for a in aliases if a != "as"):  # default or namespace import
             used = members(alias)
-            if used is None:
+            if used is None or names is None:
                 names = None
                 break
             names |= used

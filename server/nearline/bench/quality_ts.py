@@ -311,7 +311,12 @@ def bound_names(root: Any) -> set[str]:
     out: set[str] = set()
     for n in _walk(root):
         t = n.type
-        if t == "variable_declarator" and n.parent is not None and n.parent.id not in top:
+        if (
+            t == "variable_declarator"
+            and n.parent is not None
+            and n.parent.id not in top
+            and not is_require(n.parent)  # an import, not a variable
+        ):
             name = n.child_by_field_name("name")
             if name is not None:
                 _pattern_names(name, out)
@@ -423,8 +428,14 @@ def skipped_lines(root: Any, lines: Sequence[str]) -> set[int]:
 
     for n in _walk(root):
         t = n.type
+        if t == "comment":
+            # A comment after code on its first line leaves that line a task.
+            row, col = n.start_point
+            code_before = row < len(lines) and lines[row].encode()[:col].strip() != b""
+            span(row + code_before, n.end_point[0])
+            continue
         whole = (
-            t in ("import_statement", "comment", "decorator")
+            t in ("import_statement", "decorator")
             or (t == "export_statement" and n.child_by_field_name("source") is not None)
             or (t in ("lexical_declaration", "variable_declaration") and is_require(n))
             or (t == "expression_statement" and n.named_children[:1] != []

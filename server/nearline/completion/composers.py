@@ -519,7 +519,9 @@ def js_header(outer: Any, body: Any | None, lines: Sequence[str]) -> list[str]:
     last, col = body.start_point
     out = list(lines[first : last + 1])
     if out:
-        out[-1] = out[-1][:col].rstrip() if last > first or col else out[-1]
+        # tree-sitter's columns count UTF-8 bytes.
+        cut = out[-1].encode("utf-8")[:col].decode("utf-8", "ignore")
+        out[-1] = cut.rstrip() if last > first or col else out[-1]
         if not out[-1].strip():
             out.pop()
     return out

@@ -1,8 +1,9 @@
 """``nearline bench quality``: how good are the suggestions, per way of composing the prompt.
 
-The dataset (``quality_tasks.py``): lines of real Python projects, *inproject* (using a
-function or class declared in another file of the project) and *infile* (one declared earlier
-in the file), the Long Code Arena way. Every task goes through the product: the completion
+The dataset (``quality_tasks.py``; ``quality_ts.py`` for ``--language typescript``): lines of
+real Python (or TypeScript/JavaScript) projects, *inproject* (using a function or class declared
+in another file of the project) and *infile* (one declared earlier in the file), the Long Code
+Arena way. Every task goes through the product: the completion
 file is an unsaved buffer holding its prefix up to the target line plus that line's
 indentation (the ``+suffix`` variants also get the rest of the file after the line), asked
 through ``CompletionService.complete`` — the LSP's own path — on a workspace index of the
@@ -39,6 +40,10 @@ variant share their repository block, and variants whose prompts start alike (fi
 prefix-suffix) share their prefix; a run cut short by ``--max-minutes`` has every variant on
 the same lines. Latency is measured in that order (a variant that follows a similar one reads
 less of its prompt): compare variants on evaluated tokens too.
+
+``--models ID,ID``: the whole matrix once per model, one after the other (records, results and
+the paired comparison carry the model). ``--latency-json FILE`` (one per model): the warm p95
+per keystroke of ``nearline bench latency --json`` for a chart of EM against it.
 
 ``--dry-run``: no model. Every prompt is composed and the report gives per variant the prompt
 tokens and the *API recall*: the share of inproject lines for which the definition (``def`` /

@@ -45,3 +45,24 @@ def test_a_build_with_amx_is_never_chosen() -> None:
     a = _result("a.whl", AVX2, 120, 25)
     amx = _result("amx.whl", AMX, 900, 90)
     assert fastest([a, amx]) is a
+
+
+def test_builds_with_one_file_name_unpack_apart(tmp_path: Path) -> None:
+    """Every build of one version is named llama_cpp_python-0.3.36-...whl: each must get its
+    own folder, or the second overwrites the first and both rows measure one build."""
+    import zipfile
+
+    from nearline.bench.kernels_bench import _unpack
+
+    wheels = []
+    for name in ("avx2", "avx512"):
+        d = tmp_path / name
+        d.mkdir()
+        w = d / "llama_cpp_python-0.3.36-py3-none-linux_x86_64.whl"
+        with zipfile.ZipFile(w, "w") as zf:
+            zf.writestr("llama_cpp/build.txt", name)
+        wheels.append(w)
+    into = tmp_path / "sites"
+    into.mkdir()
+    sites = [_unpack(w, into) for w in wheels]
+    assert [(s / "llama_cpp" / "build.txt").read_text() for s in sites] == ["avx2", "avx512"]

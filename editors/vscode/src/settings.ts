@@ -14,6 +14,7 @@ export const SERVER_KEYS: Readonly<Record<string, readonly string[]>> = {
   model: [
     'id',
     'path',
+    'format',
     'contextLength',
     'gpuLayers',
     'threads',

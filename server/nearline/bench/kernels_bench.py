@@ -81,7 +81,8 @@ class BuildResult:
 
 
 def _unpack(wheel: Path, into: Path) -> Path:
-    dest = into / wheel.stem
+    # Builds of one version share a file name: each gets a folder of its own.
+    dest = into / f"{len(list(into.iterdir()))}-{wheel.stem}"
     with zipfile.ZipFile(wheel) as zf:
         zf.extractall(dest)
     # zipfile drops the executable bit; the shared libraries load either way, but keep them
@@ -143,8 +144,8 @@ def run_kernels_bench(
     rounds: int = 3, threads: int | None = None, out_json: str | None = None,
     pick_file: str | None = None,
 ) -> int:  # fmt: skip
-    from nearline.completion.service import resolve_model
     from nearline.config import Settings
+    from nearline.engine.factory import resolve_model
     from nearline.weights.download import ModelError
 
     paths = [Path(w).expanduser() for w in wheels]

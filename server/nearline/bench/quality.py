@@ -136,14 +136,11 @@ DEFAULT_VARIANTS = tuple(n for n, v in VARIANTS.items() if not v.oracle)
 
 def variant_problem(v: Variant, has_fim: bool = True) -> str | None:
     """Why ``v`` cannot run in this build, or None."""
-    from nearline import config
-    from nearline.completion import composers as context
+    from nearline.config import COMPOSERS
 
-    if v.composer not in context.COMPOSERS or v.composer not in config.COMPOSERS:
-        return (
-            f"composer {v.composer!r} is not in this build (nearline.completion.composers.COMPOSERS / "
-            f"config.COMPOSERS): variant {v.name} skipped"
-        )
+    # completion.composers.COMPOSERS maps exactly these names (mypy checks that it misses none).
+    if v.composer not in COMPOSERS:
+        return f"composer {v.composer!r} is not in this build (config.COMPOSERS): variant {v.name} skipped"
     if v.suffix and not has_fim:
         return f"the model's prompt format has no FIM: variant {v.name} skipped"
     return None
@@ -259,7 +256,8 @@ def _family(language: str) -> str:
 def make_workspace(task: Task, text: str, count: Callable[[str], int]) -> FileWorkspace:
     """The project of ``task`` without its completion file, indexed as ``nearline serve``
     would, and the files nearest to it (by path distance, then name) as the recent ones."""
-    from nearline.workspace.index import IndexSettings, WorkspaceIndex
+    from nearline.config import IndexSettings
+    from nearline.workspace.index import WorkspaceIndex
 
     rel = task.rel
     index = WorkspaceIndex(
@@ -457,15 +455,6 @@ def estimate_seconds(prompts: Sequence[tuple[str, int]], keep: int = 12) -> tupl
 # --------------------------------------------------------------------------- the run
 
 
-@dataclass
-class Plan:
-    dataset: Dataset
-    tasks: list[Task]  # after --limit, in run order (file, line)
-    variants: list[Variant]
-    skipped: dict[str, str]
-    budgets: list[int]
-
-
 def _limit(tasks: list[Task], limit: int | None) -> list[Task]:
     """The first ``limit`` tasks taken round-robin over the files (so a quick run sees every
     project), returned in file and line order."""
@@ -635,7 +624,7 @@ async def _run_one_model(
                                            budgets, records, deadline, note, eta_s)  # fmt: skip
     finally:
         service.close()
-    return ModelRun(entry, records, skipped, partial, eta_s, dict(service.stats), messages)
+    return ModelRun(entry, records, skipped, partial, eta_s, service.stats.as_dict(), messages)
 
 
 async def run_quality(

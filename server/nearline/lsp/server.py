@@ -24,11 +24,12 @@ from pygls.protocol import LanguageServerProtocol
 from pygls.uris import to_fs_path
 
 from nearline import __version__
-from nearline.completion.service import CompletionService, EngineFactory, OutOfRange, Query
+from nearline.completion.service import CompletionService, OutOfRange, Query
 from nearline.completion.stats import ACCEPT_COMMAND, AcceptanceStats
 from nearline.config import Settings, SettingsProblem, parse_settings, settings_to_dict
+from nearline.engine.factory import EngineFactory
 from nearline.lsp.textdoc import LspDocument, NearlineWorkspace
-from nearline.workspace.index import IndexSettings, WorkspaceIndex, language_for
+from nearline.workspace.index import WorkspaceIndex, language_for
 from nearline.workspace.watcher import IndexWatcher
 
 log = logging.getLogger(__name__)
@@ -549,7 +550,7 @@ def build_server(engine_factory: EngineFactory | None = None) -> NearlineServer:
             "worker_pid": info.get("worker_pid") if info else None,
             "engine": info,
             "settings": settings_to_dict(ls.settings),
-            "stats": dict(svc.stats) if svc else {},
+            "stats": svc.stats.as_dict() if svc else {},
             "syntax": dict(svc.syntax.stats) if svc else {},
             "inflight": svc.inflight if svc else 0,
             "recent": list(svc.recent) if svc else [],
@@ -749,7 +750,7 @@ async def start_index(ls: NearlineServer) -> None:
     cfg = ls.settings.index
     index = WorkspaceIndex(
         ls.roots,
-        IndexSettings(exclude=list(cfg.exclude), max_file_bytes=cfg.max_file_bytes),
+        cfg,
         count_tokens=ls.service.count_tokens if ls.service is not None else None,
     )
     ls.index, ls.index_scanned = index, False

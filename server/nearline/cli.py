@@ -416,6 +416,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 max_minutes=args.max_minutes, dry_run=args.dry_run, model=args.model,
                 out_json=args.out_json, out_png=args.out_png,
                 overrides=_overrides(args.set or []), categories=args.categories,
+                language=args.language, models=args.models,
+                latency_json=args.latency_json or [],
             )  # fmt: skip
         except QualityError as exc:
             raise UserError(str(exc)) from None
@@ -563,8 +565,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="a setting for every variant, e.g. --set context.prefixShare=0.75",
     )  # fmt: skip
     bq.add_argument(
+        "--language", default="python", metavar="python|typescript",
+        help="the dataset's language: python (PyPI sdists, default) or typescript (npm "
+        "tarballs that ship their TypeScript/JavaScript sources)",
+    )  # fmt: skip
+    bq.add_argument(
         "--projects", default=None, metavar="NAME==VER,...",
-        help="PyPI projects whose sdists make the dataset (default: the 10 pinned ones)",
+        help="PyPI projects whose sdists make the dataset (default: the 10 pinned ones); with "
+        "--language typescript npm packages, NAME@VER[:FOLDER] (default: the 8 pinned ones)",
     )  # fmt: skip
     bq.add_argument(
         "--project-dir", action="append", metavar="PATH",
@@ -607,6 +615,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="no model: compose every prompt, report API recall, prompt tokens and the ETA",
     )  # fmt: skip
     bq.add_argument("--model", default=None, help="catalog model id (default: the default model)")
+    bq.add_argument(
+        "--models", default=None, metavar="ID,ID",
+        help="catalog model ids: the whole variant x budget matrix once per model",
+    )  # fmt: skip
+    bq.add_argument(
+        "--latency-json", action="append", metavar="FILE",
+        help="a `nearline bench latency --json` report (repeatable, one per model): adds a "
+        "chart of Exact Match against warm p95 per keystroke",
+    )  # fmt: skip
     bq.add_argument("--out-json", default=None, help="default: bench-results/quality-*.json")
     bq.add_argument("--out-png", default=None, help="default: next to the JSON file")
     bi = bsub.add_parser("index", help="index a generated tree")

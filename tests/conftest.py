@@ -46,6 +46,17 @@ def sample_project(tmp_path: Path) -> Path:
     return dest
 
 
+# KV states on disk (engine/diskcache.py) stay out of the user's cache directory, and no test
+# restores what another test saved: engines built outside a test (module fixtures) use this
+# session's directory, each test (and the servers it starts) a fresh one.
+os.environ["NEARLINE_KV_DIR"] = tempfile.mkdtemp(prefix="nearline-test-kv-")
+
+
+@pytest.fixture(autouse=True)
+def _private_kv_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("NEARLINE_KV_DIR", str(tmp_path_factory.mktemp("kv")))
+
+
 # Servers started by tests keep their acceptance statistics out of the user's state directory.
 _TEST_STATS = os.path.join(tempfile.gettempdir(), f"nearline-test-stats-{os.getpid()}.json")
 

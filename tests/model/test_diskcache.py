@@ -343,3 +343,12 @@ def test_store_writes_in_the_background_and_flushes(tmp_path: Path) -> None:
     assert stat.S_IMODE(f.stat().st_mode) == 0o600
     assert stat.S_IMODE((tmp_path / "kv").stat().st_mode) == 0o700
     assert c.info()["saved"] == 1
+
+
+def test_disk_cache_setting_is_validated() -> None:
+    s, problems = parse_settings({"model": {"diskCacheMb": 0}})
+    assert not problems and s.model.disk_cache_mb == 0
+    s, problems = parse_settings({"model.diskCacheMb": -1})
+    assert [p.key for p in problems] == ["model.diskCacheMb"] and s.model.disk_cache_mb == 1024
+    s, problems = parse_settings({"model": {"diskCacheMb": "big"}})
+    assert problems and s.model.disk_cache_mb == 1024

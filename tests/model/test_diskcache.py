@@ -352,3 +352,51 @@ def test_disk_cache_setting_is_validated() -> None:
     assert [p.key for p in problems] == ["model.diskCacheMb"] and s.model.disk_cache_mb == 1024
     s, problems = parse_settings({"model": {"diskCacheMb": "big"}})
     assert problems and s.model.disk_cache_mb == 1024
+
+
+async def test_the_server_reads_an_opened_file_from_disk_after_a_restart(
+    small_model: Path, sample_project: Path, kv_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through ``nearline serve`` (model process, the default): the warm-up of an opened file is
+    written; after the server exits and starts again, opening the file restores it."""
+    import asyncio
+
+    from lsprotocol import types
+
+    from nearline.tools.client import EditorSession
+
+    monkeypatch.setenv("NEARLINE_STATS_FILE", str(kv_dir.parent / "stats.json"))
+    opts = {"model": {"id": SMALL_ID, "threads": THREADS}, "completion": {"debounceMs": 0}}
+    path = sample_project / "restart_me.py"
+    path.write_text(code("server") + "total = item_", encoding="utf-8")
+
+    async def open_and_warm() -> dict[str, object]:
+        session = EditorSession(sample_project, opts)
+        assert await session.start_ready() is not None
+        try:
+            for _ in range(600):
+                idx = await session.client.workspace_execute_command_async(
+                    types.ExecuteCommandParams(command="nearline.index", arguments=[])
+                )
+                if idx["state"] == "ready":
+                    break
+                await asyncio.sleep(0.05)
+            session.open(path)
+            for _ in range(2400):
+                st = await session.status()
+                if st["stats"]["warmups"] >= 1:
+                    return st
+                await asyncio.sleep(0.05)
+            raise AssertionError("no warm-up")
+        finally:
+            await session.stop()
+
+    first = await open_and_warm()
+    (warm,) = [r for r in first["recent"] if r["source"] == "warm-up"]  # type: ignore[attr-defined]
+    assert warm["evaluated"] > SAVE_MIN_TOKENS
+    assert kv_files(kv_dir), "nothing written"
+    again = await open_and_warm()
+    (warm,) = [r for r in again["recent"] if r["source"] == "warm-up"]  # type: ignore[attr-defined]
+    assert warm["evaluated"] <= 3
+    disk = again["engine"]["disk_cache"]  # type: ignore[index]
+    assert disk["restored"] == 1 and disk["rejected"] == 0

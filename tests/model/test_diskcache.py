@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from nearline.completion.service import create_local_engine, engine_builder
 from nearline.config import Settings, parse_settings
 from nearline.engine import diskcache
 from nearline.engine.diskcache import DiskStateCache
+from nearline.engine.factory import create_local_engine, engine_builder
 from nearline.engine.llama import SAVE_MIN_TOKENS, GenerationRequest, GenerationResult, LlamaEngine
 from nearline.engine.worker import ProcessEngine
 

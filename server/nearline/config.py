@@ -61,6 +61,9 @@ class ModelSettings:
     state_cache_mb: int = 256
     """Memory for saved KV states of recently used documents (0 = off): switching to another
     file and back restores its state instead of reading its whole prompt again."""
+    disk_cache_mb: int = 1024
+    """Disk space for saved KV states (0 = off): after an editor restart, a file's prompt is
+    restored from disk instead of read again. In the user cache directory, LRU within the cap."""
     draft_tokens: int = 0
     """Prompt-lookup speculative decoding: draft up to this many tokens copied from the prompt
     and verify them in one batch (0 = off)."""
@@ -260,6 +263,7 @@ _CHECKS: dict[tuple[str, str], Callable[[Any], str | None]] = {
     ("model", "yarn_orig_context"): _int_range(1, 1 << 24),
     ("model", "batch_size"): _int_range(8, 4096),
     ("model", "state_cache_mb"): _int_range(0, 1 << 16),
+    ("model", "disk_cache_mb"): _int_range(0, 1 << 20),
     ("model", "draft_tokens"): _int_range(0, 16),
     ("model", "path"): _existing_file,
     ("model", "format"): _one_of(PROMPT_FORMATS),

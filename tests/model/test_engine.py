@@ -427,7 +427,7 @@ def test_switching_back_to_a_document_restores_its_state(engine: LlamaEngine) ->
 def test_state_cache_respects_its_memory_budget(small_model: Path) -> None:
     """SmolLM2 keeps ~23 KB of KV per token: three 500-token documents do not fit in 20 MB
     (~900 tokens), so the least recently used one is evicted and must be read again."""
-    eng = create_local_engine(settings(stateCacheMb=20, contextLength=2048))
+    eng = create_local_engine(settings(stateCacheMb=20, contextLength=2048, diskCacheMb=0))
     assert isinstance(eng, LlamaEngine)
     try:
         prompts = {f"file:///{t}.py": long_prompt(t, lines=35) + "x = " for t in "pqr"}

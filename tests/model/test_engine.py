@@ -18,6 +18,7 @@ import pytest
 
 from nearline.config import Settings, parse_settings
 from nearline.engine.factory import create_local_engine
+from nearline.engine.kernels import kernel_features
 from nearline.engine.llama import (
     GenerationRequest,
     GenerationResult,
@@ -298,6 +299,14 @@ def test_gpu_layers_follow_the_build(engine: LlamaEngine) -> None:
     assert info["threads"] == THREADS
     assert info["rope_freq_base"] == 100000.0
     assert info["rope_scaling"] == "none"
+    # The kernels reported are the loaded build's own, never AMX (install.sh; llama.cpp #20824).
+    import llama_cpp
+
+    assert info["kernels"]["features"] == kernel_features(
+        llama_cpp.llama_print_system_info().decode()
+    )
+    assert "AVX2" in info["kernels"]["features"] or "NEON" in info["kernels"]["features"]
+    assert info["kernels"]["build"] != "amx"
 
 
 @pytest.mark.skipif(GPU_BUILD, reason="checks the CPU-only build")

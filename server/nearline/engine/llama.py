@@ -28,6 +28,7 @@ from typing import Any, Literal, Protocol
 
 from nearline.config import ModelSettings
 from nearline.engine.diskcache import DiskStateCache, default_dir, file_identity
+from nearline.engine.kernels import running_kernels
 from nearline.weights.catalog import ModelEntry, PromptFormat
 
 log = logging.getLogger(__name__)
@@ -886,6 +887,8 @@ class LlamaEngine:
             "threads": self.opts.n_threads,
             "gpu_layers": self.opts.n_gpu_layers,
             "gpu_offload_supported": bool(self._lib.llama_supports_gpu_offload()),
+            # Which CPU kernels this build runs (scripts/install.sh picks the faster build).
+            "kernels": running_kernels(),
             "rope_freq_base": self.opts.rope_freq_base,
             "rope_scaling": self.opts.rope_scaling,
             "rope_scaling_factor": self.opts.rope_scaling_factor,

@@ -64,7 +64,7 @@ async def start_model(ls: NearlineServer) -> None:
     if ls.service is None:
         return
     t0 = time.perf_counter()
-    async with work_done(ls, "Nearline: loading model") as progress:
+    async with work_done(ls, "load", "Nearline: loading model") as progress:
         await ls.service.start()
         progress.end_message = ls.service.state
     if ls.service.state == "ready" and ls.service.engine is not None:
@@ -94,7 +94,7 @@ async def start_index(ls: NearlineServer) -> None:
     for doc in list(ls.workspace.text_documents.values()):
         ls.sync_overlay(doc.uri)
     t0 = time.perf_counter()
-    async with work_done(ls, "Nearline: indexing", percentage=0) as progress:
+    async with work_done(ls, "index", "Nearline: indexing", percentage=0) as progress:
         last = [0.0]
 
         def report(done: int, total: int | None) -> None:

@@ -75,14 +75,15 @@ class Progress:
 
 @contextlib.asynccontextmanager
 async def work_done(
-    ls: NearlineServer, title: str, *, percentage: int | None = None
+    ls: NearlineServer, name: str, title: str, *, percentage: int | None = None
 ) -> AsyncIterator[Progress]:
-    """Show ``title`` as the client's progress for the work inside the ``async with``.
+    """Show ``title`` as the client's progress for the work inside the ``async with``; the token
+    is ``nearline-<name>-<n>``.
 
     Where the client cannot show progress, refuses the token or does not answer in time, the
     work runs all the same and reports nothing. The end (with ``progress.end_message``) goes out
     however the work finishes, failure and cancellation included, but only after a begin."""
-    progress = Progress(ls, f"nearline-{time.monotonic_ns()}")
+    progress = Progress(ls, f"nearline-{name}-{time.monotonic_ns()}")
     await progress._begin(
         types.WorkDoneProgressBegin(title=title, percentage=percentage, cancellable=False)
     )

@@ -16,8 +16,8 @@ from pathlib import Path
 import llama_cpp
 import pytest
 
-from nearline.completion.service import create_local_engine
 from nearline.config import Settings, parse_settings
+from nearline.engine.factory import create_local_engine
 from nearline.engine.llama import (
     GenerationRequest,
     GenerationResult,

@@ -14,6 +14,7 @@ export const SERVER_KEYS: Readonly<Record<string, readonly string[]>> = {
   model: [
     'id',
     'path',
+    'format',
     'contextLength',
     'gpuLayers',
     'threads',
@@ -36,6 +37,9 @@ export const SERVER_KEYS: Readonly<Record<string, readonly string[]>> = {
     'syntaxCheck',
     'candidates',
     'speculate',
+    'languages',
+    'disabledLanguages',
+    'trigger',
   ],
   context: ['composer', 'budgetTokens', 'prefixShare'],
   index: ['exclude', 'maxFileBytes', 'watch'],

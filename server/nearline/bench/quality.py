@@ -130,14 +130,11 @@ DEFAULT_VARIANTS = tuple(n for n, v in VARIANTS.items() if not v.oracle)
 
 def variant_problem(v: Variant, has_fim: bool = True) -> str | None:
     """Why ``v`` cannot run in this build, or None."""
-    from nearline import config
-    from nearline.completion import composers as context
+    from nearline.config import COMPOSERS
 
-    if v.composer not in context.COMPOSERS or v.composer not in config.COMPOSERS:
-        return (
-            f"composer {v.composer!r} is not in this build (nearline.completion.composers.COMPOSERS / "
-            f"config.COMPOSERS): variant {v.name} skipped"
-        )
+    # completion.composers.COMPOSERS maps exactly these names (mypy checks that it misses none).
+    if v.composer not in COMPOSERS:
+        return f"composer {v.composer!r} is not in this build (config.COMPOSERS): variant {v.name} skipped"
     if v.suffix and not has_fim:
         return f"the model's prompt format has no FIM: variant {v.name} skipped"
     return None
@@ -244,7 +241,8 @@ class FileWorkspace:
 def make_workspace(task: Task, text: str, count: Callable[[str], int]) -> FileWorkspace:
     """The project of ``task`` without its completion file, indexed as ``nearline serve``
     would, and the files nearest to it (by path distance, then name) as the recent ones."""
-    from nearline.workspace.index import IndexSettings, WorkspaceIndex
+    from nearline.config import IndexSettings
+    from nearline.workspace.index import WorkspaceIndex
 
     rel = task.rel
     index = WorkspaceIndex(
@@ -427,15 +425,6 @@ def estimate_seconds(prompts: Sequence[tuple[str, int]], keep: int = 12) -> tupl
 # --------------------------------------------------------------------------- the run
 
 
-@dataclass
-class Plan:
-    dataset: Dataset
-    tasks: list[Task]  # after --limit, in run order (file, line)
-    variants: list[Variant]
-    skipped: dict[str, str]
-    budgets: list[int]
-
-
 def _limit(tasks: list[Task], limit: int | None) -> list[Task]:
     """The first ``limit`` tasks taken round-robin over the files (so a quick run sees every
     project), returned in file and line order."""
@@ -593,8 +582,8 @@ async def run_quality(
     report = _report(
         dataset=dataset, comp=comp, tasks=tasks, variants=chosen_variants, skipped=skipped,
         budgets=chosen_budgets, records=records, dry_run=dry_run, partial=partial,
-        model=entry.id, base=base, eta_s=eta_s, elapsed_s=elapsed, service_stats=service.stats,
-        messages=messages,
+        model=entry.id, base=base, eta_s=eta_s, elapsed_s=elapsed,
+        service_stats=service.stats.as_dict(), messages=messages,
     )  # fmt: skip
     print_table(report)
     json_path = Path(out_json) if out_json else _default_out(dry_run)

@@ -57,9 +57,11 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Protocol
+from typing import Protocol, assert_never
 
 from nearline.completion.prompt import RepoFile
+from nearline.config import COMPOSERS as COMPOSER_NAMES
+from nearline.config import ComposerName
 
 CountTokens = Callable[[str], int]
 
@@ -150,9 +152,14 @@ def cut_prefix(
         text = "".join(lines[first:])
         tokens = count(text)
     if tokens > budget:
-        # A single cursor line longer than the whole budget: keep its end.
+        # A single cursor line longer than the whole budget: keep its end, shrunk until it fits
+        # (a character may be several tokens: CJK, emoji). Whatever is over the budget the
+        # engine would cut from the prompt's start, taking the repository and the FIM tokens.
         text = text[-budget * 2 :]
         tokens = count(text)
+        while tokens > budget and text:
+            text = text[len(text) - int(len(text) * budget / tokens * 0.9) :]
+            tokens = count(text) if text else 0
     return text, tokens, first
 
 
@@ -729,11 +736,30 @@ def compose_bm25(req: ComposeRequest, source: RepoSource, count: CountTokens) ->
     return [f for _, f in picked]
 
 
+def compose_file_level(
+    req: ComposeRequest, source: RepoSource, count: CountTokens
+) -> list[RepoFile]:
+    """No repository context: the file prefix only."""
+    return []
+
+
 Composer = Callable[[ComposeRequest, RepoSource, CountTokens], list[RepoFile]]
 
-COMPOSERS: dict[str, Composer] = {
-    "file-level": lambda req, source, count: [],
-    "path-distance": compose_path_distance,
-    "ring-buffer": compose_ring_buffer,
-    "bm25": compose_bm25,
-}
+
+def composer_for(name: ComposerName) -> Composer:
+    # A match over the names' Literal: mypy fails here when config gains a name without a function.
+    match name:
+        case "file-level":
+            return compose_file_level
+        case "path-distance":
+            return compose_path_distance
+        case "ring-buffer":
+            return compose_ring_buffer
+        case "bm25":
+            return compose_bm25
+        case _:
+            assert_never(name)
+
+
+#: Every composer by its ``context.composer`` name (the names are config's).
+COMPOSERS: dict[str, Composer] = {name: composer_for(name) for name in COMPOSER_NAMES}

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from lsprotocol import types
 
 from nearline.lsp.progress import work_done
-from nearline.workspace.index import IndexSettings, WorkspaceIndex
+from nearline.workspace.index import WorkspaceIndex
 from nearline.workspace.watcher import IndexWatcher
 
 if TYPE_CHECKING:
@@ -85,7 +85,7 @@ async def start_index(ls: NearlineServer) -> None:
     cfg = ls.settings.index
     index = WorkspaceIndex(
         ls.roots,
-        IndexSettings(exclude=list(cfg.exclude), max_file_bytes=cfg.max_file_bytes),
+        cfg,
         count_tokens=ls.service.count_tokens if ls.service is not None else None,
     )
     ls.index, ls.index_scanned = index, False

@@ -81,7 +81,7 @@ def status(ls: NearlineServer, *args: Any) -> dict[str, Any]:
         "worker_pid": info.get("worker_pid") if info else None,
         "engine": info,
         "settings": settings_to_dict(ls.settings),
-        "stats": dict(svc.stats) if svc else {},
+        "stats": svc.stats.as_dict() if svc else {},
         "syntax": dict(svc.syntax.stats) if svc else {},
         "inflight": svc.inflight if svc else 0,
         "recent": list(svc.recent) if svc else [],

@@ -23,9 +23,10 @@ from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 
 from nearline import __version__
-from nearline.completion.service import CompletionService, EngineFactory, Query
+from nearline.completion.service import CompletionService, Query
 from nearline.completion.stats import ACCEPT_COMMAND, AcceptanceStats
 from nearline.config import Settings, SettingsProblem, parse_settings
+from nearline.engine.factory import EngineFactory
 from nearline.lsp.background import start_index
 from nearline.lsp.protocol import NearlineProtocol
 from nearline.lsp.textdoc import LspDocument, NearlineWorkspace, fs_path

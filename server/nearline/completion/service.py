@@ -413,13 +413,26 @@ class CompletionService:
         else:
             loop.call_soon_threadsafe(self._on_message, level, text)
 
+    def expect_start(self) -> None:
+        """``start()`` follows soon (the server asks the client for its settings first):
+        requests meanwhile wait for the model as they do while it loads."""
+        self.state = "loading"
+        self._load_task = asyncio.get_running_loop().create_future()
+
     async def start(self) -> None:
         """Load the model in the worker; safe to call again after settings change."""
         loop = asyncio.get_running_loop()
         self._loop = loop
         self.state, self.error = "loading", None
-        self._load_task = loop.run_in_executor(self._worker, self._load_blocking)
-        await self._load_task
+        expected, self._load_task = (
+            self._load_task,
+            loop.run_in_executor(self._worker, self._load_blocking),
+        )
+        try:
+            await self._load_task
+        finally:
+            if expected is not None and not expected.done():
+                expected.set_result(None)  # what waited for expect_start waits no longer
 
     def _load_blocking(self) -> None:
         old, self.engine = self.engine, None

@@ -130,6 +130,10 @@ class Counters:
     speculated: int = 0
     """Answers from next-line speculation."""
     crashes: int = 0
+    untriggered: int = 0
+    """Requests not asked for by the user in ``completion.trigger: manual`` (no model run)."""
+    language_off: int = 0
+    """Requests in a language switched off (``completion.languages`` / ``disabledLanguages``)."""
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -350,8 +354,12 @@ class CompletionService:
         index: RepoSource | None = None,
         count_tokens: CountTokens | None = None,
         on_message: MessageSink | None = None,
+        on_generating: Callable[[str, bool], None] | None = None,
     ) -> None:
         self.settings = settings
+        # (uri, True) when a model run starts for a request, (uri, False) when it ends: the
+        # LSP layer shows it ("generating").
+        self._on_generating = on_generating or (lambda uri, running: None)
         self._engine_factory = engine_factory or create_engine
         self.index = index
         self._count_override = count_tokens
@@ -692,6 +700,9 @@ class CompletionService:
         t0 = time.perf_counter()
         if not self.settings.completion.enabled:
             return Outcome(source="gated")
+        if not self.language_enabled(q):
+            self.stats.language_off += 1
+            return Outcome(source="gated", reason="language off")
         cur = locate(q.text, q.line, q.col, q.offset)
         self.note_used(q.rel)
         # Cleaning and typing-through need only the cursor's surroundings, not a 2 MB line.
@@ -835,12 +846,21 @@ class CompletionService:
             if self._model_cancel is not None:
                 self._model_cancel.set()
             self._model_cancel = turn.cancel
+            submitted = time.perf_counter()
             fut = loop.run_in_executor(self._worker, self._run_engine, engine, req, turn.cancel)
             self.inflight += 1
+            self._on_generating(q.uri, True)
             try:
-                return await fut
+                result = await fut
             finally:
                 self.inflight -= 1
+                self._on_generating(q.uri, False)
+            # Time spent before the engine started on it: the model thread was finishing a
+            # warm-up, a speculation or an older request (bench latency's breakdown reads it).
+            result.extra.setdefault(
+                "wait_s", max(0.0, time.perf_counter() - submitted - result.total_s)
+            )
+            return result
         except asyncio.CancelledError:
             # $/cancelRequest: pygls cancels this task; the flag stops the engine within a token.
             turn.cancel.set()
@@ -899,6 +919,9 @@ class CompletionService:
                 "source": "model", "prompt": result.prompt_tokens,
                 "evaluated": result.evaluated_tokens, "generated": result.generated_tokens,
                 "stop": result.stop_reason, "latency_ms": round(out.latency_s * 1000, 1),
+                "read_ms": round(result.prompt_s * 1000, 1),
+                "engine_ms": round(result.total_s * 1000, 1),
+                "wait_ms": round(float(result.extra.get("wait_s", 0.0)) * 1000, 1),
                 "alternatives": len(result.alternatives), "shown": len(out.suggestions),
                 "parses": [s.parses for s in out.suggestions],
             })  # fmt: skip
@@ -981,10 +1004,21 @@ class CompletionService:
             self._next_id += 1
             st.nextline = {q.line + 1: NextLine(accepted, text, f"s{self._next_id}")}
 
+    def language_enabled(self, q: Query) -> bool:
+        """Whether completions run in ``q``'s language (``completion.languages`` and
+        ``completion.disabledLanguages``)."""
+        return self.settings.completion.enabled_for(q.language or language_for(q.rel or q.uri))
+
+    def untriggered(self) -> None:
+        """A request the user did not ask for, in manual trigger mode: counted, not run."""
+        self.stats.untriggered += 1
+
     async def warm(self, q: Query) -> int:
         """Read ``q``'s prompt into the KV cache in the background (a document was opened), so
         the first real request there pays only for what differs. Preempted by any request."""
         if self.state != "ready" or self.engine is None or self.inflight:
+            return 0
+        if not self.language_enabled(q):
             return 0
         self._warm_cancel.set()
         cancel = self._warm_cancel = threading.Event()

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from lsprotocol import types
 
 from nearline.lsp.progress import work_done
+from nearline.lsp.signal import send_status
 from nearline.workspace.index import WorkspaceIndex
 from nearline.workspace.watcher import IndexWatcher
 
@@ -65,8 +66,10 @@ async def start_model(ls: NearlineServer) -> None:
         return
     t0 = time.perf_counter()
     async with work_done(ls, "load", "Nearline: loading model") as progress:
+        send_status(ls, "loading")
         await ls.service.start()
         progress.end_message = ls.service.state
+    send_status(ls)
     if ls.service.state == "ready" and ls.service.engine is not None:
         log.info("model ready in %.1fs: %s", time.perf_counter() - t0, ls.service.engine.info())
 
@@ -94,6 +97,7 @@ async def start_index(ls: NearlineServer) -> None:
     for doc in list(ls.workspace.text_documents.values()):
         ls.sync_overlay(doc.uri)
     t0 = time.perf_counter()
+    send_status(ls)
     async with work_done(ls, "index", "Nearline: indexing", percentage=0) as progress:
         last = [0.0]
 
@@ -114,6 +118,7 @@ async def start_index(ls: NearlineServer) -> None:
     if cancel.is_set():
         return
     ls.index_scanned = ls.index is index
+    send_status(ls)
     dt = time.perf_counter() - t0
     log.info("indexed %d files in %.2fs (%s)", n, dt, ", ".join(str(r) for r in ls.roots))
     if cfg.watch and ls.index is index:

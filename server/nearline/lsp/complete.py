@@ -17,6 +17,8 @@ async def on_inline(
     q = ls.query(params.text_document.uri, params.position)
     if q is None or ls.service is None:
         return types.InlineCompletionList(items=[])
+    if not _asked(ls, params.context.trigger_kind == types.InlineCompletionTriggerKind.Invoked):
+        return types.InlineCompletionList(items=[])
     outcome = await _complete(ls, q)
     pos = params.position
     suggestions = outcome.suggestions if outcome else []
@@ -36,6 +38,9 @@ async def on_inline(
 async def on_completion(ls: NearlineServer, params: types.CompletionParams) -> types.CompletionList:
     q = ls.query(params.text_document.uri, params.position)
     if q is None or ls.service is None:
+        return types.CompletionList(is_incomplete=True, items=[])
+    ctx = params.context
+    if not _asked(ls, ctx is not None and ctx.trigger_kind == types.CompletionTriggerKind.Invoked):
         return types.CompletionList(is_incomplete=True, items=[])
     outcome = await _complete(ls, q)
     doc = ls.document(params.text_document.uri)
@@ -72,6 +77,16 @@ async def on_completion(ls: NearlineServer, params: types.CompletionParams) -> t
         )
     # Incomplete: the client asks again as the user types, so it sees fresh suggestions.
     return types.CompletionList(is_incomplete=True, items=items)
+
+
+def _asked(ls: NearlineServer, invoked: bool) -> bool:
+    """Whether to answer: always while typing (``completion.trigger: automatic``); in manual
+    mode only when the user asked (the editor's trigger key), counting the rest."""
+    if ls.settings.completion.trigger != "manual" or invoked:
+        return True
+    assert ls.service is not None
+    ls.service.untriggered()
+    return False
 
 
 async def _complete(ls: NearlineServer, q: Query) -> Outcome | None:

@@ -23,6 +23,7 @@ from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 
 from nearline import __version__
+from nearline.completion.notebook import CODE, MARKUP, Cell, cell_view
 from nearline.completion.service import CompletionService, Query
 from nearline.completion.stats import ACCEPT_COMMAND, AcceptanceStats
 from nearline.config import Settings, SettingsProblem, parse_settings
@@ -71,6 +72,11 @@ class NearlineServer(LanguageServer):
             __version__,
             protocol_cls=NearlineProtocol,
             text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
+            # Every cell of every notebook (only offered to clients that can sync notebooks;
+            # others send cells as separate documents): a cell completes with the cells above.
+            notebook_document_sync=types.NotebookDocumentSyncOptions(
+                notebook_selector=[types.NotebookDocumentFilterWithNotebook(notebook="*")]
+            ),
         )
         self.settings = Settings()
         self.init_settings = Settings()
@@ -205,6 +211,8 @@ class NearlineServer(LanguageServer):
         return None if offset is None else self.query_at(uri, doc, offset)
 
     def query_at(self, uri: str, doc: LspDocument, offset: int) -> Query:
+        if (cell := self._cell_query(uri, doc, offset)) is not None:
+            return cell
         text = doc.source
         # The service counts lines by "\n" alone (a lone "\r" is text to it): its line and
         # column come from the offset, not from the LSP position.
@@ -223,6 +231,41 @@ class NearlineServer(LanguageServer):
             path=path,
             rel=rel or (path.name if path else None),
             language=language,
+            root=root,
+        )
+
+    def _cell_query(self, uri: str, doc: LspDocument, offset: int) -> Query | None:
+        """A request in a notebook cell: the notebook's earlier cells are the prefix
+        (``completion/notebook.py``), the notebook's file is the path for repository context."""
+        ws = self.workspace
+        nb = ws.get_notebook_document(cell_uri=uri) if isinstance(ws, NearlineWorkspace) else None
+        if nb is None:
+            return None
+        cells = []
+        for c in nb.cells:
+            d = self.document(c.document)
+            kind = CODE if c.kind == types.NotebookCellKind.Code else MARKUP
+            cells.append(
+                Cell(c.document, kind, d.language_id or "" if d else "", d.source if d else "")
+            )
+        view = cell_view(cells, uri)
+        if view is None:
+            return None
+        text, at = view.text, view.start + offset
+        line_start = text.rfind("\n", 0, at) + 1
+        path = fs_path(nb.uri)
+        rel, root = self.rel_of(path)
+        if self.index is not None and path is not None:
+            self.index.set_current(path)
+        return Query(
+            uri=uri,
+            text=text,
+            line=text.count("\n", 0, at),
+            col=at - line_start,
+            offset=at,
+            path=path,
+            rel=rel or (path.name if path else None),
+            language=view.language,
             root=root,
         )
 

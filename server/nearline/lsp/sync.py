@@ -14,6 +14,7 @@ from nearline.completion.service import CompletionService, Query
 from nearline.config import parse_settings
 from nearline.lsp.background import first_load, reload_after_pull, start_index, start_model
 from nearline.lsp.server import NearlineServer
+from nearline.lsp.signal import GeneratingSignal
 from nearline.lsp.textdoc import NearlineWorkspace, fs_path
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,9 @@ def on_initialize(ls: NearlineServer, params: types.InitializeParams) -> None:
     settings, problems = parse_settings(params.initialization_options)
     ls.settings = ls.init_settings = settings
     ls.pending_problems = problems
-    ls.service = CompletionService(settings, ls.engine_factory, on_message=ls.show)
+    ls.service = CompletionService(
+        settings, ls.engine_factory, on_message=ls.show, on_generating=GeneratingSignal(ls)
+    )
 
 
 async def on_initialized(ls: NearlineServer, params: types.InitializedParams) -> None:

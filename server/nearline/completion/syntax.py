@@ -423,6 +423,7 @@ _PY_HEADER = re.compile(
 _KEYWORD_OPERATOR_END = re.compile(r"\b(and|or|not|in|is|if|else)[ \t]*$")
 # `match` and `case` are soft keywords: a header only when followed by a subject and a colon.
 _PY_SOFT_HEADER = re.compile(r"[ \t]*(match|case)[ \t]+[^\s=.,)\]}:]")
+_PY_STAR_IMPORT = re.compile(r"\bimport[ \t]*$")
 _RUST_CHAR = re.compile(r"'(?:\\.[^']{0,8}|[^\\'\n])'")
 
 
@@ -499,6 +500,20 @@ class Check:
     or, in Python, after an operator), ``missing-colon`` (a Python block header without ``:``)."""
 
 
+def _last_char(spec: LanguageSpec, text: str, i: int) -> str:
+    """The character of code at ``i`` ("" for none). Python's ``...`` is a value (Ellipsis, the
+    body of a stub or an overload) and ``import *`` a name, not operators waiting for their
+    right side: they stand as ``…``, which no rule takes for an operator."""
+    if i < 0:
+        return ""
+    if spec.newline_ends_statement and (
+        (i >= 2 and text.startswith("...", i - 2))
+        or (text[i] == "*" and _PY_STAR_IMPORT.search(text, max(0, i - 16), i) is not None)
+    ):
+        return "…"
+    return text[i]
+
+
 def _count_errors(language: str, text: str) -> int:
     tree = _parser(language).parse(text.encode("utf-8", "surrogatepass"))
     if not tree.root_node.has_error:
@@ -544,7 +559,7 @@ def _complete_window(
         at_eol = list(stack)
     if depth_at_start is None:
         depth_at_start = len(stack)
-    last = text[on_line.last_code] if on_line.last_code >= 0 else ""
+    last = _last_char(spec, text, on_line.last_code)
     ends = line_ends and hi > lo
     if ends and on_line.scope == "string" and not on_line.multiline:
         return text, "unbalanced"  # a one-line string left open
@@ -580,7 +595,7 @@ def _complete_window(
     ):
         return text, "unbalanced"  # `x = a +` then a newline: broken in Python
     out = text + sc.closer  # a docstring begun on the line ends here
-    last = sc.closer[-1:] if sc.scope == "string" else text[sc.last_code : sc.last_code + 1]
+    last = sc.closer[-1:] if sc.scope == "string" else _last_char(spec, text, sc.last_code)
     dangling = (
         last in _OPERATORS
         or last in "(["
@@ -667,7 +682,7 @@ def check_window(
     # Without the suggestion, a line cut after an operator (`x = `, `f(`) gets a hole, so that
     # only what the suggestion adds is counted against it.
     sc = _scan(spec, before)
-    last = before[sc.last_code] if sc.scope is None and sc.last_code >= 0 else ""
+    last = _last_char(spec, before, sc.last_code) if sc.scope is None else ""
     without, _ = build(_HOLE if last in _OPERATORS or last in "([" else "", False)
     if _count_errors(language, with_s) > _count_errors(language, without):
         return Check(False, "new-errors")
@@ -746,19 +761,26 @@ def open_brackets(tree: Any, offset: int) -> list[tuple[int, int | None]]:
 
 
 def _unclosed_tail(node: Any) -> list[tuple[int, str]]:
-    """Brackets left open by a broken node: along its last children, the bracket tokens
-    whose closer is not there (or is one tree-sitter made up)."""
+    """Brackets left open by a broken node: its bracket tokens, in document order, whose closer
+    is not there (or is one tree-sitter made up). Every broken descendant is looked into, not
+    only the last child: an ERROR node holding ``f(`` may come before an empty body (Python's
+    ``def f():`` then ``    tlist.insert_after(`` on the line above the cursor). A named node
+    without errors has its brackets paired inside, so it is passed over."""
     out: list[tuple[int, str]] = []
-    while node is not None and node.has_error:
-        kids = node.children
-        for c in kids:
-            if c.is_named or c.is_missing:
-                continue
-            if c.type in OPEN:
-                out.append((c.start_byte, c.type))
-            elif c.type in CLOSE and out and out[-1][0] >= node.start_byte:
-                out.pop()
-        node = next((k for k in reversed(kids) if k.is_named), None)
+    todo = [iter(node.children)]
+    while todo:
+        c = next(todo[-1], None)
+        if c is None:
+            todo.pop()
+        elif c.is_missing:
+            continue
+        elif c.is_named or c.child_count:
+            if c.has_error:
+                todo.append(iter(c.children))
+        elif c.type in OPEN:
+            out.append((c.start_byte, c.type))
+        elif c.type in CLOSE and out:
+            out.pop()
     return out
 
 

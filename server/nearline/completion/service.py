@@ -42,7 +42,7 @@ from nearline.completion.syntax import (
     clean,
     clean_suggestion,
     gate_reason,
-    neighbours,
+    neighbours_at,
     spec_for,
 )
 from nearline.config import ModelSettings, Settings
@@ -632,7 +632,7 @@ class CompletionService:
         """Clean and check the model's line and its alternatives; keep the distinct survivors,
         most probable first, up to ``completion.candidates``."""
         c = self.settings.completion
-        above, below = neighbours(q.text.split("\n"), q.line)
+        above, below = neighbours_at(q.text, locate(q.text, q.line, q.col, q.offset).offset)
         ended = result.stop_reason in ("eol", "eog", "stop")
         raws = [(result.text, ended)] + [(t, True) for t, _ in result.alternatives]
         out: list[Suggestion] = []

@@ -31,6 +31,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from nearline.workspace.snapshot import Snapshot, snapshot
+
 log = logging.getLogger(__name__)
 
 OPEN = {"(": ")", "[": "]", "{": "}"}
@@ -40,7 +42,8 @@ _HOLE = "_x0"
 _OPERATORS = set("+-*/%=&|^<>!~?.@")
 # Windows reach back at most this many lines for the bracket that opens the statement.
 MAX_WINDOW_LINES = 80
-# Larger documents get no tree (a full parse would hold up the event loop).
+# Larger documents get no tree (a full parse would hold up the event loop), and no work per
+# keystroke: their size is checked before anything walks or encodes them.
 MAX_TREE_BYTES = 2_000_000
 
 
@@ -398,6 +401,28 @@ def neighbours(lines: Sequence[str], line: int) -> tuple[str | None, str | None]
     """The nearest non-blank lines above and below ``line``."""
     above = next((lines[i] for i in range(line - 1, -1, -1) if lines[i].strip()), None)
     below = next((lines[i] for i in range(line + 1, len(lines)) if lines[i].strip()), None)
+    return above, below
+
+
+def neighbours_at(text: str, offset: int) -> tuple[str | None, str | None]:
+    """``neighbours`` of the line holding ``offset`` in ``text`` (lines split at ``"\n"``),
+    found by walking out from it: a 20 MB document costs the lines walked, not a split."""
+    above = below = None
+    end = text.rfind("\n", 0, offset)  # the "\n" ending the line above, -1 when none
+    while end >= 0:
+        start = text.rfind("\n", 0, end) + 1
+        if text[start:end].strip():
+            above = text[start:end]
+            break
+        end = start - 1
+    start = text.find("\n", offset)  # the "\n" ending the cursor's line
+    while start >= 0:
+        end = text.find("\n", start + 1)
+        line = text[start + 1 : len(text) if end < 0 else end]
+        if line.strip():
+            below = line
+            break
+        start = end
     return above, below
 
 
@@ -803,10 +828,15 @@ class SyntaxDocs:
         self.stats = {"full_parses": 0, "incremental_parses": 0, "edits": 0, "resyncs": 0}
 
     def open(self, uri: str, language: str | None, text: str) -> None:
-        if ts_language(language) is None or language is None:
+        # A character is at least one byte: a text longer than the limit is not encoded.
+        if language is None or len(text) > MAX_TREE_BYTES or ts_language(language) is None:
             self._docs.pop(uri, None)
             return
-        self._docs[uri] = _Doc(language, text.encode("utf-8", "surrogatepass"))
+        data = snapshot(text).data
+        if len(data) > MAX_TREE_BYTES:
+            self._docs.pop(uri, None)
+            return
+        self._docs[uri] = _Doc(language, data)
         self._docs.move_to_end(uri)
         while len(self._docs) > self.max_docs:
             self._docs.popitem(last=False)
@@ -826,22 +856,28 @@ class SyntaxDocs:
     ) -> None:
         """Apply LSP content changes: ((line, char), (line, char), new text) with characters in
         the client's ``encoding``, or a whole new text. ``text`` is the editor's result, used to
-        resynchronise if the edits do not reproduce it."""
+        resynchronise if an edit cannot be applied. Edits that apply but do not reproduce it (a
+        stale position) are caught by ``tree``, which compares the document with the text a
+        request sees: comparing here would encode the whole text on every keystroke."""
         doc = self._docs.get(uri)
         if doc is None:
             return
         for ch in changes:
             if isinstance(ch, str):
+                if len(ch) > MAX_TREE_BYTES:
+                    self._docs.pop(uri, None)
+                    return
                 self._replace(doc, 0, len(doc.data), ch.encode("utf-8", "surrogatepass"))
                 continue
             (l0, c0), (l1, c1), new = ch
             start = _byte_offset(doc.data, l0, c0, encoding)
             end = _byte_offset(doc.data, l1, c1, encoding)
             if start is None or end is None or end < start:
-                break
+                self.sync(uri, text)
+                return
             self._replace(doc, start, end, new.encode("utf-8", "surrogatepass"))
-        if doc.data != text.encode("utf-8", "surrogatepass"):
-            self.sync(uri, text)
+        if len(doc.data) > MAX_TREE_BYTES:
+            self._docs.pop(uri, None)  # grown too large for a tree: no more work per keystroke
 
     def _replace(self, doc: _Doc, start: int, end: int, new: bytes) -> None:
         data = doc.data
@@ -863,7 +899,13 @@ class SyntaxDocs:
         doc = self._docs.get(uri)
         if doc is None:
             return
-        new = text.encode("utf-8", "surrogatepass")
+        if len(text) > MAX_TREE_BYTES:
+            self._docs.pop(uri, None)
+            return
+        new = snapshot(text).data
+        if len(new) > MAX_TREE_BYTES:
+            self._docs.pop(uri, None)
+            return
         old = doc.data
         if old == new:
             return
@@ -877,8 +919,8 @@ class SyntaxDocs:
         None for languages without a grammar and for very large documents."""
         if language is None or ts_language(language) is None:
             return None
-        data_len = len(text.encode("utf-8", "surrogatepass"))
-        if data_len > MAX_TREE_BYTES:
+        if len(text) > MAX_TREE_BYTES or len(snapshot(text).data) > MAX_TREE_BYTES:
+            self._docs.pop(uri, None)
             return None
         doc = self._docs.get(uri)
         if doc is None or doc.language != language:
@@ -905,13 +947,15 @@ class SyntaxDocs:
         the cursor is in a broken region, where the line's own lexing does (it catches a string
         still being typed); None for languages without gating."""
         spec = spec_for(language)
-        if spec is None:
+        if spec is None or len(text) > MAX_TREE_BYTES:
+            # Too large for a tree: None leaves it to the caller's lexing of the cursor's line,
+            # which is what this would do, without a walk over the whole text.
             return None
-        lines = text.split("\n")
-        before = lines[line][:col] if line < len(lines) else ""
+        snap = snapshot(text)
+        before = snap.line(line)[:col] if line < snap.line_count else ""
         tree = self.tree(uri, language, text)
         if tree is not None:
-            found = scope_at(tree, _cursor_byte(lines, line, col))
+            found = scope_at(tree, _cursor_byte(snap, line, col))
             if found is not None:
                 return found[0]
         return line_scope(spec, before) or "code"
@@ -950,20 +994,21 @@ def _ends_in_open_block(language: str, text: str) -> bool:
 def _check_in_tree(
     language: str, tree: Any, text: str, line: int, col: int, suggestion: str, line_ends: bool
 ) -> Check | None:
-    lines = text.split("\n")
-    offset = _cursor_byte(lines, line, col)
-    line_start_b = offset - len(lines[line][:col].encode("utf-8", "surrogatepass"))
+    snap = snapshot(text)
+    line_start_c = snap.line_starts[line]
+    offset = _cursor_byte(snap, line, col)
+    line_start_b = snap.byte_offset(line_start_c)
     scope = scope_at(tree, offset)
     if scope is not None and scope[0] != "code" and scope[1] < line_start_b:
         return None  # inside a docstring or block comment begun earlier: no code to break
     spec = spec_for(language)
     # A broken tree (a triple-quoted string not closed yet, as while it is written) may call the
     # cursor's spot code; the characters can tell.
-    if scope is None or tree.root_node.has_error:
-        line_start_c = len(text) - len("\n".join(lines[line:]))
-        if _ends_in_open_block(language, text[:line_start_c]):
-            return None
-    data = text.encode("utf-8", "surrogatepass")
+    if (scope is None or tree.root_node.has_error) and _ends_in_open_block(
+        language, text[:line_start_c]
+    ):
+        return None
+    data = snap.data
     first = line
     # The window: from the line of the outermost bracket still open at the cursor's line to the
     # line of its closer; brackets opened further up stand for themselves (their line up to the
@@ -983,11 +1028,11 @@ def _check_in_tree(
         if close_line - line <= MAX_WINDOW_LINES:
             last = max(line, close_line)
     if spec is not None and spec.newline_ends_statement:
-        while first > 0 and lines[first - 1].rstrip("\r").endswith("\\"):
+        while first > 0 and snap.line(first - 1).rstrip("\r").endswith("\\"):
             first -= 1
-    pre = "".join(far) + "".join(ln.rstrip("\r") + "\n" for ln in lines[first:line])
-    post = "".join("\n" + ln.rstrip("\r") for ln in lines[line + 1 : last + 1])
-    cur = lines[line].rstrip("\r")
+    pre = "".join(far) + "".join(ln.rstrip("\r") + "\n" for ln in snap.lines(first, line))
+    post = "".join("\n" + ln.rstrip("\r") for ln in snap.lines(line + 1, last + 1))
+    cur = snap.line(line).rstrip("\r")
     return check_window(language, pre, cur[:col], suggestion, cur[col:], post, line_ends=line_ends)
 
 
@@ -1004,7 +1049,7 @@ def parses_in_window(
     text = text_before + text_after
     line = text_before.count("\n")
     col = len(text_before) - (text_before.rfind("\n") + 1)
-    tree = _parser(language).parse(text.encode("utf-8", "surrogatepass"))
+    tree = _parser(language).parse(snapshot(text).data)
     result = _check_in_tree(language, tree, text, line, col, suggestion, line_ends)
     return result is None or result.ok
 
@@ -1012,11 +1057,9 @@ def parses_in_window(
 # -- byte/point arithmetic ----------------------------------------------------------------
 
 
-def _cursor_byte(lines: Sequence[str], line: int, col: int) -> int:
-    text = "\n".join(lines[:line]) + ("\n" if line else "")
-    return len(text.encode("utf-8", "surrogatepass")) + len(
-        lines[line][:col].encode("utf-8", "surrogatepass")
-    )
+def _cursor_byte(snap: Snapshot, line: int, col: int) -> int:
+    start, end = snap.line_span(line)
+    return snap.byte_offset(min(start + col, end))
 
 
 def _units_to_chars(s: str, units: int, encoding: str) -> int:

@@ -43,11 +43,11 @@ from nearline.completion.syntax import (
     clean_suggestion,
     gate_reason,
     neighbours_at,
-    spec_for,
 )
 from nearline.config import ModelSettings, Settings
 from nearline.engine.llama import Engine, GenerationRequest, GenerationResult
 from nearline.engine.worker import WorkerCrashed
+from nearline.languages import language_info
 from nearline.weights.catalog import ModelEntry, PromptFormat, format_for_path, load_catalog
 from nearline.weights.download import ModelError
 from nearline.workspace.ignore import PRIVATE_KEY_BLOCK, is_secret_path, redact_slice, secret_spans
@@ -612,7 +612,7 @@ class CompletionService:
         """Why the model should not run here (``syntax.gate_reason``), or None."""
         c = self.settings.completion
         scope = None
-        if spec_for(language) is not None and not (c.in_comments and c.in_strings):
+        if language_info(language) is not None and not (c.in_comments and c.in_strings):
             try:
                 scope = self.syntax.scope(q.uri, language, q.text, q.line, q.col)
             except Exception:

@@ -46,6 +46,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from nearline.languages import language_for
 from nearline.workspace.ignore import (
     VCS_DIRS,
     IgnoreRules,
@@ -65,59 +66,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-# --------------------------------------------------------------------------- #
-# Languages
-# --------------------------------------------------------------------------- #
-
-# fmt: off
-_EXT_LANG: dict[str, str] = {
-    ".py": "python", ".pyi": "python", ".pyw": "python", ".pyx": "cython",
-    ".js": "javascript", ".mjs": "javascript", ".cjs": "javascript", ".jsx": "javascriptreact",
-    ".ts": "typescript", ".mts": "typescript", ".cts": "typescript", ".tsx": "typescriptreact",
-    ".go": "go", ".rs": "rust", ".java": "java", ".kt": "kotlin", ".kts": "kotlin",
-    ".scala": "scala", ".groovy": "groovy", ".gradle": "groovy",
-    ".c": "c", ".h": "c", ".cc": "cpp", ".cpp": "cpp", ".cxx": "cpp", ".hpp": "cpp",
-    ".hh": "cpp", ".hxx": "cpp", ".ipp": "cpp", ".cu": "cuda", ".cuh": "cuda",
-    ".m": "objective-c", ".mm": "objective-cpp", ".swift": "swift",
-    ".cs": "csharp", ".fs": "fsharp", ".vb": "vb",
-    ".rb": "ruby", ".php": "php", ".pl": "perl", ".pm": "perl", ".lua": "lua",
-    ".r": "r", ".jl": "julia", ".dart": "dart", ".ex": "elixir", ".exs": "elixir",
-    ".erl": "erlang", ".hrl": "erlang", ".hs": "haskell", ".ml": "ocaml", ".mli": "ocaml",
-    ".clj": "clojure", ".cljs": "clojure", ".elm": "elm", ".zig": "zig", ".nim": "nim",
-    ".v": "verilog", ".sv": "systemverilog", ".vhd": "vhdl", ".vhdl": "vhdl",
-    ".sh": "shellscript", ".bash": "shellscript", ".zsh": "shellscript", ".fish": "fish",
-    ".ps1": "powershell", ".bat": "bat", ".cmd": "bat",
-    ".sql": "sql", ".graphql": "graphql", ".gql": "graphql", ".proto": "proto",
-    ".html": "html", ".htm": "html", ".css": "css", ".scss": "scss", ".sass": "sass",
-    ".less": "less", ".vue": "vue", ".svelte": "svelte", ".astro": "astro",
-    ".json": "json", ".jsonc": "jsonc", ".json5": "json5", ".yaml": "yaml", ".yml": "yaml",
-    ".toml": "toml", ".ini": "ini", ".cfg": "ini", ".conf": "ini", ".xml": "xml",
-    ".md": "markdown", ".markdown": "markdown", ".mdx": "mdx", ".rst": "restructuredtext",
-    ".tex": "latex", ".txt": "text", ".csv": "csv", ".tf": "terraform", ".hcl": "hcl",
-    ".nix": "nix", ".cmake": "cmake", ".mk": "makefile", ".dockerfile": "dockerfile",
-}
-_NAME_LANG: dict[str, str] = {
-    "Makefile": "makefile", "makefile": "makefile", "GNUmakefile": "makefile",
-    "Dockerfile": "dockerfile", "Containerfile": "dockerfile", "CMakeLists.txt": "cmake",
-    "Jenkinsfile": "groovy", "Rakefile": "ruby", "Gemfile": "ruby", "BUILD": "starlark",
-    "WORKSPACE": "starlark", "BUILD.bazel": "starlark", ".gitignore": "ignore",
-}
-# fmt: on
-
-
-def language_for(name: str) -> str:
-    """Language id for a file name (LSP ids where there is one), ``"text"``
-    when unknown."""
-    base = name.rsplit("/", 1)[-1]
-    lang = _NAME_LANG.get(base)
-    if lang is not None:
-        return lang
-    dot = base.rfind(".")
-    if dot > 0:
-        return _EXT_LANG.get(base[dot:].lower(), "text")
-    return "text"
-
 
 # --------------------------------------------------------------------------- #
 # Public data

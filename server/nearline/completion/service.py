@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import re
 import threading
 import time
 from collections import OrderedDict, deque
@@ -52,6 +51,7 @@ from nearline.weights.catalog import ModelEntry, PromptFormat, format_for_path, 
 from nearline.weights.download import ModelError
 from nearline.workspace.ignore import PRIVATE_KEY_BLOCK, is_secret_path, redact_slice, secret_spans
 from nearline.workspace.index import language_for
+from nearline.workspace.snapshot import replace_surrogates
 
 __all__ = ["CompletionService", "OutOfRange", "Query", "clean_suggestion", "split_at_cursor"]
 
@@ -170,7 +170,6 @@ CHARS_PER_TOKEN_BOUND = 16
 SECRET_MARGIN = 4096
 # Bracket matching and typing-through look at this much of the cursor's line on each side.
 LINE_CONTEXT = 4096
-_SURROGATES = re.compile("[\ud800-\udfff]")
 # Recently used documents remembered for the ring-buffer composer.
 RECENT_DOCS = 32
 _KEY_BEGIN = "-----BEGIN"
@@ -455,10 +454,10 @@ class CompletionService:
         spans = [(a + lo, b + lo) for a, b in secret_spans(text[lo:hi])]
         # A lone surrogate (a client may send one) cannot be tokenized: one U+FFFD each keeps
         # every length the same.
-        prefix = _SURROGATES.sub("\ufffd", redact_slice(text, spans, start, cur.offset))
+        prefix = replace_surrogates(redact_slice(text, spans, start, cur.offset))
         if not fmt.has_fim:
             return prefix, None
-        suffix = _SURROGATES.sub("\ufffd", redact_slice(text, spans, cur.offset, end))
+        suffix = replace_surrogates(redact_slice(text, spans, cur.offset, end))
         return prefix, suffix
 
     def build_prompt(self, q: Query) -> Prompt:

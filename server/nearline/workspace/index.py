@@ -37,7 +37,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import re
 import stat as statmod
 import threading
 import time
@@ -57,6 +56,7 @@ from nearline.workspace.ignore import (
     iter_parents,
     redact,
 )
+from nearline.workspace.snapshot import snapshot
 
 __all__ = [
     "FileEntry",
@@ -142,7 +142,6 @@ class _Root:
     rules: IgnoreRules
 
 
-_SURROGATES = re.compile("[\ud800-\udfff]")
 _O_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 
 
@@ -860,7 +859,7 @@ class WorkspaceIndex:
         else:
             # A client may send lone surrogates; they cannot be encoded or tokenized. One
             # U+FFFD each keeps the text's length.
-            clean = text if text.isascii() else _SURROGATES.sub("\ufffd", text)
+            clean = snapshot(text).clean
             red = redact(clean)
             if red.mostly_secret:
                 ov = _Overlay(None, "", None)

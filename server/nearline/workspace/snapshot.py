@@ -105,6 +105,9 @@ _cache: OrderedDict[int, Snapshot] = OrderedDict()
 _lock = threading.Lock()
 # Open documents a request touches at once (the edited one, the ones beside it).
 CACHE_SIZE = 8
+# Larger texts get a snapshot of their own, not kept: nothing derives whole-text forms of them
+# per keystroke (no tree, no overlay), and keeping old versions of 20 MB would cost memory.
+CACHE_MAX_CHARS = 2_000_000
 
 
 def snapshot(text: str) -> Snapshot:
@@ -112,6 +115,8 @@ def snapshot(text: str) -> Snapshot:
     trees, the index overlay and the service, handed one version of a document, share its parts.
     Keyed by identity (an equal text from elsewhere gets its own snapshot; comparing would
     cost what sharing saves)."""
+    if len(text) > CACHE_MAX_CHARS:
+        return Snapshot(text)
     key = id(text)
     with _lock:
         snap = _cache.get(key)

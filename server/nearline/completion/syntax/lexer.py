@@ -1,6 +1,6 @@
 """A small lexer for one language: the brackets outside strings and comments, and where a text
 ends (in code, a comment or a string). Gating reads the cursor's line with it; the check reads
-its window; the trees ask it whether a broken document ends inside a docstring."""
+its window with it, and asks it whether a broken document ends inside a docstring."""
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ class UnsupportedLanguage(ValueError):
     pass
 
 
-# Node types (across the grammars above) whose inside is a comment or a string, and the
+# Node types (across the grammars of nearline.languages) whose inside is a comment or a string, and the
 # code islands inside strings (f-string and template-literal substitutions).
 COMMENT_TYPES = frozenset({"comment", "line_comment", "block_comment"})
 STRING_TYPES = frozenset(

@@ -227,6 +227,9 @@ class WorkspaceIndex:
         self._version = 0
         self._current: Path | None = None
         self._current_dirty = False
+        # The current document's newest text, not yet redacted into its overlay (set_overlay).
+        self._pending: dict[Path, str] = {}
+        self._overlay_lock = threading.Lock()  # serialises overlay updates
         self.last_scan: dict[str, float | int] = {}
 
     # ------------------------------------------------------------------ paths
@@ -727,6 +730,7 @@ class WorkspaceIndex:
     def files(self, language: str | None = None) -> list[FileEntry]:
         """Indexed files (open documents' overlays applied), sorted by
         ``(rel, root)``."""
+        self._settle()
         with self._lock:
             out = []
             for p in self._sorted_keys():
@@ -737,10 +741,12 @@ class WorkspaceIndex:
 
     def count(self) -> int:
         """Number of indexed files (what ``len(files())`` would give)."""
+        self._settle()
         with self._lock:
             return sum(1 for p in self._sorted_keys() if self._eff(p) is not None)
 
     def get(self, path: Path | str) -> FileEntry | None:
+        self._settle()
         p = self._key(path)
         with self._lock:
             return self._eff(p)
@@ -749,6 +755,7 @@ class WorkspaceIndex:
         """``(entry, text)`` consistent with each other; the entry is None for
         an open document that is not indexable (ignored, too big, outside the
         workspace).  None when there is no text to give."""
+        self._settle()
         p = self._key(path)
         with self._lock:
             ov = self._overlays.get(p)
@@ -834,6 +841,8 @@ class WorkspaceIndex:
         """The document being edited: its overlay edits don't bump
         :attr:`version` (the composer reads it directly)."""
         p = None if path is None else self._key(path)
+        if p != self._current:
+            self._settle()
         with self._lock:
             if p != self._current:
                 if self._current_dirty:
@@ -843,7 +852,33 @@ class WorkspaceIndex:
 
     def set_overlay(self, path: Path | str, text: str) -> None:
         """An open document's (unsaved) text; wins over disk until dropped.
-        Costs one redaction pass over ``text`` (skipped if it is unchanged)."""
+        Costs one redaction pass over ``text`` (skipped if it is unchanged).
+        For the current document (:meth:`set_current`) the pass waits until
+        something reads the index or another document becomes current: the
+        composers never read the current document from here, so typing in it
+        costs no redaction per keystroke. Until then readers see its previous
+        version, redacted like every other."""
+        p = self._key(path)
+        with self._lock:
+            if p == self._current and p in self._overlays:
+                self._pending[p] = text
+                return
+        with self._overlay_lock:
+            with self._lock:
+                self._pending.pop(p, None)
+            self._apply_overlay(path, text)
+
+    def _settle(self) -> None:
+        """Take the current document's pending text into its overlay."""
+        if not self._pending:
+            return
+        with self._overlay_lock:
+            with self._lock:
+                pending, self._pending = self._pending, {}
+            for p, text in pending.items():
+                self._apply_overlay(p, text)
+
+    def _apply_overlay(self, path: Path | str, text: str) -> None:
         loc = self._locate(path)
         abs_s = loc[2] if loc is not None else os.path.abspath(os.fspath(path))
         p = Path(abs_s)
@@ -888,7 +923,11 @@ class WorkspaceIndex:
         self._put_overlay(p, ov)
 
     def drop_overlay(self, path: Path | str) -> None:
-        self._put_overlay(self._key(path), None)
+        p = self._key(path)
+        with self._overlay_lock:
+            with self._lock:
+                self._pending.pop(p, None)
+            self._put_overlay(p, None)
 
     def _put_overlay(self, p: Path, ov: _Overlay | None) -> None:
         with self._lock:

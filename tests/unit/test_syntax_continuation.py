@@ -54,6 +54,14 @@ ACCEPT = [
     ("python", "def f():\n    with open(a) as x, \\\n            ‸" + PY_TAIL, "open(b) as y:"),
     # A call whose opener line is a block header: the colon comes on the closing line.
     ("python", "def f():\n    if isinstance(\n        ‸" + PY_TAIL, "x, int):"),
+    # A signature whose parameters close on a later line, which opens the return type's `[`.
+    ("python", "def f(\n    a: int,\n‸" + PY_TAIL, ") -> Sequence["),
+    ("python", "class A:\n    def f(\n        self,\n    ‸" + PY_TAIL, ") -> dict[str, int]:"),
+    # A match statement's header (its body is case clauses).
+    ("python", "def f(t):\n    ‸" + PY_TAIL, "match t.status:"),
+    # A decorator with a comment; a triple-quoted string that goes on after a backslash.
+    ("python", "class A:\n    ‸" + PY_TAIL, "@cache  # type: ignore"),
+    ("python", "‸" + PY_TAIL, '_SOURCE_BASH = """\\'),
     # JavaScript, TypeScript, Go, C: the same shapes.
     (
         "javascript",
@@ -83,6 +91,8 @@ REJECT = [
     ("python", "def f():\n    foo(\n        ‸" + PY_TAIL, "a), bar(b", "unbalanced"),
     # A Python line ending in an operator outside brackets.
     ("python", "def f():\n    x = 1\n    ‸" + PY_TAIL, "y = x +", "unbalanced"),
+    ("python", "def f(\n    a: int,\n‸" + PY_TAIL, ") -> Sequence[int", "unbalanced"),
+    ("python", "def f(t):\n    ‸" + PY_TAIL, "match t.status", "new-errors"),
     # Broken inside the continuation.
     ("python", "def f():\n    foo(\n        ‸" + PY_TAIL, "a b)", "new-errors"),
     ("python", "def f():\n    d = {\n        ‸" + PY_TAIL, "'a' 1}", "new-errors"),

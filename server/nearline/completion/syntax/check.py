@@ -141,6 +141,8 @@ def _complete_window(
     ):
         return text, "unbalanced"  # `x = a +` then a newline: broken in Python
     out = text + sc.closer  # a docstring begun on the line ends here
+    if sc.scope == "string" and text.endswith("\\"):
+        out = text + "\\" + sc.closer  # `"""\` goes on below: the closer must not be escaped
     last = sc.closer[-1:] if sc.scope == "string" else _last_char(info, text, sc.last_code)
     dangling = (
         last in _OPERATORS
@@ -157,21 +159,31 @@ def _complete_window(
         out += (" " if last in _OPERATORS and last != "." else "") + _HOLE
     out += "".join(OPEN[c] for _, c in reversed(stack))
     if info.name == "python":
-        tail = out.rsplit("\n", 1)[-1]
+        tail = text.rsplit("\n", 1)[-1]  # the window's last line (``out``'s may be a comment's end)
         indent = tail[: len(tail) - len(tail.lstrip())]
-        # A block header whose brackets go on to later lines (`with open(`, `if (`): closed
-        # here, it still needs its colon and a body.
-        head_at = text.rfind("\n", 0, stack[0][0]) + 1 if stack else -1
+        # A block header whose brackets go on to later lines (`with open(`, `if (`, or a `def`
+        # whose parameters close on a later line that opens `-> X[`): closed here, it still
+        # needs its colon and a body. The header is the line of the outermost bracket still
+        # open, or the statement's first line.
+        heads = (
+            [text.rfind("\n", 0, b) + 1 for b in (stack[0][0], sc.brackets[0][0])] if stack else []
+        )
+        head_at = next((h for h in heads if _is_header(text, h)), -1)
         if last == ":" and not stack:
+            if _PY_SOFT_HEADER.match(tail) and tail.lstrip().startswith("match"):
+                out += "\n" + indent + "    case _x0:"  # a match's body is its cases
+                indent += "    "
             out += "\n" + indent + "    pass"
         elif tail.lstrip().startswith("@"):
             out += "\n" + indent + "def _x0(): pass"
-        elif head_at >= 0 and (
-            _PY_HEADER.match(text, head_at) or _PY_SOFT_HEADER.match(text, head_at)
-        ):
-            head = text[head_at : stack[0][0]]
+        elif head_at >= 0:
+            head = text[head_at : text.find("\n", head_at) % (len(text) + 1)]
             out += ":\n" + head[: len(head) - len(head.lstrip())] + "    pass"
     return out, None
+
+
+def _is_header(text: str, at: int) -> bool:
+    return bool(_PY_HEADER.match(text, at) or _PY_SOFT_HEADER.match(text, at))
 
 
 def _window_lines(info: Language, lines: list[str]) -> tuple[str, list[str], list[int]]:

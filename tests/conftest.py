@@ -46,6 +46,23 @@ def sample_project(tmp_path: Path) -> Path:
     return dest
 
 
+# KV states on disk (engine/diskcache.py) stay out of the user's cache directory, and no test
+# restores what another test saved: engines built outside a test (module fixtures) use this
+# session's directory, each test (and the servers it starts) a fresh one. Server fixtures take
+# their environment from server_env() when they are defined, but read it when they start the
+# server: the fixture below points every such environment at the test's directory.
+os.environ["NEARLINE_KV_DIR"] = tempfile.mkdtemp(prefix="nearline-test-kv-")
+_SERVER_ENVS: list[dict[str, str]] = []
+
+
+@pytest.fixture(autouse=True)
+def _private_kv_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    kv = str(tmp_path_factory.mktemp("kv"))
+    monkeypatch.setenv("NEARLINE_KV_DIR", kv)
+    for env in _SERVER_ENVS:
+        env["NEARLINE_KV_DIR"] = kv
+
+
 # Servers started by tests keep their acceptance statistics out of the user's state directory.
 _TEST_STATS = os.path.join(tempfile.gettempdir(), f"nearline-test-stats-{os.getpid()}.json")
 
@@ -53,6 +70,8 @@ _TEST_STATS = os.path.join(tempfile.gettempdir(), f"nearline-test-stats-{os.getp
 def server_env(**extra: str) -> dict[str, str]:
     env = {**os.environ, "NEARLINE_STATS_FILE": _TEST_STATS, **extra}
     env.setdefault("PYTHONUNBUFFERED", "1")
+    if "NEARLINE_KV_DIR" not in extra:
+        _SERVER_ENVS.append(env)
     return env
 
 

@@ -16,10 +16,17 @@ export default tseslint.config(
     },
   },
   {
-    // The optional end-to-end script (plain Node ESM).
+    // The end-to-end script (plain Node ESM).
     files: ['e2e/**/*.mjs'],
     languageOptions: {
-      globals: { process: 'readonly', console: 'readonly', setTimeout: 'readonly', clearTimeout: 'readonly' },
+      globals: {
+        process: 'readonly',
+        console: 'readonly',
+        setTimeout: 'readonly',
+        clearTimeout: 'readonly',
+        setInterval: 'readonly',
+        clearInterval: 'readonly',
+      },
     },
   },
 );

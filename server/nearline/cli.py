@@ -119,7 +119,8 @@ def _settings_from_args(args: argparse.Namespace) -> Any:
     from nearline.weights.catalog import load_catalog
 
     try:
-        load_catalog().get(settings.model.id)
+        if settings.model.id != "auto":
+            load_catalog().get(settings.model.id)
     except KeyError as exc:
         raise UserError(str(exc.args[0])) from None
     settings.completion.debounce_ms = 0
@@ -172,13 +173,9 @@ def _make_service(args: argparse.Namespace, q: Any) -> Any:
 
 
 def _build_index(root: Path, settings: Any, q: Any, count: Any) -> Any:
-    from nearline.workspace.index import IndexSettings, WorkspaceIndex
+    from nearline.workspace.index import WorkspaceIndex
 
-    idx = WorkspaceIndex(
-        [root],
-        IndexSettings(exclude=settings.index.exclude, max_file_bytes=settings.index.max_file_bytes),
-        count_tokens=count,
-    )
+    idx = WorkspaceIndex([root], settings.index, count_tokens=count)
     idx.scan()
     if q.path is not None:
         idx.set_overlay(q.path, q.text)
@@ -235,6 +232,8 @@ def cmd_models(args: argparse.Namespace) -> int:
     from nearline.weights.download import ModelError, pull, status, verify
 
     cat = load_catalog()
+    if args.models_cmd == "inspect":
+        return _models_inspect(args)
     if args.models_cmd == "list":
         for m in cat.models:
             st = status(m)
@@ -261,6 +260,69 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(entry.path)
         return 0
     raise UserError(f"unknown models command {args.models_cmd}")
+
+
+def _models_inspect(args: argparse.Namespace) -> int:
+    """What a GGUF says about itself and the prompt format Nearline will use for it."""
+    import contextlib
+
+    from nearline.engine.formats import (
+        FormatError,
+        choose_format,
+        format_from_info,
+        read_model_info,
+    )
+    from nearline.weights.catalog import load_catalog
+    from nearline.weights.download import ModelError, check_gguf
+
+    cat = load_catalog()
+    path = Path(args.file).expanduser()
+    if not path.exists() and os.sep not in args.file:
+        with contextlib.suppress(KeyError):  # a catalog id names its pulled file
+            path = cat.get(args.file).path
+    try:
+        check_gguf(path)
+        info = read_model_info(path)
+        chosen, why = choose_format(cat.default, path, None)
+    except (ModelError, FormatError) as exc:
+        raise UserError(str(exc)) from None
+    detected = format_from_info(info)
+    fmt_json = {
+        "name": chosen.name, "why": why, "fim": chosen.has_fim,
+        "fimPrefix": chosen.fim_prefix, "fimSuffix": chosen.fim_suffix,
+        "fimMiddle": chosen.fim_middle, "repoName": chosen.repo_name,
+        "fileSep": chosen.file_sep, "stop": list(chosen.stop), "detected": detected.name,
+    }  # fmt: skip
+    if args.json:
+        print(json.dumps({**info.to_json(), "format": fmt_json}, indent=2, ensure_ascii=False))
+        return 0
+    t = info.tokens
+    rope = f"base {info.rope_freq_base:g}" if info.rope_freq_base else "base (default)"
+    if info.rope_scaling and info.rope_scaling != "none":
+        rope += f", {info.rope_scaling} x{info.rope_scaling_factor or 1:g}"
+        if info.rope_orig_context:
+            rope += f" from {info.rope_orig_context}"
+    else:
+        rope += ", no scaling"
+    rows = [
+        ("file", str(path)),
+        ("read by", info.reader),
+        ("architecture", info.architecture or "?"),
+        ("name", info.name or "?"),
+        ("tokenizer", f"{info.tokenizer or '?'}, {info.vocab_size} tokens"),
+        ("trained context", str(info.trained_context or "?")),
+        ("RoPE", rope),
+        ("FIM tokens", " ".join(t[r] or "-" for r in ("fim_pre", "fim_suf", "fim_mid"))
+         + (f" (pad {t['fim_pad']})" if t["fim_pad"] else "")),
+        ("repository tokens", f"repo {t['fim_rep']}, file separator {t['fim_sep']}"),
+        ("end of generation", " ".join(info.eog) or "-"),
+        ("format", f"{chosen.name} ({why}; FIM {'yes' if chosen.has_fim else 'no'}"
+         + (f"; the file's tokens say {detected.name}" if detected.name != chosen.name else "")
+         + ")"),
+    ]  # fmt: skip
+    for k, v in rows:
+        print(f"{k + ':':<19} {v}")
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -301,7 +363,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
             run_latency(model=args.model, file=args.file, max_keystrokes=args.keystrokes,
                         raw=not args.no_raw, out_json=args.json, other_file=args.other_file,
                         llama_server=args.llama_server, server_baseline=not args.no_llama_server,
-                        settings_overrides=_overrides(args.set or []), root=args.root, extra_settings=extra)
+                        settings_overrides=_overrides(args.set or []), root=args.root, extra_settings=extra,
+                        line=args.line)
         )  # fmt: skip
     if args.bench_cmd == "worker":
         from nearline.bench.worker_bench import run_worker_bench
@@ -329,6 +392,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
                                      out_json=args.json)  # fmt: skip
         except ModelError as exc:
             raise UserError(str(exc)) from None
+    if args.bench_cmd == "kernels":
+        from nearline.bench.kernels_bench import run_kernels_bench
+        from nearline.weights.download import ModelError
+
+        if len(args.wheels) < 1 or args.rounds < 1 or args.tokens < 16 or args.gen < 1:
+            raise UserError("give one or more wheels; --rounds, --gen >= 1, --tokens >= 16")
+        try:
+            return run_kernels_bench(args.wheels, model=args.model, n_prompt=args.tokens,
+                                     n_gen=args.gen, rounds=args.rounds, threads=args.threads,
+                                     out_json=args.json, pick_file=args.pick)  # fmt: skip
+        except (ModelError, RuntimeError) as exc:
+            raise UserError(str(exc)) from None
     if args.bench_cmd == "quality":
         from nearline.bench.quality import QualityError, main_quality
 
@@ -341,6 +416,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 max_minutes=args.max_minutes, dry_run=args.dry_run, model=args.model,
                 out_json=args.out_json, out_png=args.out_png,
                 overrides=_overrides(args.set or []), categories=args.categories,
+                language=args.language, models=args.models,
+                latency_json=args.latency_json or [],
             )  # fmt: skip
         except QualityError as exc:
             raise UserError(str(exc)) from None
@@ -407,6 +484,9 @@ def build_parser() -> argparse.ArgumentParser:
         )
         if name == "pull":
             mp.add_argument("--force", action="store_true")
+    mi = msub.add_parser("inspect", help="what a GGUF file says: tokens, context, RoPE, format")
+    mi.add_argument("file", help="a GGUF file (or a catalog id)")
+    mi.add_argument("--json", action="store_true")
     m.set_defaults(func=cmd_models)
 
     d = sub.add_parser("demo", help="drive `nearline serve` like an editor on the sample project")
@@ -421,11 +501,18 @@ def build_parser() -> argparse.ArgumentParser:
     bsub = b.add_subparsers(dest="bench_cmd", required=True)
     bl = bsub.add_parser("latency", help="replay typing a file through the server")
     bl.add_argument("--model", default=None)
-    bl.add_argument("--file", default=None, help="file of the sample project to type")
+    bl.add_argument("--file", default=None, help="file to type (relative to the project)")
+    bl.add_argument(
+        "--line", type=int, default=None,
+        help="1-based line where typing starts (default: halfway down the file)",
+    )  # fmt: skip
     bl.add_argument("--keystrokes", type=int, default=300)
     bl.add_argument("--no-raw", action="store_true", help="skip the raw llama-cpp-python run")
     bl.add_argument("--json", default=None, help="write the numbers to this JSON file")
-    bl.add_argument("--root", default=None, help="project to use (default: the sample project)")
+    bl.add_argument(
+        "--project-dir", "--root", dest="root", default=None,
+        help="project to use (default: the sample project); needs --file",
+    )  # fmt: skip
     bl.add_argument("--other-file", default=None, help="file to switch to and back from")
     bl.add_argument("--llama-server", default=None, help="llama-server binary for the baseline")
     bl.add_argument("--no-llama-server", action="store_true", help="skip the llama-server run")
@@ -456,6 +543,18 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--tokens", type=int, default=512, help="prompt length")
     bt.add_argument("--reps", type=int, default=3)
     bt.add_argument("--json", default=None, help="write the numbers to this JSON file")
+    bk = bsub.add_parser(
+        "kernels",
+        help="llama.cpp builds (wheels) compared on this CPU: prompt and generation speed",
+    )
+    bk.add_argument("wheels", nargs="+", metavar="WHEEL", help="llama-cpp-python wheel files")
+    bk.add_argument("--model", default=None)
+    bk.add_argument("--tokens", type=int, default=512, help="prompt length")
+    bk.add_argument("--gen", type=int, default=32, help="tokens generated after the prompt")
+    bk.add_argument("--rounds", type=int, default=3, help="alternating rounds (median)")
+    bk.add_argument("--threads", type=int, default=None, help="default: CPU cores (at most 8)")
+    bk.add_argument("--json", default=None, help="write the numbers to this JSON file")
+    bk.add_argument("--pick", default=None, help="write the faster wheel's path to this file")
     bq = bsub.add_parser(
         "quality",
         help="completion quality (Exact Match, Edit Similarity) per context composer on real "
@@ -466,8 +565,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="a setting for every variant, e.g. --set context.prefixShare=0.75",
     )  # fmt: skip
     bq.add_argument(
+        "--language", default="python", metavar="python|typescript",
+        help="the dataset's language: python (PyPI sdists, default) or typescript (npm "
+        "tarballs that ship their TypeScript/JavaScript sources)",
+    )  # fmt: skip
+    bq.add_argument(
         "--projects", default=None, metavar="NAME==VER,...",
-        help="PyPI projects whose sdists make the dataset (default: the 10 pinned ones)",
+        help="PyPI projects whose sdists make the dataset (default: the 10 pinned ones); with "
+        "--language typescript npm packages, NAME@VER[:FOLDER] (default: the 8 pinned ones)",
     )  # fmt: skip
     bq.add_argument(
         "--project-dir", action="append", metavar="PATH",
@@ -510,6 +615,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="no model: compose every prompt, report API recall, prompt tokens and the ETA",
     )  # fmt: skip
     bq.add_argument("--model", default=None, help="catalog model id (default: the default model)")
+    bq.add_argument(
+        "--models", default=None, metavar="ID,ID",
+        help="catalog model ids: the whole variant x budget matrix once per model",
+    )  # fmt: skip
+    bq.add_argument(
+        "--latency-json", action="append", metavar="FILE",
+        help="a `nearline bench latency --json` report (repeatable, one per model): adds a "
+        "chart of Exact Match against warm p95 per keystroke",
+    )  # fmt: skip
     bq.add_argument("--out-json", default=None, help="default: bench-results/quality-*.json")
     bq.add_argument("--out-png", default=None, help="default: next to the JSON file")
     bi = bsub.add_parser("index", help="index a generated tree")

@@ -13,20 +13,38 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Literal, get_args
 
 ROPE_SCALING_TYPES = ("none", "linear", "yarn")
-COMPOSERS = ("path-distance", "file-level", "ring-buffer", "bm25")
+# The composers' names: the one list (``context.composer``'s choices; completion.composers maps
+# each to its function, checked by mypy to miss none). It lives here because config may not
+# import completion.
+ComposerName = Literal["path-distance", "file-level", "ring-buffer", "bm25"]
+COMPOSERS: tuple[ComposerName, ...] = get_args(ComposerName)
 BACKENDS = ("local", "openai")
 ISOLATIONS = ("process", "thread")
+TRIGGERS = ("automatic", "manual")
+# Prose, where a code model's guess is noise and the text is often private (commit messages):
+# no completions unless the user names the language in ``completion.languages``.
+PROSE_LANGUAGES = (
+    "plaintext", "text", "markdown", "git-commit", "git-rebase", "scminput", "restructuredtext",
+    "asciidoc",
+)  # fmt: skip
+# The catalog's format names (models/catalog.json "formats"; a unit test keeps them equal):
+# config is a leaf module and cannot read the catalog itself.
+PROMPT_FORMATS = ("auto", "qwen2.5-coder", "starcoder2")
 
 
 @dataclass(kw_only=True)
 class ModelSettings:
     id: str | None = None
-    """Catalog id; ``None`` means the catalog's default model."""
+    """Catalog id; ``None`` or ``"auto"``: the best catalog model on this machine whose warm
+    p95 per keystroke meets 500 ms here (measured once, see engine/calibrate.py)."""
     path: str | None = None
     """An explicit GGUF file; overrides ``id``'s file (the catalog entry still gives the format)."""
+    format: str = "auto"
+    """The prompt format: ``auto`` (the catalog's for a catalog file, else read from the GGUF's
+    own tokens) or the name of a known format, which overrides what was detected."""
     context_length: int | None = None
     """llama.cpp context window (n_ctx); default from the catalog entry."""
     gpu_layers: int | None = None
@@ -43,6 +61,9 @@ class ModelSettings:
     state_cache_mb: int = 256
     """Memory for saved KV states of recently used documents (0 = off): switching to another
     file and back restores its state instead of reading its whole prompt again."""
+    disk_cache_mb: int = 1024
+    """Disk space for saved KV states (0 = off): after an editor restart, a file's prompt is
+    restored from disk instead of read again. In the user cache directory, LRU within the cap."""
     draft_tokens: int = 0
     """Prompt-lookup speculative decoding: draft up to this many tokens copied from the prompt
     and verify them in one batch (0 = off)."""
@@ -72,6 +93,20 @@ class CompletionSettings:
     speculate: bool = True
     """While a suggestion is shown, compute the next line as if it were accepted (in the
     background, preempted by any request), so accepting and going on is instant."""
+    languages: list[str] | None = None
+    """Allow list of LSP language ids; ``None``: every language not in ``disabled_languages``."""
+    disabled_languages: list[str] = field(default_factory=lambda: list(PROSE_LANGUAGES))
+    """Deny list of LSP language ids: no model run and no warm-up there."""
+    trigger: str = "automatic"
+    """``automatic``: suggest while typing. ``manual``: only when the user asks (an inline
+    request whose triggerKind is Invoked, a completion request invoked by its key)."""
+
+    def enabled_for(self, language: str | None) -> bool:
+        """Whether completions run in ``language`` (an LSP language id)."""
+        lang = (language or "").lower()
+        if self.languages is not None:
+            return lang in {x.lower() for x in self.languages}
+        return lang not in {x.lower() for x in self.disabled_languages}
 
 
 @dataclass(kw_only=True)
@@ -89,10 +124,16 @@ class ContextSettings:
 
 
 @dataclass(kw_only=True)
-class IndexSettingsCfg:
+class IndexSettings:
+    """The ``index`` section; also what :class:`~nearline.workspace.index.WorkspaceIndex` takes
+    (the workspace layer reads it from here, so the settings and the index cannot disagree)."""
+
     exclude: list[str] = field(default_factory=list)
+    """gitwildmatch globs excluded on top of ``.gitignore``; ``!glob`` force-includes."""
     max_file_bytes: int = 1_000_000
+    """Larger files are not indexed."""
     watch: bool = True
+    """Keep the index current with disk changes (a watchdog watcher)."""
 
 
 @dataclass(kw_only=True)
@@ -128,7 +169,7 @@ class Settings:
     model: ModelSettings = field(default_factory=ModelSettings)
     completion: CompletionSettings = field(default_factory=CompletionSettings)
     context: ContextSettings = field(default_factory=ContextSettings)
-    index: IndexSettingsCfg = field(default_factory=IndexSettingsCfg)
+    index: IndexSettings = field(default_factory=IndexSettings)
     engine: EngineSettings = field(default_factory=EngineSettings)
     stats: StatsSettings = field(default_factory=StatsSettings)
 
@@ -222,13 +263,16 @@ _CHECKS: dict[tuple[str, str], Callable[[Any], str | None]] = {
     ("model", "yarn_orig_context"): _int_range(1, 1 << 24),
     ("model", "batch_size"): _int_range(8, 4096),
     ("model", "state_cache_mb"): _int_range(0, 1 << 16),
+    ("model", "disk_cache_mb"): _int_range(0, 1 << 20),
     ("model", "draft_tokens"): _int_range(0, 16),
     ("model", "path"): _existing_file,
+    ("model", "format"): _one_of(PROMPT_FORMATS),
     ("completion", "max_tokens"): _int_range(1, 512),
     ("completion", "debounce_ms"): _int_range(0, 10_000),
     ("completion", "timeout_ms"): _int_range(50, 600_000),
     ("completion", "suffix_lines"): _int_range(0, 200),
     ("completion", "candidates"): _int_range(1, 5),
+    ("completion", "trigger"): _one_of(TRIGGERS),
     ("context", "composer"): _one_of(COMPOSERS),
     ("context", "budget_tokens"): _int_range(64, 1 << 20),
     ("context", "prefix_share"): _float_range(0.1, 1.0),

@@ -87,8 +87,18 @@ def nvim() -> Path:
     return path
 
 
-def run_nvim(nvim: Path, project: Path, file: Path, out: Path, ui: bool) -> dict[str, Any]:
+def run_nvim(
+    nvim: Path,
+    project: Path,
+    file: Path,
+    out: Path,
+    ui: bool,
+    setup: dict[str, Any] | None = None,
+    off_file: Path | None = None,
+) -> dict[str, Any]:
     env = server_env(
+        NEARLINE_TEST_SETUP=json.dumps(setup) if setup is not None else "",
+        NEARLINE_TEST_OFF_FILE=str(off_file) if off_file else "",
         NEARLINE_TEST_OUT=str(out),
         NEARLINE_TEST_RTP=str(RTP),
         NEARLINE_TEST_CMD=json.dumps([sys.executable, "-m", "nearline", "serve"]),
@@ -177,7 +187,11 @@ def test_nvim_attaches_and_completes(nvim: Path, small_model: Path, sample_proje
     file.write_text(PARTIAL)
     out = sample_project.parent / "nvim-result.json"
 
-    res = run_nvim(nvim, sample_project, file, out, ui=True)
+    # Lua turned off by require('nearline').setup(): the server is not started for it.
+    off_file = sample_project / "notes.lua"
+    off_file.write_text("local x = 1\n")
+    setup = {"disabled_filetypes": ["lua", "markdown"]}
+    res = run_nvim(nvim, sample_project, file, out, ui=True, setup=setup, off_file=off_file)
     detail = json.dumps({k: v for k, v in res.items() if k != "_output"}, indent=1)[:6000]
     assert res.get("error") is None and res["_returncode"] == 0, (
         f"{res.get('error')}\n{detail}\n{res['_output']}"
@@ -209,6 +223,10 @@ def test_nvim_attaches_and_completes(nvim: Path, small_model: Path, sample_proje
     assert edit["newText"].strip(), items[0]
     assert edit["range"]["end"] == comp["position"], edit
 
+    # require('nearline').status(): the statusline's word.
+    assert res["statusline"] in ("ready", "generating"), (res["statusline"], res["nearline_states"])
+    assert res["off"] == {"filetype": "lua", "clients": 0, "status": "off"}, res["off"]
+
     if res["nvim_version"].startswith("0.11"):
         # plugin/nearline.lua turned on the completion menu; the item was accepted through it.
         assert res["completion_enabled"] is True
@@ -219,3 +237,80 @@ def test_nvim_attaches_and_completes(nvim: Path, small_model: Path, sample_proje
         assert ui["line_after"] == PARTIAL.splitlines()[-1] + ui["first_new_text"], ui
     else:
         assert res.get("inline_completion_enabled") is True, detail
+
+
+@pytest.mark.model
+def test_nvim_manual_trigger(nvim: Path, small_model: Path, sample_project: Path) -> None:
+    """setup({ trigger = 'manual' }): the server is told (completion.trigger), typing a trigger
+    character opens no menu, and the trigger keymap (<M-\\>) asks and the item is accepted."""
+    (sample_project / "pyproject.toml").write_text('[project]\nname = "sample"\n')
+    file = sample_project / "inventory" / "partial.py"
+    file.write_text(PARTIAL.removesuffix("."))
+    out = sample_project.parent / "nvim-manual.json"
+
+    res = run_nvim(nvim, sample_project, file, out, ui=True, setup={"trigger": "manual"})
+    detail = json.dumps({k: v for k, v in res.items() if k != "_output"}, indent=1)[:6000]
+    assert res.get("error") is None and res["_returncode"] == 0, (
+        f"{res.get('error')}\n{detail}\n{res['_output']}"
+    )
+    assert res["status"]["settings"]["completion"]["trigger"] == "manual", res["status"]
+    if not res["nvim_version"].startswith("0.11"):
+        pytest.skip("the menu path is 0.11's; 0.12 uses ghost text")
+    ui = res["ui"]
+    assert ui["quiet_ms"] >= 3000, ui  # nothing opened while typing "."
+    assert ui["menu_items"] >= 1 and ui["first_new_text"], ui
+    assert ui["line_after"] == PARTIAL.splitlines()[-1] + ui["first_new_text"], ui
+
+
+def test_nvim_module_rules(nvim: Path, tmp_path: Path) -> None:
+    """No model: lua/nearline's filetype rules and the accept-word / accept-line splitting
+    (what the 0.12 helpers insert)."""
+    lua = (
+        "local n = require('nearline') "
+        "local r = {} "
+        "r.default_md = n.enabled_for('markdown') r.default_py = n.enabled_for('python') "
+        "r.next_word = { n._next_word('quantity for x'), n._next_word('  .price)'), "
+        "n._next_word('(a, b)'), n._next_word('') } "
+        "r.next_line = { n._next_line('a + b\\n    return c'), n._next_line('\\nnext\\nmore'), "
+        "n._next_line('tail') } "
+        "n.setup({ disabled_filetypes = { 'Lua' }, trigger = 'manual' }) "
+        "r.lua = n.enabled_for('lua') r.md_after = n.enabled_for('markdown') "
+        "local c = vim.lsp.config.nearline "
+        "r.has_lua = vim.tbl_contains(c.filetypes, 'lua') r.has_py = vim.tbl_contains(c.filetypes, 'python') "
+        "r.trigger = c.init_options.completion.trigger r.enabled = c.init_options.completion.enabled "
+        "r.caps = c.capabilities.experimental.nearlineStatus "
+        "n.setup({ filetypes = { 'go' } }) "
+        "r.allow = vim.lsp.config.nearline.filetypes "
+        "r.status_off = (function() vim.bo.filetype = 'python' return n.status() end)() "
+        "local f = assert(io.open(vim.env.OUT, 'w')) f:write(vim.json.encode(r)) f:close()"
+    )
+    out = tmp_path / "rules.json"
+    proc = subprocess.run(
+        [
+            str(nvim),
+            "--headless",
+            "--clean",
+            "--cmd",
+            f"set rtp+={RTP}",
+            "-c",
+            f"lua {lua}",
+            "-c",
+            "qa!",
+        ],
+        env={**os.environ, "OUT": str(out)},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0 and out.exists(), proc.stdout + proc.stderr
+    r = json.loads(out.read_text())
+    assert r["default_md"] is False and r["default_py"] is True
+    assert r["next_word"] == ["quantity", "  .", "(", ""]
+    assert r["next_line"] == ["a + b", "\nnext", "tail"]
+    assert r["lua"] is False and r["md_after"] is True  # the list replaces the default one
+    assert r["has_lua"] is False and r["has_py"] is True
+    assert r["trigger"] == "manual" and r["enabled"] is True
+    assert r["caps"] is True
+    assert r["allow"] == ["go"]
+    assert r["status_off"] == "off"  # python is not in the allow list

@@ -56,6 +56,13 @@ end
 vim.opt.runtimepath:append(assert(env.NEARLINE_TEST_RTP))
 vim.g.nearline_cmd = vim.json.decode(assert(env.NEARLINE_TEST_CMD))
 vim.lsp.config('nearline', { init_options = vim.json.decode(assert(env.NEARLINE_TEST_SETTINGS)) })
+-- require('nearline').setup({...}) as editors/nvim/README.md shows (filetypes, trigger, keys).
+local manual = false
+if env.NEARLINE_TEST_SETUP and env.NEARLINE_TEST_SETUP ~= '' then
+  local opts = vim.json.decode(env.NEARLINE_TEST_SETUP)
+  require('nearline').setup(opts)
+  manual = opts.trigger == 'manual'
+end
 vim.lsp.enable('nearline')
 vim.o.completeopt = 'menu,menuone,noinsert'
 
@@ -99,6 +106,7 @@ end
 local function ui_phase(client, bufnr, line_nr, before)
   local deadline = ms() + tonumber(env.NEARLINE_TEST_UI_TIMEOUT_MS or '30000')
   local phase = 'insert'
+  local quiet_until = 0
   local timer = assert(vim.uv.new_timer())
   local function stop(err)
     timer:stop()
@@ -118,7 +126,25 @@ local function ui_phase(client, bufnr, line_nr, before)
       end
       local ok, err = pcall(function()
         local mode = vim.api.nvim_get_mode().mode
-        if phase == 'insert' and mode == 'i' then
+        if phase == 'insert' and mode == 'i' and manual then
+          -- Manual mode: a trigger character opens nothing; the trigger keymap does.
+          phase = 'quiet'
+          quiet_until = ms() + tonumber(env.NEARLINE_TEST_QUIET_MS or '3000')
+          step('insert_mode', { cursor = vim.api.nvim_win_get_cursor(0), manual = true })
+          vim.api.nvim_feedkeys('.', 'n', false)
+        elseif phase == 'quiet' then
+          local info = vim.fn.complete_info({ 'items', 'pum_visible' })
+          if #info.items > 0 or info.pum_visible == 1 then
+            return stop('manual mode: the menu opened while typing')
+          end
+          if ms() > quiet_until then
+            result.ui = { quiet_ms = tonumber(env.NEARLINE_TEST_QUIET_MS or '3000') }
+            step('quiet')
+            phase = 'menu'
+            before = vim.api.nvim_buf_get_lines(bufnr, line_nr - 1, line_nr, true)[1]
+            vim.api.nvim_feedkeys(vim.keycode(env.NEARLINE_TEST_TRIGGER_KEY or '<M-\\>'), 'm', false)
+          end
+        elseif phase == 'insert' and mode == 'i' then
           phase = 'menu'
           step('insert_mode', { cursor = vim.api.nvim_win_get_cursor(0) })
           vim.lsp.completion.get()
@@ -134,6 +160,7 @@ local function ui_phase(client, bufnr, line_nr, before)
             })
             local lsp_item = vim.tbl_get(first, 'user_data', 'nvim', 'lsp', 'completion_item') or {}
             result.ui = {
+              quiet_ms = result.ui and result.ui.quiet_ms,
               menu_items = #info.items,
               first_word = first.word,
               first_new_text = vim.tbl_get(lsp_item, 'textEdit', 'newText'),
@@ -203,6 +230,29 @@ local function run()
     error('server state ' .. tostring(st.state) .. ': ' .. tostring(st.error), 0)
   end
   step('ready')
+  -- The statusline follows $/progress (and nearline/status), which may arrive just after
+  -- nearline.status says ready.
+  vim.wait(5000, function()
+    return require('nearline').status(bufnr) == 'ready'
+  end, 20)
+  result.statusline = require('nearline').status(bufnr)
+  result.nearline_states = vim.inspect(require('nearline')._states)
+
+  -- A file of a filetype turned off: the server is not started for it, status() says off.
+  if env.NEARLINE_TEST_OFF_FILE and env.NEARLINE_TEST_OFF_FILE ~= '' then
+    vim.cmd.edit(vim.fn.fnameescape(env.NEARLINE_TEST_OFF_FILE))
+    local off_buf = vim.api.nvim_get_current_buf()
+    vim.wait(1500, function()
+      return false
+    end, 50)
+    result.off = {
+      filetype = vim.bo[off_buf].filetype,
+      clients = #vim.lsp.get_clients({ name = 'nearline', bufnr = off_buf }),
+      status = require('nearline').status(off_buf),
+    }
+    step('off file', result.off)
+    vim.cmd.buffer(bufnr)
+  end
 
   -- The end of the partially typed line (where the cursor is after `A`; in normal mode the
   -- cursor cannot be past the last character, so the position is built by hand).

@@ -17,8 +17,8 @@ from nearline.config import Settings, parse_settings, settings_to_dict
 from ..conftest import ROOT
 
 EDITORS = ROOT / "editors"
-# Settings of the extension itself, not of the server.
-CLIENT_SECTIONS = {"server", "editor", "trace"}
+# Settings of the extension itself, not of the server ("enable": the language-scoped switch).
+CLIENT_SECTIONS = {"server", "editor", "trace", "enable"}
 # Server settings deliberately not offered in editor UIs (tuning knobs and internals).
 INTERNAL = {"model.batchSize", "context.sameLanguage"}
 

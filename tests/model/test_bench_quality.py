@@ -76,3 +76,26 @@ async def test_quality_max_minutes_marks_partial(small_model: Path, tmp_path: Pa
     )  # fmt: skip
     assert report["partial"] and report["tasks_run"] == 0
     assert report["results"][0]["categories"]["all"]["n"] == 0
+
+
+async def test_quality_typescript_smoke(small_model: Path, tmp_path: Path) -> None:
+    from ..unit.test_bench_quality_ts import write_ts_project
+
+    root = write_ts_project(tmp_path / "proj")
+    out = tmp_path / "res" / "quality.json"
+    report = await q.run_quality(
+        project_dirs=[str(root)], language="typescript", variants="file-level,path-distance,oracle",
+        budgets="512", lines_per_category=1, model=SMALL_ID, out_json=str(out), quiet=True,
+    )  # fmt: skip
+    saved = json.loads(out.read_text())
+    assert saved["results"] == report["results"]
+    assert saved["language"] == "typescript" and saved["models"] == [SMALL_ID]
+    assert saved["tasks_run"] == saved["tasks_planned"] == 2
+    records = saved["records"]
+    assert len(records) == 6 and all(r["ran"] for r in records)
+    assert {r["source"] for r in records} <= {"model", "gated"}
+    # Each shown suggestion was checked with the TypeScript grammar (None: nothing shown).
+    assert all(r["parses"] in (True, False, None) for r in records)
+    assert any(r["source"] == "model" for r in records)
+    paired = {(r["model"], r["variant"], r["category"]) for r in saved["paired"]}
+    assert (SMALL_ID, "path-distance", "all") in paired and (SMALL_ID, "oracle", "all") in paired

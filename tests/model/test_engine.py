@@ -16,8 +16,9 @@ from pathlib import Path
 import llama_cpp
 import pytest
 
-from nearline.completion.service import create_local_engine
 from nearline.config import Settings, parse_settings
+from nearline.engine.factory import create_local_engine
+from nearline.engine.kernels import kernel_features
 from nearline.engine.llama import (
     GenerationRequest,
     GenerationResult,
@@ -298,6 +299,14 @@ def test_gpu_layers_follow_the_build(engine: LlamaEngine) -> None:
     assert info["threads"] == THREADS
     assert info["rope_freq_base"] == 100000.0
     assert info["rope_scaling"] == "none"
+    # The kernels reported are the loaded build's own, never AMX (install.sh; llama.cpp #20824).
+    import llama_cpp
+
+    assert info["kernels"]["features"] == kernel_features(
+        llama_cpp.llama_print_system_info().decode()
+    )
+    assert "AVX2" in info["kernels"]["features"] or "NEON" in info["kernels"]["features"]
+    assert info["kernels"]["build"] != "amx"
 
 
 @pytest.mark.skipif(GPU_BUILD, reason="checks the CPU-only build")
@@ -427,7 +436,7 @@ def test_switching_back_to_a_document_restores_its_state(engine: LlamaEngine) ->
 def test_state_cache_respects_its_memory_budget(small_model: Path) -> None:
     """SmolLM2 keeps ~23 KB of KV per token: three 500-token documents do not fit in 20 MB
     (~900 tokens), so the least recently used one is evicted and must be read again."""
-    eng = create_local_engine(settings(stateCacheMb=20, contextLength=2048))
+    eng = create_local_engine(settings(stateCacheMb=20, contextLength=2048, diskCacheMb=0))
     assert isinstance(eng, LlamaEngine)
     try:
         prompts = {f"file:///{t}.py": long_prompt(t, lines=35) + "x = " for t in "pqr"}

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from nearline.completion.service import CompletionService, Query, create_engine
+from nearline.completion.service import CompletionService, Query
 from nearline.config import parse_settings
+from nearline.engine.factory import create_engine
 from nearline.engine.llama import GenerationRequest
 from nearline.engine.remote import RemoteEngine
 from nearline.engine.tokens import load_tokenizer

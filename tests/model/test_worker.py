@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from nearline.completion.service import create_local_engine, create_process_engine, engine_builder
 from nearline.config import Settings, parse_settings
+from nearline.engine.factory import create_local_engine, create_process_engine, engine_builder
 from nearline.engine.llama import GenerationRequest, LlamaEngine
 from nearline.engine.worker import ProcessEngine, WorkerCrashed, WorkerFailed
 from nearline.weights.catalog import PromptFormat
@@ -299,7 +299,7 @@ SCRIPT = """
 import functools, sys, threading
 from nearline.config import parse_settings
 from nearline.engine.llama import GenerationRequest
-from nearline.completion.service import engine_builder
+from nearline.engine.factory import engine_builder
 from nearline.engine.worker import ProcessEngine
 from tests.model import worker_builders as wb
 

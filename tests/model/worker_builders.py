@@ -91,7 +91,7 @@ class KeyedEngine(LlamaEngine):
 
 
 def keyed_engine(settings: Settings) -> KeyedEngine:
-    from nearline.completion.service import resolve_model
+    from nearline.engine.factory import resolve_model
     from nearline.engine.llama import load_options
 
     entry, path = resolve_model(settings)

@@ -473,7 +473,8 @@ def test_cli_bad_input_is_one_line(args: list[str], needle: str) -> None:
 
 
 def test_exclusion_pattern_is_literal(tmp_path: Path) -> None:
-    from nearline.workspace.index import IndexSettings, WorkspaceIndex
+    from nearline.config import IndexSettings
+    from nearline.workspace.index import WorkspaceIndex
 
     names = ["we[ird] #1.py", "!bang.py", "weird.py", "w*.py"]
     for n in names:

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from nearline.config import Settings, parse_settings, settings_to_dict
+from nearline.config import IndexSettings, Settings, parse_settings, settings_to_dict
 
 
 def test_defaults_when_empty() -> None:
@@ -123,3 +123,39 @@ def test_context_composers_and_prefix_share() -> None:
     assert "from 0.1 to 1.0" in str(problems[0])
     _, problems = parse_settings({"context": {"composer": "bm-25"}})
     assert "ring-buffer" in str(problems[0]) and "bm25" in str(problems[0])
+
+
+def test_index_section_names_defaults_and_messages() -> None:
+    # The one definition of the index settings (config.IndexSettings, also what the index takes):
+    # names, defaults and the messages for bad values are the public surface.
+    s, problems = parse_settings(None)
+    assert settings_to_dict(s)["index"] == {"exclude": [], "maxFileBytes": 1_000_000, "watch": True}
+    s, problems = parse_settings(
+        {"index": {"exclude": "docs/", "maxFileBytes": 0, "watch": "yes", "textCacheBytes": 5}}
+    )
+    assert [str(p) for p in problems] == [
+        "nearline.index.exclude: must be a list of strings, got 'docs/'; using the default",
+        "nearline.index.maxFileBytes: must be between 1 and 1073741824, got 0; using the default",
+        "nearline.index.watch: must be true or false, got 'yes'; using the default",
+        # the index's text cache is sized by the server, not a setting
+        "nearline.index.textCacheBytes: unknown setting",
+    ]
+    assert s.index == IndexSettings()
+    _, problems = parse_settings({"index.maxFileBytes": 2.5})
+    assert [str(p) for p in problems] == [
+        "nearline.index.maxFileBytes: must be an integer, got 2.5; using the default"
+    ]
+
+
+def test_index_takes_the_parsed_section(tmp_path) -> None:
+    from nearline.workspace.index import WorkspaceIndex
+
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.py").write_text("x = 1\n")
+    (tmp_path / "big.py").write_text("y = 2\n" * 100)
+    (tmp_path / "small.py").write_text("z = 3\n")
+    s, problems = parse_settings({"index": {"exclude": ["docs/"], "maxFileBytes": 100}})
+    assert not problems
+    idx = WorkspaceIndex([tmp_path], s.index)
+    idx.scan()
+    assert sorted(f.rel for f in idx.files()) == ["small.py"]

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,8 +31,9 @@ from nearline.completion.composers import (
 )
 from nearline.completion.prompt import RepoFile
 from nearline.completion.service import CompletionService, Query
-from nearline.config import parse_settings
-from nearline.workspace.index import IndexSettings, WorkspaceIndex
+from nearline.config import IndexSettings, parse_settings
+from nearline.engine.tokens import ApproxCounter, load_counter
+from nearline.workspace.index import WorkspaceIndex
 
 from .fakes import FakeEngine, approx_count
 
@@ -173,6 +175,33 @@ def test_cut_prefix_is_sticky_while_typing() -> None:
 def test_cut_prefix_single_huge_line() -> None:
     text, n, _ = cut_prefix("x " * 10_000, 50, words)
     assert n <= 50 and text
+
+
+WIDE_LINES = [
+    "s = '" + "中文注释日本語한국어" * 300,  # CJK: 3 UTF-8 bytes a character
+    "s = '" + "🎉👍🏽🇫🇷👩‍💻" * 300,  # emoji, modifiers, flags, ZWJ sequences
+]
+
+
+def _assert_wide_cut_fits(count: Callable[[str], int]) -> None:
+    """A cursor line longer than the budget in characters that take several tokens each: the
+    kept end fits the budget (an overshoot is cut by the engine from the prompt's start)."""
+    for line in WIDE_LINES:
+        for prefix in (line, "x = 1\n" * 40 + line):
+            for budget in (16, 100, 333):
+                text, n, _ = cut_prefix(prefix, budget, count)
+                assert n == count(text) and n <= budget, (budget, n)
+                assert prefix.endswith(text) and n > budget // 2
+
+
+@pytest.mark.parametrize("bytes_per_token", [1.0, 2.0])
+def test_cut_prefix_wide_characters_approximate_counter(bytes_per_token: float) -> None:
+    _assert_wide_cut_fits(ApproxCounter(bytes_per_token=bytes_per_token).count)
+    _assert_wide_cut_fits(approx_count)
+
+
+def test_cut_prefix_wide_characters_real_tokenizer(default_model: Path) -> None:
+    _assert_wide_cut_fits(load_counter(default_model).count)
 
 
 def _service(tmp_path: Path, **raw: object) -> tuple[CompletionService, WorkspaceIndex]:
@@ -522,6 +551,23 @@ def _long_workspace(tmp_path: Path) -> None:
 
 
 LONG_PREFIX = "".join(f"line_{j} = compute({j})\n" for j in range(400)) + "y = "
+
+
+@pytest.mark.parametrize("share", [0.5, 1.0])
+def test_a_wide_cursor_line_keeps_the_prompt_within_the_budget(
+    tmp_path: Path, share: float
+) -> None:
+    """A cursor line of emoji longer than the budget: the prompt still fits, so the engine
+    cuts nothing from its start (the repository block and the FIM tokens stay)."""
+    _long_workspace(tmp_path)
+    svc, _ = _service(
+        tmp_path,
+        context={"budgetTokens": 1000, "prefixShare": share},
+        completion={"maxTokens": 32, "debounceMs": 0},
+    )
+    p = svc.build_prompt(_q(tmp_path, "cur.py", "x = 1\n" + WIDE_LINES[1]))
+    assert svc.prompt_tokens(p) <= 1000 - 32
+    assert p.fim and any(x.kind == "repo-file" for x in p.parts)
 
 
 @pytest.mark.parametrize("share", [0.3, 0.5, 1.0])

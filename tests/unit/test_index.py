@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from nearline.workspace.index import FileEntry, IndexSettings, WorkspaceIndex, language_for
+from nearline.config import IndexSettings
+from nearline.workspace.index import FileEntry, WorkspaceIndex, language_for
 
 GH_TOKEN = "gh" + "p_" + "FAKE" * 9
 PEM = (
@@ -267,7 +268,7 @@ def test_scan_progress_and_cancel(repo: Path) -> None:
 
 def test_text_consistent_with_hash_after_cache_miss(repo: Path) -> None:
     p = write(repo, "a.py", "old = 1\n")
-    idx = WorkspaceIndex([repo], IndexSettings(text_cache_bytes=0))  # never cache
+    idx = WorkspaceIndex([repo], text_cache_bytes=0)  # never cache
     idx.scan()
     assert idx.text(p) == "old = 1\n"
     v = idx.version

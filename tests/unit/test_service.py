@@ -187,7 +187,7 @@ async def test_warm_up_reads_the_prompt_and_yields_to_requests() -> None:
     svc = make_service(engine)
     await svc.start()
     assert await svc.warm(q("a = 1\nb = ", 1, 4)) > 0
-    assert svc.stats["warmups"] == 1 and engine.warms
+    assert svc.stats.warmups == 1 and engine.warms
     # A long warm-up is preempted by a real request, which then runs at once.
     engine.warm_s = 5.0
     engine.started.clear()
@@ -237,8 +237,8 @@ async def test_candidates_are_cleaned_checked_distinct_and_ranked() -> None:
     assert all(s.parses for s in out.suggestions)
     assert len({s.id for s in out.suggestions}) == 2
     st = svc.stats
-    assert st["syntax_rejected"] == 1 and st["clean_rejected"] == 1
-    assert st["shown"] == st["shown_checked"] == st["shown_parsed"] == 2
+    assert st.syntax_rejected == 1 and st.clean_rejected == 1
+    assert st.shown == st.shown_checked == st.shown_parsed == 2
     svc.close()
 
 
@@ -271,12 +271,12 @@ async def test_syntax_check_setting() -> None:
     await svc.start()
     out = await svc.complete(q("x = \n", 0, 4))
     assert out.source == "model" and not out.suggestions
-    assert svc.stats["syntax_checked"] == svc.stats["syntax_rejected"] == 1
+    assert svc.stats.syntax_checked == svc.stats.syntax_rejected == 1
     # Switched off, the same suggestion is shown, marked as not parsing (for the benchmark).
     svc.settings.completion.syntax_check = False
     out = await svc.complete(q("x = \n", 0, 4))
     assert [(s.text, s.parses) for s in out.suggestions] == [("compute(a, b))", False)]
-    assert svc.stats["shown_checked"] == 1 and svc.stats["shown_parsed"] == 0
+    assert svc.stats.shown_checked == 1 and svc.stats.shown_parsed == 0
     # Languages without a grammar are cleaned, not checked.
     out = await svc.complete(
         Query(uri="file:///w/n.md", text="x = \n", line=0, col=4, rel="n.md", language="markdown")
@@ -307,13 +307,33 @@ async def test_gating_reasons_and_comment_and_string_switches() -> None:
     svc.close()
 
 
+async def test_secret_file_is_gated_before_any_parse() -> None:
+    """The secret-file check looks at the name only: it goes before the syntax gate, which
+    would parse the document (with comments off, the gate's parse would say "in-comment")."""
+    engine = FakeEngine(reply="more words")
+    svc = make_service(engine, completion__inComments=False)
+    await svc.start()
+    secret = Query(
+        uri="file:///w/credentials.py",
+        text="x = 1  # note \n",
+        line=0,
+        col=14,
+        path=Path("/w/credentials.py"),
+        rel="credentials.py",
+    )
+    out = await svc.complete(secret)
+    assert (out.source, out.reason) == ("gated", "secret file")
+    assert svc.syntax.stats["full_parses"] == 0 and not engine.calls
+    svc.close()
+
+
 async def test_repeat_of_the_line_above_is_not_shown() -> None:
     engine = FakeEngine(reply="total += price")
     svc = make_service(engine)
     await svc.start()
     out = await svc.complete(q("for price in prices:\n    total += price\n    \n", 2, 4))
     assert out.source == "model" and not out.suggestions
-    assert svc.stats["clean_rejected"] == 1
+    assert svc.stats.clean_rejected == 1
     svc.close()
 
 
@@ -349,7 +369,7 @@ async def test_next_line_is_speculated_and_served_after_accepting() -> None:
     indented = await svc.complete(q(accepted + "    ", 2, 4))
     assert indented.suggestions[0].text == "return total"
     # The first answer came from the speculation, the second by typing through it.
-    assert len(engine.calls) == calls and svc.stats["speculated"] == 1
+    assert len(engine.calls) == calls and svc.stats.speculated == 1
     svc.close()
 
 
@@ -363,7 +383,7 @@ async def test_speculation_is_not_used_when_the_suggestion_was_not_accepted() ->
     calls = len(engine.calls)
     other = await svc.complete(q(head + "a - b\n", 2, 0))
     assert other.source == "model" and len(engine.calls) == calls + 1
-    assert svc.stats["speculated"] == 0
+    assert svc.stats.speculated == 0
     svc.close()
 
 

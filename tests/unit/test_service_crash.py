@@ -77,7 +77,7 @@ async def test_a_crash_ends_the_request_is_told_once_and_the_next_request_is_ser
         ("warning", "Nearline: the model process was killed by signal SIGKILL while writing; "
                     "restarting it."),
     ]  # fmt: skip
-    assert svc.stats["crashes"] == 1 and svc.state == "ready"
+    assert svc.stats.crashes == 1 and svc.state == "ready"
     svc.close()
 
 

@@ -96,6 +96,14 @@ return {
   init_options = {
     completion = { enabled = true },
   },
+  -- Ask the server for nearline/status notifications (indexing, loading, ready, generating),
+  -- which require('nearline').status() shows in a statusline.
+  capabilities = { experimental = { nearlineStatus = true } },
+  handlers = {
+    ['nearline/status'] = function(_, params, ctx)
+      require('nearline')._on_status(params or {}, ctx.client_id)
+    end,
+  },
   -- The server also asks for its settings with workspace/configuration (section "nearline").
   -- Answer with init_options unless the user gave `settings = { nearline = ... }`, so that one
   -- vim.lsp.config('nearline', { init_options = ... }) is all it takes. Runs right after

@@ -4,7 +4,8 @@
 --   Neovim 0.11:  the completion menu, vim.lsp.completion.enable(..., { autotrigger = true })
 --
 -- vim.g.nearline_mode: 'auto' (default), 'inline', 'completion', or 'none' (you wire it up).
--- The server itself is configured in lsp/nearline.lua and started by vim.lsp.enable('nearline').
+-- The server itself is configured in lsp/nearline.lua and started by vim.lsp.enable('nearline');
+-- require('nearline').setup() (lua/nearline/init.lua) sets filetypes, trigger mode and keys.
 
 if vim.g.loaded_nearline then
   return
@@ -51,11 +52,32 @@ vim.api.nvim_create_autocmd('LspAttach', {
       return
     end
     local bufnr = args.buf
+    local nearline = require('nearline')
+    nearline._on_attach(client)
+    -- A filetype turned off (a user's own `filetypes` may still start the server for it).
+    if not nearline.enabled_for(vim.bo[bufnr].filetype) then
+      return
+    end
     local m = mode()
     if m == 'inline' and has_inline and client:supports_method('textDocument/inlineCompletion', bufnr) then
       vim.lsp.inline_completion.enable(true, { bufnr = bufnr, client_id = client.id })
     elseif m == 'completion' and vim.lsp.completion and client:supports_method('textDocument/completion', bufnr) then
-      vim.lsp.completion.enable(true, client.id, bufnr, { autotrigger = true, convert = convert })
+      -- Manual mode: the menu opens only on require('nearline').trigger() (its keymap).
+      local auto = nearline.options.trigger ~= 'manual'
+      vim.lsp.completion.enable(true, client.id, bufnr, { autotrigger = auto, convert = convert })
+    end
+  end,
+})
+
+-- The statusline's indexing / loading state from $/progress (servers without nearline/status).
+vim.api.nvim_create_autocmd('LspProgress', {
+  group = group,
+  desc = 'Nearline: follow progress for require("nearline").status()',
+  callback = function(args)
+    local client = args.data and vim.lsp.get_client_by_id(args.data.client_id)
+    local value = args.data and args.data.params and args.data.params.value
+    if client and client.name == 'nearline' and type(value) == 'table' then
+      require('nearline')._on_progress(client.id, args.data.params.token, value)
     end
   end,
 })

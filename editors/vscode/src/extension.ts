@@ -1,19 +1,23 @@
 import * as vscode from 'vscode';
 import {
+  ClientCapabilities,
   DidChangeConfigurationNotification,
   ExecuteCommandRequest,
   LanguageClient,
   LanguageClientOptions,
   ServerOptions,
   State,
+  StaticFeature,
   TransportKind,
   WorkDoneProgress,
   WorkDoneProgressCreateRequest,
 } from 'vscode-languageclient/node';
 
+import { foldLanguageOverrides, languageOff } from './languages';
 import { formatPrompt } from './prompt';
 import { JsonObject, RESTART_SETTINGS, serverCommand, toServerSettings, toggleTarget } from './settings';
 import { ProgressValue, StatusModel } from './status';
+import { lspInlineTriggerKind } from './trigger';
 
 const SECTION = 'nearline';
 
@@ -24,11 +28,61 @@ let status = new StatusModel();
 let pollTimer: NodeJS.Timeout | undefined;
 let starting: Promise<void> | undefined;
 
+/** Language ids whose `"[lang]": { "nearline.enable": false }` scope turns Nearline off. */
+function languagesTurnedOff(scope?: vscode.Uri): string[] {
+  const ids = vscode.workspace.getConfiguration(SECTION, scope).inspect('enable')?.languageIds ?? [];
+  return ids.filter(
+    (languageId) =>
+      vscode.workspace.getConfiguration(SECTION, { uri: scope, languageId }).get<boolean>('enable', true) === false,
+  );
+}
+
 /** The server's settings for `scope` (nested camelCase, client-only sections removed). */
 function serverSettings(scope?: vscode.Uri): JsonObject {
   const cfg = vscode.workspace.getConfiguration(SECTION, scope);
   // A WorkspaceConfiguration is a nested object plus methods; JSON keeps the values.
-  return toServerSettings(JSON.parse(JSON.stringify(cfg)) as Record<string, unknown>);
+  const out = toServerSettings(JSON.parse(JSON.stringify(cfg)) as Record<string, unknown>);
+  // The server knows only its own lists: fold the language-scoped switches into them, so a
+  // language turned off in VS Code costs no warm-up there either.
+  const off = languagesTurnedOff(scope);
+  if (off.length > 0) {
+    out.completion = foldLanguageOverrides((out.completion ?? {}) as Record<string, unknown>, off) as JsonObject;
+  }
+  return out;
+}
+
+/** Why Nearline is off for `document`'s language (undefined: on). */
+function offFor(document: vscode.TextDocument): string | undefined {
+  const cfg = vscode.workspace.getConfiguration(SECTION, document);
+  return languageOff(document.languageId, {
+    enable: cfg.get<boolean>('enable', true),
+    languages: cfg.get<string[] | null>('completion.languages', null),
+    disabledLanguages: cfg.get<string[]>('completion.disabledLanguages', []),
+  });
+}
+
+/** The status bar follows the active editor's language. */
+function updateLanguage(): void {
+  const doc = vscode.window.activeTextEditor?.document;
+  status.language = doc?.languageId;
+  status.languageOff = doc ? offFor(doc) : undefined;
+  render();
+}
+
+/**
+ * Declares `experimental.nearlineStatus` at initialize: the server then sends
+ * `nearline/status` notifications (indexing / loading / ready / generating) to this client,
+ * which generic clients do not get (they see `$/progress` for long runs only).
+ */
+class NearlineStatusFeature implements StaticFeature {
+  fillClientCapabilities(capabilities: ClientCapabilities): void {
+    capabilities.experimental = { ...(capabilities.experimental as object | undefined), nearlineStatus: true };
+  }
+  initialize(): void {}
+  getState(): { kind: 'static' } {
+    return { kind: 'static' };
+  }
+  clear(): void {}
 }
 
 function render(): void {
@@ -88,7 +142,10 @@ function createClient(): LanguageClient {
   // The middleware needs the client it belongs to (not the module's, which a restart replaces).
   const self: { client?: LanguageClient } = {};
   const clientOptions: LanguageClientOptions = {
-    documentSelector: [{ scheme: 'file' }, { scheme: 'untitled' }],
+    // Notebook cells: with the server's notebookDocumentSync the client sends them as
+    // notebookDocument/* (the server completes a cell with the earlier cells as prefix);
+    // without it, as separate text documents.
+    documentSelector: [{ scheme: 'file' }, { scheme: 'untitled' }, { scheme: 'vscode-notebook-cell' }],
     outputChannel: output,
     initializationOptions: serverSettings(),
     // Registers the change listener; the middleware below sends the server's shape.
@@ -114,13 +171,21 @@ function createClient(): LanguageClient {
         if (!vscode.workspace.getConfiguration(SECTION, document).get<boolean>('editor.completionMenu', false)) {
           return undefined;
         }
+        if (offFor(document)) return undefined;
         return next(document, position, context, token);
+      },
+      provideInlineCompletionItems: (document, position, context, token, next) => {
+        if (offFor(document)) return undefined;
+        // The client sends context.triggerKind as is: give it the LSP number (see trigger.ts).
+        const triggerKind = lspInlineTriggerKind(context.triggerKind) as unknown as vscode.InlineCompletionTriggerKind;
+        return next(document, position, { ...context, triggerKind }, token);
       },
     },
   };
   const lc = new LanguageClient('nearline', 'Nearline', serverOptions, clientOptions);
   self.client = lc;
   lc.registerProposedFeatures(); // textDocument/inlineCompletion (proposed in vscode-languageclient 9)
+  lc.registerFeature(new NearlineStatusFeature());
   lc.onDidChangeState((e) => {
     if (e.newState === State.Running) status.clientState('running');
     else if (e.newState === State.Starting) status.clientState('starting');
@@ -170,8 +235,12 @@ async function startClient(): Promise<void> {
       }
     });
   });
+  lc.onNotification('nearline/status', (params: unknown) => {
+    status.serverStatus(params);
+    render();
+  });
   status.clientState('running');
-  render();
+  updateLanguage();
   await refreshStatus();
   pollUntilSettled();
 }
@@ -282,7 +351,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
         void restart();
       } else if (e.affectsConfiguration(SECTION)) {
         status.enabled = vscode.workspace.getConfiguration(SECTION).get<boolean>('completion.enabled', true);
-        render();
+        updateLanguage();
         // The client has sent didChangeConfiguration by now; show what the server made of it.
         setTimeout(() => void refreshStatus(), 500);
       }
@@ -290,6 +359,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     // LSP has no "this document is now active" notification: tell the server, so it restores
     // that document's saved model state and reads what changed before the user types.
     vscode.window.onDidChangeActiveTextEditor((editor) => {
+      updateLanguage();
       if (!editor || !client || client.state !== State.Running) {
         return;
       }

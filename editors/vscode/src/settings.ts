@@ -6,14 +6,16 @@
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 export type JsonObject = { [key: string]: Json };
 
-/** Sections under `nearline` that configure this extension, not the server. */
-export const CLIENT_SECTIONS: ReadonlySet<string> = new Set(['server', 'editor', 'trace']);
+/** Sections under `nearline` that configure this extension, not the server (`enable`: the
+ * language-scoped switch, folded into the server's language lists by the extension). */
+export const CLIENT_SECTIONS: ReadonlySet<string> = new Set(['server', 'editor', 'trace', 'enable']);
 
 /** Server sections and keys this extension contributes (package.json), nested camelCase. */
 export const SERVER_KEYS: Readonly<Record<string, readonly string[]>> = {
   model: [
     'id',
     'path',
+    'format',
     'contextLength',
     'gpuLayers',
     'threads',
@@ -36,6 +38,9 @@ export const SERVER_KEYS: Readonly<Record<string, readonly string[]>> = {
     'syntaxCheck',
     'candidates',
     'speculate',
+    'languages',
+    'disabledLanguages',
+    'trigger',
   ],
   context: ['composer', 'budgetTokens', 'prefixShare'],
   index: ['exclude', 'maxFileBytes', 'watch'],

@@ -3,7 +3,14 @@
  * Pure: no `vscode` import.
  */
 
-export type State = 'starting' | 'idle' | 'loading' | 'ready' | 'error' | 'stopped';
+export type State = 'starting' | 'idle' | 'indexing' | 'loading' | 'ready' | 'error' | 'stopped';
+
+/** The params of the `nearline/status` notification (sent to clients that declare
+ * `experimental.nearlineStatus`). */
+export interface NearlineStatusParams {
+  state: 'indexing' | 'loading' | 'ready' | 'generating';
+  uri?: string | null;
+}
 
 export interface ProgressValue {
   kind: 'begin' | 'report' | 'end';
@@ -41,7 +48,40 @@ export class StatusModel {
   model?: string;
   detail?: string;
   enabled = true;
+  /** Why completion is off for the active editor's language (undefined: on). */
+  languageOff?: string;
+  /** The active editor's language id, for the "off" tooltip. */
+  language?: string;
   private readonly running = new Map<string, Running>();
+  /** Documents with a model run in progress (`nearline/status` generating … ready). */
+  private readonly generating = new Set<string>();
+
+  /** A `nearline/status` notification. */
+  serverStatus(params: unknown): void {
+    if (typeof params !== 'object' || params === null) return;
+    const p = params as Record<string, unknown>;
+    const uri = typeof p.uri === 'string' ? p.uri : '';
+    switch (p.state) {
+      case 'generating':
+        this.generating.add(uri);
+        if (this.state !== 'error') this.state = 'ready';
+        break;
+      case 'ready':
+        // "ready" for a document ends its run; without a document, all runs are over.
+        if (uri) this.generating.delete(uri);
+        else this.generating.clear();
+        if (this.state !== 'error') this.state = 'ready';
+        break;
+      case 'indexing':
+      case 'loading':
+        this.state = p.state;
+        break;
+    }
+  }
+
+  get isGenerating(): boolean {
+    return this.generating.size > 0;
+  }
 
   /** A $/progress notification for `token`. */
   progress(token: string | number, value: ProgressValue): void {
@@ -105,10 +145,12 @@ export class StatusModel {
   clientState(state: 'running' | 'starting' | 'stopped', error?: string): void {
     if (state === 'stopped') {
       this.running.clear();
+      this.generating.clear();
       this.state = error ? 'error' : 'stopped';
       this.error = error ?? this.error;
     } else if (state === 'starting') {
       this.running.clear();
+      this.generating.clear();
       this.state = 'starting';
       this.error = undefined;
     } else if (this.state === 'starting' || this.state === 'stopped') {
@@ -129,6 +171,22 @@ export class StatusModel {
         severity: 'normal',
       };
     }
+    if (this.state !== 'error' && this.state !== 'stopped' && this.state !== 'starting') {
+      if (this.enabled && this.languageOff) {
+        return {
+          text: '$(circle-slash) Nearline: off for this language',
+          tooltip: `Nearline: off for ${this.language ?? 'this language'} (${this.languageOff})${tail}`,
+          severity: 'normal',
+        };
+      }
+      if (this.enabled && this.isGenerating) {
+        return {
+          text: '$(loading~spin) Nearline: generating',
+          tooltip: `Nearline: generating a suggestion${model ? `\n${model}` : ''}${tail}`,
+          severity: 'normal',
+        };
+      }
+    }
     switch (this.state) {
       case 'error':
         return {
@@ -140,6 +198,8 @@ export class StatusModel {
         return { text: '$(debug-disconnect) Nearline', tooltip: `Nearline: server stopped${tail}`, severity: 'warning' };
       case 'starting':
         return { text: '$(sync~spin) Nearline', tooltip: `Nearline: starting the server${tail}`, severity: 'normal' };
+      case 'indexing':
+        return { text: '$(sync~spin) Nearline: indexing', tooltip: `Nearline: indexing the workspace${tail}`, severity: 'normal' };
       case 'loading':
         return { text: '$(sync~spin) Nearline: loading model', tooltip: `Nearline: loading the model${tail}`, severity: 'normal' };
       case 'idle':

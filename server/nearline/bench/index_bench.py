@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from nearline.workspace.index import IndexSettings, WorkspaceIndex
+from nearline.config import IndexSettings
+from nearline.workspace.index import WorkspaceIndex
 from nearline.workspace.watcher import IndexWatcher
 
 __all__ = ["generate_tree", "run"]

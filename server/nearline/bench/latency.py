@@ -56,11 +56,79 @@ def _utf16(s: str) -> int:
     return len(s.encode("utf-16-le")) // 2
 
 
-def _cut_file(path: Path, fraction: float) -> tuple[str, int, str]:
-    """(text opened in the editor, line where typing starts, text to type)."""
+def _cut_file(path: Path, fraction: float, line: int | None = None) -> tuple[str, int, str]:
+    """(text opened in the editor, line where typing starts, text to type). ``line`` (1-based)
+    picks the first line typed; else ``fraction`` of the way down."""
     lines = path.read_text(encoding="utf-8").split("\n")
-    start = int(len(lines) * fraction)
+    start = int(len(lines) * fraction) if line is None else max(0, min(len(lines), line - 1))
     return "\n".join(lines[:start]) + "\n", start, "\n".join(lines[start:])
+
+
+def _sibling(proj: Path, rel: str) -> str:
+    """Another file to switch to and back from: the largest file of the same extension in the
+    same folder (an editor's neighbour tab), else the nearest such file above it."""
+    target = proj / rel
+    folder = target.parent
+    while True:
+        same = [
+            f for f in folder.glob(f"*{target.suffix}")
+            if f.is_file() and f != target and f.stat().st_size > 0
+        ]  # fmt: skip
+        if same:
+            return max(same, key=lambda f: f.stat().st_size).relative_to(proj).as_posix()
+        if folder == proj or folder.parent == folder:
+            raise SystemExit(
+                f"bench latency: no other {target.suffix} file near {rel}: give --other-file"
+            )
+        folder = folder.parent
+
+
+# What a keystroke's time went to, from the server's record of its model run: waiting (for the
+# model thread, a speculation or warm-up to yield, the debounce), reading new prompt tokens,
+# generating, and the rest (composing, cleaning, the LSP round trip).
+CAUSES = ("typing-through", "gated", "waiting", "reading", "generating", "other")
+
+
+def keystroke_causes(latency_ms: float, entry: dict[str, Any] | None) -> dict[str, float]:
+    """Split one keystroke's end-to-end latency into CAUSES (milliseconds)."""
+    out = dict.fromkeys(CAUSES, 0.0)
+    if entry is None:
+        out["gated"] = latency_ms
+        return out
+    if entry.get("source") != "model" or "engine_ms" not in entry:
+        out["typing-through" if entry.get("source") == "typing-through" else "other"] = latency_ms
+        return out
+    read = float(entry.get("read_ms", 0.0))
+    engine = float(entry["engine_ms"])
+    out["reading"] = read
+    out["generating"] = max(0.0, engine - read)
+    out["waiting"] = max(0.0, float(entry.get("wait_ms", 0.0)))
+    out["other"] = max(0.0, latency_ms - engine - out["waiting"])
+    return out
+
+
+def tail_breakdown(
+    lat_ms: list[float], entries: list[dict[str, Any] | None], share: float = 0.1
+) -> dict[str, Any]:
+    """Where the slowest keystrokes' time went: the slowest ``share`` (at least 3), each cause's
+    mean and how often it was the largest part, with the tokens read and generated."""
+    order = sorted(range(len(lat_ms)), key=lambda i: -lat_ms[i])
+    slow = order[: max(3, round(len(order) * share))] if order else []
+    parts = [keystroke_causes(lat_ms[i], entries[i]) for i in slow]
+    dominant: dict[str, int] = {}
+    for p in parts:
+        top = max(p, key=lambda k: p[k])
+        dominant[top] = dominant.get(top, 0) + 1
+    ev = [float((entries[i] or {}).get("evaluated", 0)) for i in slow]
+    gen = [float((entries[i] or {}).get("generated", 0)) for i in slow]
+    return {
+        "n": len(slow),
+        "from_ms": min((lat_ms[i] for i in slow), default=float("nan")),
+        "mean_ms": {c: statistics.fmean(p[c] for p in parts) if parts else 0.0 for c in CAUSES},
+        "largest_part": dominant,
+        "evaluated_tokens_mean": statistics.fmean(ev) if ev else 0.0,
+        "generated_tokens_mean": statistics.fmean(gen) if gen else 0.0,
+    }
 
 
 class _Typist:
@@ -100,12 +168,17 @@ async def run_latency(
     settings_overrides: dict[str, dict[str, Any]] | None = None,
     root: str | None = None,
     extra_settings: dict[str, Any] | None = None,
+    line: int | None = None,
 ) -> int:
-    proj = Path(root) if root else sample_project()
-    rel = file or "inventory/models.py"
-    other_rel = other_file or "inventory/storage.py"
+    proj = Path(root).resolve() if root else sample_project()
+    rel = file or ("inventory/models.py" if root is None else None)
+    if rel is None:
+        raise SystemExit("bench latency: --project-dir needs --file (a file of that project)")
+    if not (proj / rel).is_file():
+        raise SystemExit(f"bench latency: no such file {proj / rel}")
+    other_rel = other_file or ("inventory/storage.py" if root is None else _sibling(proj, rel))
     target, other = proj / rel, proj / other_rel
-    opened, start_line, to_type = _cut_file(target, start_fraction)
+    opened, start_line, to_type = _cut_file(target, start_fraction, line)
     to_type = to_type[:max_keystrokes]
     # The other file is opened whole, as an editor opens it (and as the index already has it),
     # and asked about at the end of a line 60% down: the user looks at it, then goes back. A
@@ -140,10 +213,18 @@ async def run_latency(
             f"first suggestion after open: {first.latency_s * 1000:.0f} ms; typing {len(to_type)} keystrokes ..."
         )
         lat: list[float] = []
+        # Each keystroke's own record in the server (its model run's times), for the breakdown
+        # of the slow ones; looked up after the answer, outside the timed part.
+        records: list[dict[str, Any] | None] = []
+        seen = len((await session.status()).get("recent") or [])
         for ch in to_type:
             a.type(ch)
             ans = await session.inline(a_uri, *a.pos)
             lat.append(ans.latency_s)
+            recent = (await session.status()).get("recent") or []
+            mine = [e for e in recent[seen:] if e.get("source") not in ("speculation", "warm-up")]
+            records.append(mine[0] if mine else None)
+            seen = len(recent)
             if raw or server_baseline:
                 prompts.append(await a.prompt())
         # Another file: opened, asked once (cold), then back to the first one.
@@ -191,6 +272,7 @@ async def run_latency(
             "sources": {src: sum(1 for _, x in accepts if x == src) for _, src in accepts},
         },
         "nearline": summarize("nearline", lat),
+        "slowest_keystrokes": tail_breakdown([x * 1000 for x in lat], records),
         "sources": sources,
         "typing_through_share": sources.get("typing_through", 0) / answered if answered else 0.0,
         # The keystrokes' model runs, measured inside the server (the first three requests —
@@ -502,6 +584,14 @@ def _print(r: dict[str, Any]) -> None:
         print(_row("llama-server driven like llama.vim", v, f"client cache {v['client_cache_share']:.0%}"))  # fmt: skip
     elif s:
         print(f"llama-server: {s['skipped']}")
+    tb = r.get("slowest_keystrokes")
+    if tb and tb["n"]:
+        parts = ", ".join(f"{c} {v:.0f}" for c, v in tb["mean_ms"].items() if v >= 0.5)
+        print(
+            f"slowest {tb['n']} keystrokes (from {tb['from_ms']:.0f} ms), mean ms: {parts}; "
+            f"largest part: {tb['largest_part']}; tokens read {tb['evaluated_tokens_mean']:.0f}, "
+            f"generated {tb['generated_tokens_mean']:.0f} (mean)"
+        )
     e = r["evaluated_tokens_per_model_run"]
     print(
         f"tokens evaluated per model run: mean {e['mean']:.1f}, p50 {e['p50']:.0f}, "

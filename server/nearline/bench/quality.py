@@ -1,8 +1,9 @@
 """``nearline bench quality``: how good are the suggestions, per way of composing the prompt.
 
-The dataset (``quality_tasks.py``): lines of real Python projects, *inproject* (using a
-function or class declared in another file of the project) and *infile* (one declared earlier
-in the file), the Long Code Arena way. Every task goes through the product: the completion
+The dataset (``quality_tasks.py``; ``quality_ts.py`` for ``--language typescript``): lines of
+real Python (or TypeScript/JavaScript) projects, *inproject* (using a function or class declared
+in another file of the project) and *infile* (one declared earlier in the file), the Long Code
+Arena way. Every task goes through the product: the completion
 file is an unsaved buffer holding its prefix up to the target line plus that line's
 indentation (the ``+suffix`` variants also get the rest of the file after the line), asked
 through ``CompletionService.complete`` — the LSP's own path — on a workspace index of the
@@ -40,6 +41,10 @@ prefix-suffix) share their prefix; a run cut short by ``--max-minutes`` has ever
 the same lines. Latency is measured in that order (a variant that follows a similar one reads
 less of its prompt): compare variants on evaluated tokens too.
 
+``--models ID,ID``: the whole matrix once per model, one after the other (records, results and
+the paired comparison carry the model). ``--latency-json FILE`` (one per model): the warm p95
+per keystroke of ``nearline bench latency --json`` for a chart of EM against it.
+
 ``--dry-run``: no model. Every prompt is composed and the report gives per variant the prompt
 tokens and the *API recall*: the share of inproject lines for which the definition (``def`` /
 ``class``) of a cross-file name the line uses is in the prompt (and the share where the name
@@ -60,7 +65,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nearline.completion.composers import path_distance
+from nearline.completion.composers import JS_LANGUAGES, path_distance
+from nearline.workspace.index import language_for
 
 from .latency import pct
 from .quality_tasks import (
@@ -130,14 +136,11 @@ DEFAULT_VARIANTS = tuple(n for n, v in VARIANTS.items() if not v.oracle)
 
 def variant_problem(v: Variant, has_fim: bool = True) -> str | None:
     """Why ``v`` cannot run in this build, or None."""
-    from nearline import config
-    from nearline.completion import composers as context
+    from nearline.config import COMPOSERS
 
-    if v.composer not in context.COMPOSERS or v.composer not in config.COMPOSERS:
-        return (
-            f"composer {v.composer!r} is not in this build (nearline.completion.composers.COMPOSERS / "
-            f"config.COMPOSERS): variant {v.name} skipped"
-        )
+    # completion.composers.COMPOSERS maps exactly these names (mypy checks that it misses none).
+    if v.composer not in COMPOSERS:
+        return f"composer {v.composer!r} is not in this build (config.COMPOSERS): variant {v.name} skipped"
     if v.suffix and not has_fim:
         return f"the model's prompt format has no FIM: variant {v.name} skipped"
     return None
@@ -241,17 +244,28 @@ class FileWorkspace:
         return self.root / self.rel
 
 
+LANGUAGES = ("python", "typescript")
+"""``--language``: the dataset's language (``typescript`` covers JavaScript too)."""
+
+
+def _family(language: str) -> str:
+    """JavaScript and TypeScript (and their React forms) are one family of files."""
+    return "typescript" if language in JS_LANGUAGES else language
+
+
 def make_workspace(task: Task, text: str, count: Callable[[str], int]) -> FileWorkspace:
     """The project of ``task`` without its completion file, indexed as ``nearline serve``
     would, and the files nearest to it (by path distance, then name) as the recent ones."""
-    from nearline.workspace.index import IndexSettings, WorkspaceIndex
+    from nearline.config import IndexSettings
+    from nearline.workspace.index import WorkspaceIndex
 
     rel = task.rel
     index = WorkspaceIndex(
         [task.root], IndexSettings(exclude=[_gitignore_literal(rel)]), count_tokens=count
     )
     index.scan()
-    others = [f.rel for f in index.files("python") if f.rel != rel]
+    family = _family(language_for(rel))
+    others = [f.rel for f in index.files() if f.rel != rel and _family(f.language) == family]
     others.sort(key=lambda r: (path_distance(rel, r), r))
     return FileWorkspace(task.root, rel, text, index, others[:RECENT_FILES])
 
@@ -267,7 +281,7 @@ def open_like_editor(service: Any, ws: FileWorkspace) -> None:
         if text is None:
             continue
         ws.index.set_overlay(path, text)
-        service.syntax.open(path.as_uri(), "python", text)
+        service.syntax.open(path.as_uri(), language_for(rel), text)
         ws.index.set_current(path)
         # The LSP tells the service on didOpen/didFocus (the ring buffer's recent files).
         if hasattr(service, "note_used"):
@@ -306,7 +320,7 @@ def query_for(task: Task, ws: FileWorkspace, buffer: str, offset: int, n: int) -
         extra["recent"] = tuple(ws.recent[::-1])
     return Query(
         uri=f"{path.as_uri()}#nearline-bench-{n}", text=buffer, line=task.line,
-        col=len(task.indent), offset=offset, path=path, rel=ws.rel, language="python",
+        col=len(task.indent), offset=offset, path=path, rel=ws.rel, language=language_for(ws.rel),
         root=ws.root, **extra,
     )  # fmt: skip
 
@@ -364,6 +378,16 @@ def definition_stubs(text: str, names: Sequence[str]) -> str | None:
     return "\n".join(out) + "\n" if out else None
 
 
+def stubs_for(rel: str, text: str, names: Sequence[str]) -> str | None:
+    """The oracle's definitions of ``names`` in a file, in the file's language."""
+    language = language_for(rel)
+    if language in JS_LANGUAGES:
+        from .quality_ts import definition_stubs as ts_stubs
+
+        return ts_stubs(text, names, language)
+    return definition_stubs(text, names) if language == "python" else None
+
+
 def oracle_composer(names: Sequence[str]) -> Any:
     """A composer that puts the definitions of ``names`` found in other workspace files into
     the repository context, nearest file last, within the budget it is given."""
@@ -382,7 +406,7 @@ def oracle_composer(names: Sequence[str]) -> Any:
             text = source.text(f.path)
             if not text or not any(n in text for n in names):
                 continue
-            stub = definition_stubs(text, names)
+            stub = stubs_for(f.rel, text, names)
             if not stub:
                 continue
             n = count(stub)
@@ -394,7 +418,11 @@ def oracle_composer(names: Sequence[str]) -> Any:
     return compose
 
 
-def _defines(prompt: str, name: str) -> bool:
+def _defines(prompt: str, name: str, language: str = "python") -> bool:
+    if language in JS_LANGUAGES:
+        from .quality_ts import defines
+
+        return defines(prompt, name)
     return (
         re.search(rf"^[ \t]*(?:async[ \t]+)?(?:def|class)[ \t]+{re.escape(name)}\b", prompt, re.M)
         is not None
@@ -427,15 +455,6 @@ def estimate_seconds(prompts: Sequence[tuple[str, int]], keep: int = 12) -> tupl
 # --------------------------------------------------------------------------- the run
 
 
-@dataclass
-class Plan:
-    dataset: Dataset
-    tasks: list[Task]  # after --limit, in run order (file, line)
-    variants: list[Variant]
-    skipped: dict[str, str]
-    budgets: list[int]
-
-
 def _limit(tasks: list[Task], limit: int | None) -> list[Task]:
     """The first ``limit`` tasks taken round-robin over the files (so a quick run sees every
     project), returned in file and line order."""
@@ -464,80 +483,94 @@ def _fmt_s(s: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
-async def run_quality(
-    *,
-    projects: str | None = None,
-    project_dirs: Sequence[str] = (),
-    variants: str | None = None,
-    budgets: str | None = None,
-    lines_per_category: int = DEFAULT_LINES_PER_CATEGORY,
-    files_per_project: int = DEFAULT_FILES_PER_PROJECT,
-    seed: int = 0,
-    limit: int | None = None,
-    max_minutes: float | None = None,
-    dry_run: bool = False,
-    model: str | None = None,
-    out_json: str | None = None,
-    out_png: str | None = None,
-    cache_dir: str | None = None,
-    quiet: bool = False,
-    overrides: dict[str, Any] | None = None,
-    categories: str | None = None,
-) -> dict[str, Any]:
-    """Run the benchmark; returns the report (also written as JSON, a table and a chart).
-    ``overrides``: settings for every variant, ``{"context": {"prefixShare": 0.75}}``."""
-    from nearline.completion.service import CompletionService
-    from nearline.weights.catalog import load_catalog
+def parse_models(models: str | None, model: str | None) -> list[str | None]:
+    """``--models ID,ID`` (or ``--model ID``; neither: the default model) → the ids in order."""
+    if models is not None and model is not None:
+        raise QualityError("use --model or --models, not both")
+    if models is None:
+        return [model]
+    out = list(dict.fromkeys(s.strip() for s in models.split(",") if s.strip()))
+    if not out:
+        raise QualityError("--models is empty")
+    return list(out)
 
-    note = (lambda s: None) if quiet else _note
-    t_start = time.monotonic()
-    if lines_per_category < 1 or files_per_project < 1:
-        raise QualityError("--lines-per-category and --files-per-project must be at least 1")
-    if limit is not None and limit < 1:
-        raise QualityError("--limit must be at least 1")
-    if max_minutes is not None and max_minutes <= 0:
-        raise QualityError("--max-minutes must be positive")
-    chosen_variants = parse_variants(variants)
-    chosen_budgets = parse_budgets(budgets)
-    chosen_categories = parse_categories(categories)
-    base = base_settings(model)
-    for section, values in (overrides or {}).items():
-        base.setdefault(section, {}).update(values)
-    try:
-        entry = load_catalog().get(model)
-    except KeyError as exc:
-        raise QualityError(str(exc.args[0])) from None
+
+def parse_language(text: str | None) -> str:
+    language = (text or "python").strip().lower()
+    aliases = {"ts": "typescript", "javascript": "typescript", "js": "typescript", "py": "python"}
+    language = aliases.get(language, language)
+    if language not in LANGUAGES:
+        raise QualityError(f"--language wants one of {', '.join(LANGUAGES)}; got {text!r}")
+    return language
+
+
+def load_dataset(
+    language: str,
+    projects: str | None,
+    project_dirs: Sequence[str],
+    cache_dir: str | None,
+    note: Callable[[str], None],
+    *,
+    seed: int,
+    files_per_project: int,
+    lines_per_category: int,
+) -> Dataset:
+    """The projects of a language (pinned ones, ``--projects`` or local folders) and the
+    files and lines drawn from them."""
+    from . import quality_ts
+
+    cache = Path(cache_dir) if cache_dir else None
     try:
         if project_dirs:
             projs = [local_project(p) for p in project_dirs]
+        elif language == "typescript":
+            specs = quality_ts.parse_npm_specs(projects or ",".join(quality_ts.DEFAULT_TS_PROJECTS))
+            projs = quality_ts.fetch_npm_projects(specs, cache, note)
         else:
-            specs = parse_specs(projects) if projects else parse_specs(",".join(DEFAULT_PROJECTS))
-            projs = fetch_projects(specs, Path(cache_dir) if cache_dir else None, note)
-        dataset = build_dataset(
+            py_specs = parse_specs(projects or ",".join(DEFAULT_PROJECTS))
+            projs = fetch_projects(py_specs, cache, note)
+        return build_dataset(
             projs, seed=seed, files_per_project=files_per_project,
             lines_per_category=lines_per_category,
+            scan=quality_ts.scan_ts_project if language == "typescript" else None,
         )  # fmt: skip
     except DatasetError as exc:
         raise QualityError(str(exc)) from None
-    # Files and lines are drawn as for both categories (the same seed gives the same lines),
-    # then only the asked ones are run.
-    dataset.tasks[:] = [t for t in dataset.tasks if t.category in chosen_categories]
-    if not dataset.tasks:
-        raise QualityError(
-            "no tasks: no project has a .py file of 80-1500 lines with inproject lines"
-        )
-    tasks = _limit(dataset.tasks, limit)
-    has_fim = entry.format.has_fim
-    skipped = {v.name: p for v in chosen_variants if (p := variant_problem(v, has_fim))}
-    for msg in skipped.values():
-        note(msg)
-    runnable = [v for v in chosen_variants if v.name not in skipped]
-    comp = dataset.composition()
-    _print_composition(comp, dataset, len(tasks))
 
-    first = settings_for(
-        base, runnable[0] if runnable else VARIANTS["file-level"], chosen_budgets[0]
-    )
+
+@dataclass
+class ModelRun:
+    """What one model's pass over the dataset gave."""
+
+    entry: Any  # the catalog entry
+    records: list[dict[str, Any]]
+    skipped: dict[str, str]
+    partial: bool
+    eta_s: float
+    stats: dict[str, int]
+    messages: list[str]
+
+
+async def _run_one_model(
+    entry: Any,
+    base: dict[str, Any],
+    dataset: Dataset,
+    tasks: list[Task],
+    chosen_variants: list[Variant],
+    budgets: list[int],
+    dry_run: bool,
+    deadline: float | None,
+    note: Callable[[str], None],
+) -> ModelRun:
+    from nearline.completion.service import CompletionService
+
+    skipped = {
+        v.name: p for v in chosen_variants if (p := variant_problem(v, entry.format.has_fim))
+    }
+    for msg in skipped.values():
+        note(f"{entry.id}: {msg}")
+    runnable = [v for v in chosen_variants if v.name not in skipped]
+    first = settings_for(base, runnable[0] if runnable else VARIANTS["file-level"], budgets[0])
     messages: list[str] = []
     service = CompletionService(first, on_message=lambda lvl, text: messages.append(text))
     records: list[dict[str, Any]] = []
@@ -551,7 +584,7 @@ async def run_quality(
         for key, file_tasks in groups:
             ws = make_workspace(file_tasks[0], dataset.files[key], service.count_tokens)
             open_like_editor(service, ws)
-            for budget in chosen_budgets:
+            for budget in budgets:
                 for task in file_tasks:
                     for v in runnable:
                         n += 1
@@ -561,13 +594,13 @@ async def run_quality(
                         tokens = service.prompt_tokens(prompt)
                         service.forget(q.uri)
                         prompts.append((text, tokens))
-                        records.append(_record(task, v, budget, tokens, prompt))
+                        records.append(_record(task, v, budget, tokens, prompt, entry.id))
             close_like_editor(service, ws)
         eta_s, to_read = estimate_seconds(prompts)
         exact = "exact" if service.exact_tokens else "estimated"
         note(
-            f"{len(prompts)} prompts composed ({exact} token counts); running them reads "
-            f"about {to_read} prompt tokens: ETA {_fmt_s(eta_s)} on a 2-core CPU "
+            f"{entry.id}: {len(prompts)} prompts composed ({exact} token counts); running them "
+            f"reads about {to_read} prompt tokens: ETA {_fmt_s(eta_s)} on a 2-core CPU "
             f"(~{READ_TOKENS_PER_S:.0f} prompt tokens/s)"
         )
         for v in runnable:
@@ -580,21 +613,102 @@ async def run_quality(
                 )
                 note(f"{v.name}: no prompt has repository context (the file fills the budget{why})")
         if not dry_run and runnable:
-            note(f"loading {entry.id} ...")
-            await service.start()
-            if service.state != "ready":
-                raise QualityError(service.error or "the model is not available")
-            deadline = t_start + max_minutes * 60 if max_minutes else None
-            partial = await _run_model(service, base, groups, dataset, runnable,
-                                       chosen_budgets, records, deadline, note, eta_s)  # fmt: skip
+            if deadline is not None and time.monotonic() > deadline:
+                partial = True
+            else:
+                note(f"loading {entry.id} ...")
+                await service.start()
+                if service.state != "ready":
+                    raise QualityError(service.error or "the model is not available")
+                partial = await _run_model(service, base, groups, dataset, runnable,
+                                           budgets, records, deadline, note, eta_s)  # fmt: skip
     finally:
         service.close()
+    return ModelRun(entry, records, skipped, partial, eta_s, service.stats.as_dict(), messages)
+
+
+async def run_quality(
+    *,
+    projects: str | None = None,
+    project_dirs: Sequence[str] = (),
+    variants: str | None = None,
+    budgets: str | None = None,
+    lines_per_category: int = DEFAULT_LINES_PER_CATEGORY,
+    files_per_project: int = DEFAULT_FILES_PER_PROJECT,
+    seed: int = 0,
+    limit: int | None = None,
+    max_minutes: float | None = None,
+    dry_run: bool = False,
+    model: str | None = None,
+    models: str | None = None,
+    out_json: str | None = None,
+    out_png: str | None = None,
+    cache_dir: str | None = None,
+    quiet: bool = False,
+    overrides: dict[str, Any] | None = None,
+    categories: str | None = None,
+    language: str | None = None,
+    latency_json: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Run the benchmark; returns the report (also written as JSON, a table and a chart).
+    ``overrides``: settings for every variant, ``{"context": {"prefixShare": 0.75}}``;
+    ``models``: comma-separated catalog ids, the whole matrix once per model;
+    ``latency_json``: ``nearline bench latency --json`` reports (one per model) for the chart
+    of Exact Match against warm p95 per keystroke."""
+    from nearline.weights.catalog import load_catalog
+
+    note = (lambda s: None) if quiet else _note
+    t_start = time.monotonic()
+    if lines_per_category < 1 or files_per_project < 1:
+        raise QualityError("--lines-per-category and --files-per-project must be at least 1")
+    if limit is not None and limit < 1:
+        raise QualityError("--limit must be at least 1")
+    if max_minutes is not None and max_minutes <= 0:
+        raise QualityError("--max-minutes must be positive")
+    lang = parse_language(language)
+    chosen_variants = parse_variants(variants)
+    chosen_budgets = parse_budgets(budgets)
+    chosen_categories = parse_categories(categories)
+    model_ids = parse_models(models, model)
+    catalog = load_catalog()
+    entries = []
+    for mid in model_ids:
+        try:
+            entries.append(catalog.get(mid))
+        except KeyError as exc:
+            raise QualityError(str(exc.args[0])) from None
+    latencies = load_latency_reports(latency_json)
+    dataset = load_dataset(
+        lang, projects, project_dirs, cache_dir, note, seed=seed,
+        files_per_project=files_per_project, lines_per_category=lines_per_category,
+    )  # fmt: skip
+    # Files and lines are drawn as for both categories (the same seed gives the same lines),
+    # then only the asked ones are run.
+    dataset.tasks[:] = [t for t in dataset.tasks if t.category in chosen_categories]
+    if not dataset.tasks:
+        kind = ".py" if lang == "python" else "JS/TS"
+        raise QualityError(
+            f"no tasks: no project has a {kind} file of 80-1500 lines with inproject lines"
+        )
+    tasks = _limit(dataset.tasks, limit)
+    comp = dataset.composition()
+    _print_composition(comp, dataset, len(tasks))
+
+    deadline = t_start + max_minutes * 60 if max_minutes else None
+    runs: list[ModelRun] = []
+    for entry, mid in zip(entries, model_ids, strict=True):
+        base = base_settings(mid)
+        for section, values in (overrides or {}).items():
+            base.setdefault(section, {}).update(values)
+        runs.append(await _run_one_model(entry, base, dataset, tasks, chosen_variants,
+                                         chosen_budgets, dry_run, deadline, note))  # fmt: skip
     elapsed = time.monotonic() - t_start
+    base = base_settings(model_ids[0])
+    for section, values in (overrides or {}).items():
+        base.setdefault(section, {}).update(values)
     report = _report(
-        dataset=dataset, comp=comp, tasks=tasks, variants=chosen_variants, skipped=skipped,
-        budgets=chosen_budgets, records=records, dry_run=dry_run, partial=partial,
-        model=entry.id, base=base, eta_s=eta_s, elapsed_s=elapsed, service_stats=service.stats,
-        messages=messages,
+        dataset=dataset, comp=comp, tasks=tasks, variants=chosen_variants, runs=runs,
+        budgets=chosen_budgets, dry_run=dry_run, base=base, elapsed_s=elapsed, language=lang,
     )  # fmt: skip
     print_table(report)
     json_path = Path(out_json) if out_json else _default_out(dry_run)
@@ -602,8 +716,16 @@ async def run_quality(
     json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False))
     png_path = Path(out_png) if out_png else json_path.with_suffix(".png")
     report["chart"] = write_chart(report, png_path, note)
+    if latencies:
+        report["pareto"] = pareto_points(report, latencies, note)
+        print_pareto(report["pareto"])
+        report["pareto_chart"] = write_pareto_chart(
+            report, report["pareto"], png_path.with_name(png_path.stem + "-pareto.png"), note
+        )
     json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False))
-    note(f"JSON: {json_path}" + (f", chart: {png_path}" if report["chart"] else ""))
+    charts = [c for c in (report["chart"], report.get("pareto_chart")) if c]
+    note(f"JSON: {json_path}" + (f", chart: {', '.join(charts)}" if charts else ""))
+    partial = report["partial"]
     note(f"elapsed {_fmt_s(elapsed)}" + (" (partial: --max-minutes reached)" if partial else ""))
     return report
 
@@ -620,13 +742,15 @@ def _groups(tasks: list[Task]) -> list[tuple[str, list[Task]]]:
     return [(k, sorted(v, key=lambda t: t.line)) for k, v in out.items()]
 
 
-def _record(task: Task, v: Variant, budget: int, tokens: int, prompt: Any) -> dict[str, Any]:
+def _record(
+    task: Task, v: Variant, budget: int, tokens: int, prompt: Any, model: str = ""
+) -> dict[str, Any]:
     text = prompt.text
-    defined = [x for x in task.names if _defines(text, x)]
+    defined = [x for x in task.names if _defines(text, x, language_for(task.rel))]
     mentioned = [x for x in task.names if _mentions(text, x)]
     repo = sorted({p.path for p in prompt.parts if p.kind == "repo-file" and p.path})
     return {
-        "project": task.project, "file": task.rel, "line": task.line + 1,
+        "model": model, "project": task.project, "file": task.rel, "line": task.line + 1,
         "category": task.category, "names": list(task.names), "variant": v.name,
         "budget": budget, "target": task.target.strip(), "prompt_tokens": tokens,
         "repo_files": repo, "api_defined": bool(defined), "api_mentioned": bool(mentioned),
@@ -680,7 +804,7 @@ async def _run_model(
                         if shown:
                             try:
                                 parses = parses_in_window(
-                                    "python", buffer[:offset], shown, buffer[offset:],
+                                    language_for(task.rel), buffer[:offset], shown, buffer[offset:],
                                     line_ends=ends,
                                 )  # fmt: skip
                             except Exception:
@@ -773,8 +897,17 @@ def sign_test_p(wins: int, losses: int) -> float:
 
 
 def paired(records: list[dict[str, Any]], baseline: str = "file-level") -> list[dict[str, Any]]:
-    """Each variant against ``baseline`` on the same lines, per budget and category: lines only
-    it gets right (wins), lines only the baseline gets right (losses), and the sign test's p."""
+    """Each variant against ``baseline`` on the same lines, per model, budget and category:
+    lines only it gets right (wins), lines only the baseline gets right (losses), and the sign
+    test's p."""
+    out: list[dict[str, Any]] = []
+    for model in dict.fromkeys(r.get("model", "") for r in records):
+        rows = _paired_one([r for r in records if r.get("model", "") == model], baseline)
+        out.extend({"model": model, **row} for row in rows)
+    return out
+
+
+def _paired_one(records: list[dict[str, Any]], baseline: str) -> list[dict[str, Any]]:
     base = {
         (r["budget"], r["project"], r["file"], r["line"]): r
         for r in records
@@ -815,34 +948,44 @@ def _report(
     comp: dict[str, Any],
     tasks: list[Task],
     variants: list[Variant],
-    skipped: dict[str, str],
+    runs: list[ModelRun],
     budgets: list[int],
-    records: list[dict[str, Any]],
     dry_run: bool,
-    partial: bool,
-    model: str,
     base: dict[str, Any],
-    eta_s: float,
     elapsed_s: float,
-    service_stats: dict[str, int],
-    messages: list[str],
+    language: str = "python",
 ) -> dict[str, Any]:
-    if not dry_run:
-        records = [r for r in records if r["ran"]]
+    records = [r for run in runs for r in run.records if dry_run or r["ran"]]
     results = []
-    for budget in budgets:
-        for v in variants:
-            if v.name in skipped:
-                results.append({"variant": v.name, "budget": budget, "skipped": skipped[v.name]})
-                continue
-            rs = [r for r in records if r["variant"] == v.name and r["budget"] == budget]
-            results.append({"variant": v.name, "budget": budget, **summarize(rs, dry_run)})
+    for run in runs:
+        mid = run.entry.id
+        for budget in budgets:
+            for v in variants:
+                if v.name in run.skipped:
+                    results.append({"model": mid, "variant": v.name, "budget": budget,
+                                    "skipped": run.skipped[v.name]})  # fmt: skip
+                    continue
+                rs = [r for r in records
+                      if r["model"] == mid and r["variant"] == v.name and r["budget"] == budget]  # fmt: skip
+                results.append(
+                    {"model": mid, "variant": v.name, "budget": budget, **summarize(rs, dry_run)}
+                )
+    stats: dict[str, int] = {}
+    for run in runs:
+        for k, n in run.stats.items():
+            stats[k] = stats.get(k, 0) + n
+    skipped: dict[str, str] = {}
+    for run in runs:
+        for name, why in run.skipped.items():
+            skipped.setdefault(name, why)
     return {
         "kind": "nearline-bench-quality",
-        "version": 1,
+        "version": 2,
         "dry_run": dry_run,
-        "partial": partial,
-        "model": model,
+        "partial": any(run.partial for run in runs),
+        "language": language,
+        "model": runs[0].entry.id,
+        "models": [run.entry.id for run in runs],
         "settings": base,
         "suffix_lines": SUFFIX_LINES,
         "recent_files": RECENT_FILES,
@@ -857,7 +1000,7 @@ def _report(
             for v in variants
         },
         "dataset": comp,
-        "tasks_run": len({(r["file"], r["line"]) for r in records}),
+        "tasks_run": len({(r["project"], r["file"], r["line"]) for r in records}),
         "tasks_planned": len(tasks),
         "notes": dataset.notes,
         "metrics": {
@@ -872,16 +1015,17 @@ def _report(
             "name the line uses is in the prompt",
             "api_mentioned": "share of inproject lines whose cross-file name appears anywhere "
             "in the prompt",
-            "paired": "each variant against file-level on the same lines: wins (only the "
-            "variant exact), losses (only file-level exact), em_delta / es_delta (mean "
-            "differences), p (exact two-sided sign test on wins vs losses)",
+            "paired": "each variant against file-level on the same lines, per model and "
+            "budget: wins (only the variant exact), losses (only file-level exact), em_delta / "
+            "es_delta (mean differences), p (exact two-sided sign test on wins vs losses)",
         },
         "results": results,
         "paired": [] if dry_run else paired(records),
-        "eta_s": round(eta_s, 1),
+        "eta_s": round(sum(run.eta_s for run in runs), 1),
         "elapsed_s": round(elapsed_s, 1),
-        "service_stats": dict(service_stats),
-        "messages": messages,
+        "service_stats": stats,
+        "service_stats_by_model": {run.entry.id: run.stats for run in runs},
+        "messages": [m for run in runs for m in run.messages],
         "records": records,
     }
 
@@ -909,33 +1053,36 @@ def _f(x: float | None, pctg: bool = True) -> str:
 
 def print_table(report: dict[str, Any]) -> None:
     dry = report["dry_run"]
-    title = "dry run (no model)" if dry else f"model {report['model']}"
+    models = report.get("models") or [report["model"]]
+    title = "dry run (no model)" if dry else f"model {', '.join(models)}"
     part = " — PARTIAL (--max-minutes)" if report["partial"] else ""
-    print(f"\nnearline bench quality — {title}{part}")
+    print(f"\nnearline bench quality ({report.get('language', 'python')}) — {title}{part}")
+    w = max(6, *(len(m) for m in models)) + 1
     if dry:
         print(
-            f"{'variant':<22}{'budget':>7}{'tasks':>6}{'API recall%':>12}{'mentioned%':>11}"
-            f"{'repo ctx%':>10}{'prompt tok':>11}"
+            f"{'model':<{w}}{'variant':<22}{'budget':>7}{'tasks':>6}{'API recall%':>12}"
+            f"{'mentioned%':>11}{'repo ctx%':>10}{'prompt tok':>11}"
         )
     else:
         print(
-            f"{'variant':<22}{'budget':>7}{'n':>4}{'EM inproj':>10}{'EM infile':>10}{'EM all':>8}"
-            f"{'EM macro':>9}{'ES all':>8}{'EM+check':>9}{'parse%':>8}{'API rec%':>9}"
+            f"{'model':<{w}}{'variant':<22}{'budget':>7}{'n':>4}{'EM inproj':>10}{'EM infile':>10}"
+            f"{'EM all':>8}{'EM macro':>9}{'ES all':>8}{'EM+check':>9}{'parse%':>8}{'API rec%':>9}"
             f"{'prompt':>7}{'eval':>6}{'p50 ms':>8}{'p95 ms':>8}"
         )
     for r in report["results"]:
+        head = f"{r.get('model', report['model']):<{w}}{r['variant']:<22}{r['budget']:>7}"
         if "skipped" in r:
-            print(f"{r['variant']:<22}{r['budget']:>7}  skipped: {r['skipped']}")
+            print(f"{head}  skipped: {r['skipped']}")
             continue
         c = r["categories"]
         if dry:
-            print(f"{r['variant']:<22}{r['budget']:>7}{r['tasks']:>6}{_f(r['api_recall']):>12}"
+            print(f"{head}{r['tasks']:>6}{_f(r['api_recall']):>12}"
                   f"{_f(r['api_mentioned']):>11}{_f(r['with_repo_context']):>10}"
                   f"{_f(r['prompt_tokens_mean'], False):>11}")  # fmt: skip
             continue
         lat = r["latency_ms"]
         print(
-            f"{r['variant']:<22}{r['budget']:>7}{c['all']['n']:>4}"
+            f"{head}{c['all']['n']:>4}"
             f"{_f(c['inproject']['em_micro']):>10}{_f(c['infile']['em_micro']):>10}"
             f"{_f(c['all']['em_micro']):>8}{_f(c['all']['em_macro']):>9}"
             f"{_f(c['all']['es_micro']):>8}{_f(c['all']['em_checked_micro']):>9}"
@@ -951,22 +1098,21 @@ def print_table(report: dict[str, Any]) -> None:
         )
     rows = report.get("paired") or []
     if rows:
-        print(f"\nagainst {rows[0]['baseline']} on the same lines (wins: only the variant exact; "
-              "losses: only the baseline; p: two-sided sign test)")  # fmt: skip
-        print(f"{'variant':<22}{'budget':>7}{'category':>11}{'n':>5}{'wins':>6}{'losses':>7}"
-              f"{'EM diff':>9}{'ES diff':>9}{'p':>8}")  # fmt: skip
+        print(f"\nagainst {rows[0]['baseline']} on the same lines, per model and budget (wins: "
+              "only the variant exact; losses: only the baseline; p: two-sided sign test)")  # fmt: skip
+        print(f"{'model':<{w}}{'variant':<22}{'budget':>7}{'category':>11}{'n':>5}{'wins':>6}"
+              f"{'losses':>7}{'EM diff':>9}{'ES diff':>9}{'p':>8}")  # fmt: skip
         for r in rows:
-            print(f"{r['variant']:<22}{r['budget']:>7}{r['category']:>11}{r['n']:>5}"
-                  f"{r['wins']:>6}{r['losses']:>7}{r['em_delta'] * 100:>+9.1f}"
+            print(f"{r.get('model', ''):<{w}}{r['variant']:<22}{r['budget']:>7}{r['category']:>11}"
+                  f"{r['n']:>5}{r['wins']:>6}{r['losses']:>7}{r['em_delta'] * 100:>+9.1f}"
                   f"{r['es_delta'] * 100:>+9.1f}{r['p']:>8.3f}")  # fmt: skip
     eta, el = report["eta_s"], report["elapsed_s"]
     what = "estimated time of a model run" if dry else "estimated at start"
     print(f"{what}: {_fmt_s(eta)} (2-core CPU, default model); elapsed {_fmt_s(el)}")
 
 
-def write_chart(report: dict[str, Any], path: Path, note: Callable[[str], None]) -> str | None:
-    """A bar chart of EM per category per variant, one panel per budget (API recall for a dry
-    run). matplotlib is imported here only: the server never needs it."""
+def _pyplot(note: Callable[[str], None]) -> Any:
+    """matplotlib's pyplot (Agg), imported here only: the server never needs it."""
     try:
         import matplotlib
 
@@ -975,33 +1121,170 @@ def write_chart(report: dict[str, Any], path: Path, note: Callable[[str], None])
     except ImportError:
         note("chart skipped: matplotlib is not installed (pip install 'nearline[bench]')")
         return None
+    return plt
+
+
+def write_chart(report: dict[str, Any], path: Path, note: Callable[[str], None]) -> str | None:
+    """A bar chart of EM per category per variant, one panel per model and budget (API recall
+    for a dry run)."""
+    plt = _pyplot(note)
+    if plt is None:
+        return None
     dry = report["dry_run"]
     budgets = report["budgets"]
+    models = report.get("models") or [report["model"]]
     rows = [r for r in report["results"] if "skipped" not in r]
     names = list(dict.fromkeys(r["variant"] for r in rows))
     series = ["api_recall", "api_mentioned"] if dry else [*CATEGORIES, "all"]
-    fig, axes = plt.subplots(1, len(budgets), figsize=(max(6, 1.6 * len(names)) * len(budgets), 4.5),
-                             squeeze=False)  # fmt: skip
+    fig, axes = plt.subplots(
+        len(models), len(budgets),
+        figsize=(max(6, 1.6 * len(names)) * len(budgets), 4.5 * len(models)), squeeze=False,
+    )  # fmt: skip
     width = 0.8 / len(series)
-    for ax, budget in zip(axes[0], budgets, strict=True):
-        for k, s in enumerate(series):
-            vals = []
-            for name in names:
-                r = next((x for x in rows if x["variant"] == name and x["budget"] == budget), None)
-                v = None
-                if r is not None:
-                    v = r[s] if dry else r["categories"][s]["em_micro"]
-                vals.append(100 * v if v is not None else 0.0)
-            xs = [i + (k - (len(series) - 1) / 2) * width for i in range(len(names))]
-            ax.bar(xs, vals, width, label=s)
-        ax.set_xticks(range(len(names)))
-        ax.set_xticklabels(names, rotation=30, ha="right")
-        ax.set_ylim(0, 100)
-        ax.set_ylabel("inproject lines (%)" if dry else "Exact Match (%)")
-        ax.set_title(f"budget {budget} tokens")
-        ax.legend(loc="upper right", fontsize="small")
+    for row, model in zip(axes, models, strict=True):
+        for ax, budget in zip(row, budgets, strict=True):
+            for k, s in enumerate(series):
+                vals = []
+                for name in names:
+                    r = next((x for x in rows if x.get("model", model) == model
+                              and x["variant"] == name and x["budget"] == budget), None)  # fmt: skip
+                    v = None
+                    if r is not None:
+                        v = r[s] if dry else r["categories"][s]["em_micro"]
+                    vals.append(100 * v if v is not None else 0.0)
+                xs = [i + (k - (len(series) - 1) / 2) * width for i in range(len(names))]
+                ax.bar(xs, vals, width, label=s)
+            ax.set_xticks(range(len(names)))
+            ax.set_xticklabels(names, rotation=30, ha="right")
+            ax.set_ylim(0, 100)
+            ax.set_ylabel("inproject lines (%)" if dry else "Exact Match (%)")
+            ax.set_title(f"{model}, budget {budget} tokens" if len(models) > 1
+                         else f"budget {budget} tokens")  # fmt: skip
+            ax.legend(loc="upper right", fontsize="small")
     part = " (partial)" if report["partial"] else ""
-    fig.suptitle(f"nearline bench quality — {report['model']}{part}")
+    who = report["model"] if len(models) == 1 else f"{len(models)} models"
+    fig.suptitle(f"nearline bench quality ({report.get('language', 'python')}) — {who}{part}")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return str(path)
+
+
+# --------------------------------------------------------------------------- EM against latency
+
+
+@dataclass(frozen=True)
+class LatencyReport:
+    """What the EM-against-latency chart needs from one ``nearline bench latency --json``."""
+
+    path: str
+    model: str
+    p95_ms: float
+    budget: int | None
+
+
+def load_latency_reports(paths: Sequence[str]) -> list[LatencyReport]:
+    """``--latency-json`` files: each a ``nearline bench latency --json`` report (its model and
+    warm p95 per keystroke, and its budget when the run set one)."""
+    out: list[LatencyReport] = []
+    for p in paths:
+        try:
+            data = json.loads(Path(p).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise QualityError(f"--latency-json {p}: cannot read it ({why})") from None
+        nl = data.get("nearline") if isinstance(data, dict) else None
+        p95 = nl.get("p95_ms") if isinstance(nl, dict) else None
+        model = data.get("model") if isinstance(data, dict) else None
+        if not isinstance(model, str) or not isinstance(p95, int | float) or math.isnan(p95):
+            raise QualityError(
+                f"--latency-json {p}: not a `nearline bench latency --json` report "
+                "(wants 'model' and 'nearline.p95_ms')"
+            )
+        ctx = (data.get("settings") or {}).get("context") or {}
+        budget = ctx.get("budgetTokens") if isinstance(ctx, dict) else None
+        out.append(LatencyReport(p, model, float(p95), budget if isinstance(budget, int) else None))
+    return out
+
+
+def pareto_points(
+    report: dict[str, Any], latencies: Sequence[LatencyReport], note: Callable[[str], None]
+) -> list[dict[str, Any]]:
+    """One point per model, budget and variant with a latency report for its model (the one
+    of its budget when there is one): EM (all lines) against warm p95 per keystroke, and
+    whether it is on the Pareto front (no other point has at least its EM at most its p95,
+    and is better in one)."""
+    if report["dry_run"]:
+        note("EM against latency skipped: a dry run has no Exact Match")
+        return []
+    by_model: dict[str, list[LatencyReport]] = {}
+    for lat in latencies:
+        by_model.setdefault(lat.model, []).append(lat)
+    for m in by_model:
+        if m not in (report.get("models") or [report["model"]]):
+            note(f"--latency-json: model {m} is not in this run; ignored")
+    points: list[dict[str, Any]] = []
+    for r in report["results"]:
+        lats = by_model.get(r.get("model", report["model"]), [])
+        if "skipped" in r or not lats:
+            continue
+        em = r["categories"]["all"]["em_micro"]
+        if em is None:
+            continue
+        lat = next((x for x in lats if x.budget == r["budget"]), None) or lats[0]
+        points.append({"model": r.get("model", report["model"]), "variant": r["variant"],
+                       "budget": r["budget"], "em": em, "p95_ms": lat.p95_ms,
+                       "latency_json": lat.path})  # fmt: skip
+    for p in points:
+        p["pareto"] = not any(
+            q["em"] >= p["em"] and q["p95_ms"] <= p["p95_ms"]
+            and (q["em"] > p["em"] or q["p95_ms"] < p["p95_ms"])
+            for q in points
+        )  # fmt: skip
+    return points
+
+
+def print_pareto(points: Sequence[dict[str, Any]]) -> None:
+    if not points:
+        return
+    print("\nExact Match against warm p95 per keystroke (*: on the Pareto front)")
+    for p in sorted(points, key=lambda p: (p["p95_ms"], -p["em"])):
+        mark = "*" if p["pareto"] else " "
+        print(f" {mark} {p['model']:<28}{p['variant']:<22}{p['budget']:>7}"
+              f"{p['em'] * 100:>7.1f}% EM{p['p95_ms']:>8.0f} ms")  # fmt: skip
+
+
+def write_pareto_chart(
+    report: dict[str, Any],
+    points: Sequence[dict[str, Any]],
+    path: Path,
+    note: Callable[[str], None],
+) -> str | None:
+    """EM (all lines) against warm p95 per keystroke, one marker per model, the Pareto front
+    as a line: the choice a user makes between quality and speed."""
+    if not points:
+        return None
+    plt = _pyplot(note)
+    if plt is None:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    for model in dict.fromkeys(p["model"] for p in points):
+        ps = [p for p in points if p["model"] == model]
+        ax.scatter([p["p95_ms"] for p in ps], [100 * p["em"] for p in ps], label=model)
+        for p in ps:
+            ax.annotate(f"{p['variant']} {p['budget']}", (p["p95_ms"], 100 * p["em"]),
+                        fontsize="x-small", xytext=(3, 3), textcoords="offset points")  # fmt: skip
+    front = sorted((p for p in points if p["pareto"]), key=lambda p: p["p95_ms"])
+    ax.plot([p["p95_ms"] for p in front], [100 * p["em"] for p in front], "k--", lw=1,
+            label="Pareto front")  # fmt: skip
+    ax.set_xlabel("warm p95 per keystroke (ms, nearline bench latency)")
+    ax.set_ylabel("Exact Match, all lines (%)")
+    ax.set_ylim(0, 100)
+    ax.legend(loc="lower right", fontsize="small")
+    part = " (partial)" if report["partial"] else ""
+    ax.set_title(f"nearline bench quality ({report.get('language', 'python')}): "
+                 f"quality against latency{part}")  # fmt: skip
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)

@@ -525,14 +525,16 @@ def build_dataset(
     seed: int = 0,
     files_per_project: int = 1,
     lines_per_category: int = 1,
+    scan: Callable[[Project], ProjectFiles] | None = None,
 ) -> Dataset:
-    """Draw completion files and lines (deterministic for a seed)."""
+    """Draw completion files and lines (deterministic for a seed). ``scan``: how a project's
+    files are found and classified (default: Python's ``scan_project``)."""
     projects = list(projects)
     tasks: list[Task] = []
     files: dict[str, str] = {}
     notes: list[str] = []
     for project in projects:
-        pf = scan_project(project)
+        pf = (scan or scan_project)(project)
         rng = random.Random(f"{seed}:{project.name}")
         n = lines_per_category
         full = [f for f in pf.candidates if all(len(f.of(c)) >= n for c in CATEGORIES)]
@@ -545,8 +547,8 @@ def build_dataset(
             chosen = full + rng.sample(rest, min(files_per_project - len(full), len(rest)))
         if not chosen:
             notes.append(
-                f"{project.label}: no file of {MIN_LINES}-{MAX_LINES} lines with inproject "
-                "lines; skipped"
+                f"{project.label}: no source file of {MIN_LINES}-{MAX_LINES} lines with "
+                "inproject lines; skipped"
             )
             continue
         chosen.sort(key=lambda f: f.rel)

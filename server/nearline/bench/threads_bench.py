@@ -64,8 +64,8 @@ def _measure(model: Path, threads: int, policy: str, busy: bool, n_tokens: int, 
 def run_threads_bench(
     model: str | None = None, n_tokens: int = 512, reps: int = 3, out_json: str | None = None
 ) -> int:
-    from nearline.completion.service import resolve_model
     from nearline.config import Settings
+    from nearline.engine.factory import resolve_model
     from nearline.weights.download import ModelError
 
     settings = Settings()

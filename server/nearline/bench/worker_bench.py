@@ -19,8 +19,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from nearline.completion.service import CompletionService, Query, engine_builder
+from nearline.completion.service import CompletionService, Query
 from nearline.config import parse_settings
+from nearline.engine.factory import engine_builder
 from nearline.engine.llama import Engine, GenerationRequest
 from nearline.engine.worker import ProcessEngine
 from nearline.tools.demo import sample_project

@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
 from nearline.completion.composers import (
     BM25_QUERY_LINES,
@@ -43,14 +42,16 @@ from nearline.completion.syntax import (
     gate_reason,
     neighbours_at,
 )
-from nearline.config import ModelSettings, Settings
+from nearline.config import Settings
+from nearline.engine.factory import EngineFactory, create_engine, resolve_model
+from nearline.engine.formats import choose_format
 from nearline.engine.llama import Engine, GenerationRequest, GenerationResult
 from nearline.engine.worker import WorkerCrashed
 from nearline.languages import language_info
-from nearline.weights.catalog import ModelEntry, PromptFormat, format_for_path, load_catalog
+from nearline.weights.catalog import ModelEntry, PromptFormat, load_catalog
 from nearline.weights.download import ModelError
-from nearline.workspace.ignore import PRIVATE_KEY_BLOCK, is_secret_path, redact_slice, secret_spans
 from nearline.workspace.index import language_for
+from nearline.workspace.secrets import PRIVATE_KEY_BLOCK, is_secret_path, redact_slice, secret_spans
 from nearline.workspace.snapshot import replace_surrogates
 
 __all__ = ["CompletionService", "OutOfRange", "Query", "clean_suggestion", "split_at_cursor"]
@@ -58,7 +59,11 @@ __all__ = ["CompletionService", "OutOfRange", "Query", "clean_suggestion", "spli
 log = logging.getLogger(__name__)
 
 MessageSink = Callable[[str, str], None]  # (level: "error"|"warning"|"info", text)
-EngineFactory = Callable[[Settings], Engine]
+ServiceState = Literal["idle", "loading", "ready", "error"]
+Source = Literal["none", "model", "typing-through", "gated", "unavailable", "cancelled", "error"]
+"""Where an answer came from: the model; a suggestion already on screen (typed through, or the
+next line computed ahead); nowhere: the request was gated, the model unavailable, the request
+cancelled or superseded, or the engine failed."""
 
 
 @dataclass(frozen=True)
@@ -91,8 +96,7 @@ class Suggestion:
 @dataclass
 class Outcome:
     suggestions: list[Suggestion] = field(default_factory=list)
-    # "model" | "typing-through" | "gated" | "unavailable" | "cancelled" | "error"
-    source: str = "none"
+    source: Source = "none"
     result: GenerationResult | None = None
     prompt_tokens: int = 0
     latency_s: float = 0.0
@@ -102,6 +106,37 @@ class Outcome:
 
 class OutOfRange(ValueError):
     pass
+
+
+@dataclass
+class Counters:
+    """What the service did since it started (``stats`` in ``nearline.status``)."""
+
+    model: int = 0
+    typing_through: int = 0
+    cancelled: int = 0
+    gated: int = 0
+    warmups: int = 0
+    # Suggestions from model runs: dropped by cleaning; looked at by the syntax check, found
+    # broken, dropped for it (completion.syntaxCheck); shown, of which checked and parsing (the
+    # parse-valid rate of shown suggestions is their ratio).
+    clean_rejected: int = 0
+    syntax_checked: int = 0
+    syntax_invalid: int = 0
+    syntax_rejected: int = 0
+    shown: int = 0
+    shown_checked: int = 0
+    shown_parsed: int = 0
+    speculated: int = 0
+    """Answers from next-line speculation."""
+    crashes: int = 0
+    untriggered: int = 0
+    """Requests not asked for by the user in ``completion.trigger: manual`` (no model run)."""
+    language_off: int = 0
+    """Requests in a language switched off (``completion.languages`` / ``disabledLanguages``)."""
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -151,6 +186,34 @@ def locate(text: str, line: int, col: int, offset: int | None = None) -> Cursor:
     elif offset > bare_end:
         raise OutOfRange("the cursor is inside a line ending")
     return Cursor(text, line, offset, start, bare_end)
+
+
+def _after_enter(q: Query, accepted: str) -> Query:
+    """``q`` as if the cursor's line were ``accepted`` and Enter pressed at its end."""
+    cur = locate(q.text, q.line, q.col, q.offset)
+    text = q.text
+    cr = "\r" if text[cur.line_end : cur.line_end + 1] == "\r" else ""
+    head = text[: cur.line_start] + accepted + cr + "\n"
+    nl = text.find("\n", cur.line_end)
+    tail = cr + ("\n" + text[nl + 1 :] if nl >= 0 else "")
+    return replace(q, text=head + tail, line=q.line + 1, col=0, offset=len(head))
+
+
+def _redacted_head(q: Query, accepted: str) -> str:
+    """``accepted`` (the cursor line's text before the cursor, then a suggestion) with the
+    secrets of that text redacted where they stand in the document. Once the suggestion is glued
+    on, the patterns no longer see them: an unquoted value must end its line, and a token must
+    not run on into more letters."""
+    cur = locate(q.text, q.line, q.col, q.offset)
+    # Where ``accepted`` starts in the document: as complete() cut ``before``.
+    head_start = max(cur.line_start, cur.offset - LINE_CONTEXT)
+    lo = max(0, cur.line_start - SECRET_MARGIN)
+    hi = min(len(q.text), cur.line_end + SECRET_MARGIN)
+    spans = [(a + lo, b + lo) for a, b in secret_spans(q.text[lo:hi])]
+    if not any(a < cur.offset and b > head_start for a, b in spans):
+        return accepted
+    head = redact_slice(q.text, spans, head_start, cur.offset)
+    return head + accepted[cur.offset - head_start :]
 
 
 def split_at_cursor(text: str, line: int, col: int) -> tuple[str, str, str, str]:
@@ -225,18 +288,60 @@ def _head_within(text: str, budget: int, count: CountTokens) -> tuple[str, int]:
     return text, tokens
 
 
+class RepoBlock(NamedTuple):
+    """A document's repository context, kept while what it was composed from stays the same."""
+
+    files: list[RepoFile]
+    tokens: int
+    """Its tokens in the prompt, framing included."""
+    key: tuple[Any, ...]
+    """What it was composed from (see ``_repo_context``)."""
+
+
+class ShownAt(NamedTuple):
+    """Where suggestions were shown: the cursor's line, and that line up to the cursor."""
+
+    line: int
+    before: str
+
+
+class Shown(NamedTuple):
+    text: str
+    id: str
+
+
+class NextLine(NamedTuple):
+    """The line after a suggestion, computed ahead as if it were accepted (next-line
+    speculation)."""
+
+    above: str
+    """The suggestion's line as it reads once the suggestion is accepted."""
+    text: str
+    """The line the model expects next."""
+    id: str
+
+
 @dataclass
 class _DocState:
     seq: int = 0
     cancel: threading.Event | None = None
-    repo: list[RepoFile] | None = None
-    repo_tokens: int = 0
-    repo_key: tuple[Any, ...] | None = None
+    repo: RepoBlock | None = None
     # Typing-through: what the cursor's line looked like when suggestions were made.
-    shown: OrderedDict[tuple[int, str], list[tuple[str, str]]] = field(default_factory=OrderedDict)
-    # Next-line speculation: line -> (the line above it once the suggestion is accepted,
-    # the line the model expects next, suggestion id).
-    spec: dict[int, tuple[str, str, str]] = field(default_factory=dict)
+    shown: OrderedDict[ShownAt, list[Shown]] = field(default_factory=OrderedDict)
+    # Next-line speculation, by the line it completes.
+    nextline: dict[int, NextLine] = field(default_factory=dict)
+
+
+class _Turn(NamedTuple):
+    """One request's place in its document: superseded once a newer request comes."""
+
+    doc: _DocState
+    seq: int
+    cancel: threading.Event
+
+    @property
+    def superseded(self) -> bool:
+        return self.doc.seq != self.seq
 
 
 class CompletionService:
@@ -248,8 +353,12 @@ class CompletionService:
         index: RepoSource | None = None,
         count_tokens: CountTokens | None = None,
         on_message: MessageSink | None = None,
+        on_generating: Callable[[str, bool], None] | None = None,
     ) -> None:
         self.settings = settings
+        # (uri, True) when a model run starts for a request, (uri, False) when it ends: the
+        # LSP layer shows it ("generating").
+        self._on_generating = on_generating or (lambda uri, running: None)
         self._engine_factory = engine_factory or create_engine
         self.index = index
         self._count_override = count_tokens
@@ -259,7 +368,7 @@ class CompletionService:
         self.exact_tokens = count_tokens is not None  # an injected counter is taken as exact
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nearline-model")
         self.engine: Engine | None = None
-        self.state = "idle"  # idle | loading | ready | error
+        self.state: ServiceState = "idle"
         self.error: str | None = None
         self._load_task: asyncio.Future[None] | None = None
         self._docs: dict[str, _DocState] = {}
@@ -271,16 +380,7 @@ class CompletionService:
         self._model_cancel: threading.Event | None = None
         self._next_id = 0
         self._tasks: set[asyncio.Task[Any]] = set()
-        self.stats: dict[str, int] = {
-            "model": 0, "typing_through": 0, "cancelled": 0, "gated": 0, "warmups": 0,
-            # Suggestions from model runs: dropped by cleaning; looked at by the syntax check,
-            # found broken, dropped for it (completion.syntaxCheck); shown, of which checked
-            # and parsing (the parse-valid rate of shown suggestions is their ratio).
-            "clean_rejected": 0, "syntax_checked": 0, "syntax_invalid": 0,
-            "syntax_rejected": 0, "shown": 0, "shown_checked": 0, "shown_parsed": 0,
-            "speculated": 0,
-            "crashes": 0,
-        }  # fmt: skip
+        self.stats = Counters()
         # Per-document syntax trees, kept in step with the editor's changes (see lsp.py).
         self.syntax = SyntaxDocs()
         # Recent answers, for benchmarks and the status command.
@@ -296,10 +396,8 @@ class CompletionService:
         return load_catalog().get(self.settings.model.id)
 
     def prompt_format(self) -> PromptFormat:
-        entry = self.model_entry()
-        if self.settings.model.path:
-            return format_for_path(self.settings.model.path, entry.format)
-        return entry.format
+        ms = self.settings.model
+        return choose_format(self.model_entry(), ms.path, ms.format)[0]
 
     def _report_once(self, level: str, text: str) -> None:
         if text not in self._reported:
@@ -322,13 +420,26 @@ class CompletionService:
         else:
             loop.call_soon_threadsafe(self._on_message, level, text)
 
+    def expect_start(self) -> None:
+        """``start()`` follows soon (the server asks the client for its settings first):
+        requests meanwhile wait for the model as they do while it loads."""
+        self.state = "loading"
+        self._load_task = asyncio.get_running_loop().create_future()
+
     async def start(self) -> None:
         """Load the model in the worker; safe to call again after settings change."""
         loop = asyncio.get_running_loop()
         self._loop = loop
         self.state, self.error = "loading", None
-        self._load_task = loop.run_in_executor(self._worker, self._load_blocking)
-        await self._load_task
+        expected, self._load_task = (
+            self._load_task,
+            loop.run_in_executor(self._worker, self._load_blocking),
+        )
+        try:
+            await self._load_task
+        finally:
+            if expected is not None and not expected.done():
+                expected.set_result(None)  # what waited for expect_start waits no longer
 
     def _load_blocking(self) -> None:
         old, self.engine = self.engine, None
@@ -555,8 +666,8 @@ class CompletionService:
         key = (composer, version, rel, c.same_language, c.prefix_share, self.budget(),
                self._compose_key(composer, req), self.compose_override)  # fmt: skip
         framing = 2 + self.count_tokens(self._repo_name(q) + "\n")
-        if st.repo is not None and st.repo_key == key and st.repo_tokens <= left:
-            return st.repo, st.repo_tokens
+        if st.repo is not None and st.repo.key == key and st.repo.tokens <= left:
+            return st.repo.files, st.repo.tokens
         # Leave the prefix room to grow (a few lines) before the block must be recomposed;
         # never less than the share guarantees (the block then fits however the prefix grows).
         headroom = 256
@@ -569,8 +680,8 @@ class CompletionService:
         compose = self.compose_override or COMPOSERS[composer]
         files = compose(replace(req, budget=room), self.index, self.count_tokens)
         used = sum(f.tokens + frame_cost(f.path, self.count_tokens) for f in files)
-        st.repo, st.repo_key, st.repo_tokens = files, key, used + (framing if files else 0)
-        return files, st.repo_tokens
+        st.repo = RepoBlock(files, used + (framing if files else 0), key)
+        return files, st.repo.tokens
 
     def prompt_tokens(self, prompt: Prompt) -> int:
         """Exact token count of the whole prompt (specials are one token each)."""
@@ -581,6 +692,56 @@ class CompletionService:
         )
 
     # -- completion ----------------------------------------------------------------------
+    async def complete(self, q: Query) -> Outcome:
+        """Answer ``q`` from a suggestion on screen (typed through, or the next line computed
+        ahead of its acceptance); else, unless gated, from the model once it is loaded, its
+        lines cleaned and checked."""
+        t0 = time.perf_counter()
+        if not self.settings.completion.enabled:
+            return Outcome(source="gated")
+        if not self.language_enabled(q):
+            self.stats.language_off += 1
+            return Outcome(source="gated", reason="language off")
+        cur = locate(q.text, q.line, q.col, q.offset)
+        self.note_used(q.rel)
+        # Cleaning and typing-through need only the cursor's surroundings, not a 2 MB line.
+        before = q.text[max(cur.line_start, cur.offset - LINE_CONTEXT) : cur.offset]
+        after = q.text[cur.offset : min(cur.line_end, cur.offset + LINE_CONTEXT)]
+        turn = self._take_turn(q.uri)
+        if hits := self._from_screen(turn.doc, q, before, after):
+            self.stats.typing_through += 1
+            self.recent.append({"source": "typing-through", "evaluated": 0})
+            return Outcome(hits, "typing-through", latency_s=time.perf_counter() - t0)
+        language = q.language or language_for(q.rel or q.uri)
+        if (reason := self._gate(q, language, before, after)) is not None:
+            self.stats.gated += 1
+            return Outcome(source="gated", reason=reason)
+        if not await self._model_ready():
+            return Outcome(source="unavailable")
+        result = await self._generate(q, turn)
+        if result is None:
+            return Outcome(source="cancelled")
+        latency_s = time.perf_counter() - t0
+        return self._conclude(q, turn, language, before, after, result, latency_s)
+
+    def _take_turn(self, uri: str) -> _Turn:
+        """Start a request in document ``uri``: the newest request per document wins, so the
+        one in flight there is ended."""
+        st = self._docs.setdefault(uri, _DocState())
+        if st.cancel is not None:
+            st.cancel.set()
+        st.seq += 1
+        st.cancel = threading.Event()
+        return _Turn(st, st.seq, st.cancel)
+
+    def _from_screen(self, st: _DocState, q: Query, before: str, after: str) -> list[Suggestion]:
+        """An answer without the model: the rest of a suggestion the user is typing through, or
+        the next line computed ahead for an accepted one."""
+        hits = self._typing_through(st, q, before, after)
+        if not hits and (nextline := self._next_line(st, q, before, after)) is not None:
+            hits = [nextline]
+        return hits
+
     def _typing_through(self, st: _DocState, q: Query, before: str, after: str) -> list[Suggestion]:
         for (line, shown_before), shown in reversed(st.shown.items()):
             if line != q.line or not before.startswith(shown_before):
@@ -601,14 +762,36 @@ class CompletionService:
     def _remember(
         self, st: _DocState, q: Query, before: str, suggestions: list[Suggestion]
     ) -> None:
-        key = (q.line, before)
-        st.shown[key] = [(s.text, s.id) for s in suggestions]
+        key = ShownAt(q.line, before)
+        st.shown[key] = [Shown(s.text, s.id) for s in suggestions]
         st.shown.move_to_end(key)
         while len(st.shown) > 32:
             st.shown.popitem(last=False)
 
+    def _next_line(self, st: _DocState, q: Query, before: str, after: str) -> Suggestion | None:
+        """The line after an accepted suggestion, computed while the user was reading it."""
+        ahead = st.nextline.get(q.line)
+        if ahead is None or q.line == 0 or after.strip():
+            return None
+        cur = locate(q.text, q.line, q.col, q.offset)
+        prev_start = q.text.rfind("\n", 0, cur.line_start - 1) + 1
+        prev = q.text[prev_start : cur.line_start - 1].rstrip("\r")
+        if prev != ahead.above or not ahead.text.startswith(before):
+            return None
+        rest = clean_suggestion(ahead.text[len(before) :], before, after)
+        if not rest:
+            return None
+        suggestion = Suggestion(rest, ahead.id)
+        # From here on it is an ordinary suggestion on screen: typing through it works as usual.
+        self._remember(st, q, before, [Suggestion(ahead.text[len(before) :], ahead.id)])
+        self.stats.speculated += 1
+        return suggestion
+
     def _gate(self, q: Query, language: str, before: str, after: str) -> str | None:
-        """Why the model should not run here (``syntax.gate_reason``), or None."""
+        """Why the model should not run here, or None: a secret file (a cheap look at the name,
+        so it goes first), else ``syntax.gate_reason`` (which may parse the document)."""
+        if self.secret_document(q):
+            return "secret file"
         c = self.settings.completion
         scope = None
         if language_info(language) is not None and not (c.in_comments and c.in_strings):
@@ -624,6 +807,123 @@ class CompletionService:
             in_comments=c.in_comments,
             in_strings=c.in_strings,
         )
+
+    async def _model_ready(self) -> bool:
+        """Whether the model can run, once a load in progress has finished."""
+        if self.state == "loading":
+            await self.wait_ready()
+        return self.state == "ready" and self.engine is not None
+
+    def _request(self, q: Query, candidates: int = 1) -> GenerationRequest:
+        """The model request for ``q``'s prompt (raises OutOfRange)."""
+        c = self.settings.completion
+        return GenerationRequest(
+            segments=self.build_prompt(q).segments(),
+            max_tokens=c.max_tokens,
+            timeout_s=c.timeout_ms / 1000,
+            doc=q.uri,
+            candidates=candidates,
+        )
+
+    async def _generate(self, q: Query, turn: _Turn) -> GenerationResult | None:
+        """After the debounce, run the model on ``q``'s prompt; None when a newer request in
+        the document came meanwhile."""
+        debounce = self.settings.completion.debounce_ms / 1000
+        try:
+            if debounce > 0:
+                await asyncio.sleep(debounce)
+            if turn.superseded:
+                return None
+            req = self._request(q, self.settings.completion.candidates)
+            engine = self.engine
+            loop = asyncio.get_running_loop()
+            self._warm_cancel.set()
+            # One person types in one place: a model request supersedes the older ones in
+            # every document, not just its own. Otherwise requests from documents the user has
+            # left queue up on the single model worker, each behind the others (the soak
+            # benchmark had answers waiting minutes, and some forever).
+            if self._model_cancel is not None:
+                self._model_cancel.set()
+            self._model_cancel = turn.cancel
+            submitted = time.perf_counter()
+            fut = loop.run_in_executor(self._worker, self._run_engine, engine, req, turn.cancel)
+            self.inflight += 1
+            self._on_generating(q.uri, True)
+            try:
+                result = await fut
+            finally:
+                self.inflight -= 1
+                self._on_generating(q.uri, False)
+            # Time spent before the engine started on it: the model thread was finishing a
+            # warm-up, a speculation or an older request (bench latency's breakdown reads it).
+            result.extra.setdefault(
+                "wait_s", max(0.0, time.perf_counter() - submitted - result.total_s)
+            )
+            return result
+        except asyncio.CancelledError:
+            # $/cancelRequest: pygls cancels this task; the flag stops the engine within a token.
+            turn.cancel.set()
+            self.stats.cancelled += 1
+            self.recent.append({"source": "cancelled", "stop": "cancelRequest"})
+            raise
+
+    def _conclude(
+        self,
+        q: Query,
+        turn: _Turn,
+        language: str,
+        before: str,
+        after: str,
+        result: GenerationResult,
+        latency_s: float,
+    ) -> Outcome:
+        """The model's answer, cleaned and checked, and recorded (or why there is none)."""
+        out = Outcome(result=result, prompt_tokens=result.prompt_tokens, latency_s=latency_s)
+        if result.stop_reason == "cancelled" or turn.superseded:
+            out.source = "cancelled"
+        elif result.stop_reason == "error":
+            out.source = "error"
+            # The engine says when a failure is news (once per outage of a remote server).
+            if notice := result.extra.get("notice"):
+                self._on_message("error", str(notice))
+        else:
+            out.source = "model"
+            out.suggestions = self._suggestions(q, language, before, after, result)
+            if out.suggestions:
+                self._remember(turn.doc, q, before, out.suggestions)
+        self._record(out, result)
+        if (
+            out.suggestions
+            and self.settings.completion.speculate
+            and result.stop_reason in ("eol", "eog")
+            and not after.strip()
+        ):
+            self._spawn(self._speculate(q, turn.doc, before + out.suggestions[0].text))
+        return out
+
+    def _record(self, out: Outcome, result: GenerationResult) -> None:
+        """Count a model run's outcome and keep it in ``recent`` (benchmarks and the status
+        command read it)."""
+        if out.source == "cancelled":
+            self.stats.cancelled += 1
+            self.recent.append({
+                "source": "cancelled", "evaluated": result.evaluated_tokens,
+                "generated": result.generated_tokens, "stop": result.stop_reason,
+            })  # fmt: skip
+        elif out.source == "error":
+            self.recent.append({"source": "error", "error": result.extra.get("error")})
+        else:
+            self.stats.model += 1
+            self.recent.append({
+                "source": "model", "prompt": result.prompt_tokens,
+                "evaluated": result.evaluated_tokens, "generated": result.generated_tokens,
+                "stop": result.stop_reason, "latency_ms": round(out.latency_s * 1000, 1),
+                "read_ms": round(result.prompt_s * 1000, 1),
+                "engine_ms": round(result.total_s * 1000, 1),
+                "wait_ms": round(float(result.extra.get("wait_s", 0.0)) * 1000, 1),
+                "alternatives": len(result.alternatives), "shown": len(out.suggestions),
+                "parses": [s.parses for s in out.suggestions],
+            })  # fmt: skip
 
     def _suggestions(
         self, q: Query, language: str, before: str, after: str, result: GenerationResult
@@ -641,7 +941,7 @@ class CompletionService:
                 break
             text = clean(raw, before, after, above=above, below=below).text
             if not text:
-                self.stats["clean_rejected"] += 1
+                self.stats.clean_rejected += 1
                 continue
             if text in seen:
                 continue
@@ -654,140 +954,17 @@ class CompletionService:
                 log.exception("syntax check failed")
                 check = None
             if check is not None:
-                self.stats["syntax_checked"] += 1
+                self.stats.syntax_checked += 1
                 if not check.ok:
-                    self.stats["syntax_invalid"] += 1
+                    self.stats.syntax_invalid += 1
                     if c.syntax_check:
-                        self.stats["syntax_rejected"] += 1
+                        self.stats.syntax_rejected += 1
                         continue
             self._next_id += 1
             out.append(Suggestion(text, f"s{self._next_id}", None if check is None else check.ok))
-        self.stats["shown"] += len(out)
-        self.stats["shown_checked"] += sum(s.parses is not None for s in out)
-        self.stats["shown_parsed"] += sum(s.parses is True for s in out)
-        return out
-
-    async def complete(self, q: Query) -> Outcome:
-        t0 = time.perf_counter()
-        out = Outcome()
-        if not self.settings.completion.enabled:
-            out.source = "gated"
-            return out
-        cur = locate(q.text, q.line, q.col, q.offset)
-        self.note_used(q.rel)
-        # Cleaning and typing-through need only the cursor's surroundings, not a 2 MB line.
-        before = q.text[max(cur.line_start, cur.offset - LINE_CONTEXT) : cur.offset]
-        after = q.text[cur.offset : min(cur.line_end, cur.offset + LINE_CONTEXT)]
-        st = self._docs.setdefault(q.uri, _DocState())
-        # Newest request per document wins: end the one in flight.
-        if st.cancel is not None:
-            st.cancel.set()
-        st.seq += 1
-        seq = st.seq
-        cancel = threading.Event()
-        st.cancel = cancel
-
-        hits = self._typing_through(st, q, before, after)
-        if not hits and (spec := self._speculated(st, q, before, after)) is not None:
-            hits = [spec]
-        if hits:
-            self.stats["typing_through"] += 1
-            self.recent.append({"source": "typing-through", "evaluated": 0})
-            out.suggestions, out.source = hits, "typing-through"
-            out.latency_s = time.perf_counter() - t0
-            return out
-        language = q.language or language_for(q.rel or q.uri)
-        reason = self._gate(q, language, before, after)
-        if reason is None and self.secret_document(q):
-            reason = "secret file"
-        if reason is not None:
-            self.stats["gated"] += 1
-            out.source, out.reason = "gated", reason
-            return out
-        if self.state != "ready" or self.engine is None:
-            if self.state == "loading":
-                await self.wait_ready()
-            if self.state != "ready" or self.engine is None:
-                out.source = "unavailable"
-                return out
-        debounce = self.settings.completion.debounce_ms / 1000
-        try:
-            if debounce > 0:
-                await asyncio.sleep(debounce)
-            if st.seq != seq:
-                out.source = "cancelled"
-                return out
-            prompt = self.build_prompt(q)
-            req = GenerationRequest(
-                segments=prompt.segments(),
-                max_tokens=self.settings.completion.max_tokens,
-                timeout_s=self.settings.completion.timeout_ms / 1000,
-                doc=q.uri,
-                candidates=self.settings.completion.candidates,
-            )
-            engine = self.engine
-            loop = asyncio.get_running_loop()
-            self._warm_cancel.set()
-            # One person types in one place: a model request supersedes the older ones in
-            # every document, not just its own. Otherwise requests from documents the user has
-            # left queue up on the single model worker, each behind the others (the soak
-            # benchmark had answers waiting minutes, and some forever).
-            if self._model_cancel is not None:
-                self._model_cancel.set()
-            self._model_cancel = cancel
-            fut = loop.run_in_executor(self._worker, self._run_engine, engine, req, cancel)
-            self.inflight += 1
-            try:
-                result = await fut
-            finally:
-                self.inflight -= 1
-        except asyncio.CancelledError:
-            # $/cancelRequest: pygls cancels this task; the flag stops the engine within a token.
-            cancel.set()
-            self.stats["cancelled"] += 1
-            self.recent.append({"source": "cancelled", "stop": "cancelRequest"})
-            raise
-        out.result = result
-        out.prompt_tokens = result.prompt_tokens
-        out.latency_s = time.perf_counter() - t0
-        if result.stop_reason == "cancelled" or st.seq != seq:
-            self.stats["cancelled"] += 1
-            self.recent.append(
-                {
-                    "source": "cancelled",
-                    "evaluated": result.evaluated_tokens,
-                    "generated": result.generated_tokens,
-                    "stop": result.stop_reason,
-                }
-            )
-            out.source = "cancelled"
-            return out
-        if result.stop_reason == "error":
-            # The engine says when a failure is news (once per outage of a remote server).
-            if notice := result.extra.get("notice"):
-                self._on_message("error", str(notice))
-            self.recent.append({"source": "error", "error": result.extra.get("error")})
-            out.source = "error"
-            return out
-        self.stats["model"] += 1
-        out.source = "model"
-        out.suggestions = self._suggestions(q, language, before, after, result)
-        if out.suggestions:
-            self._remember(st, q, before, out.suggestions)
-        self.recent.append({
-            "source": "model", "prompt": result.prompt_tokens, "evaluated": result.evaluated_tokens,
-            "generated": result.generated_tokens, "stop": result.stop_reason,
-            "latency_ms": round(out.latency_s * 1000, 1),
-            "alternatives": len(result.alternatives), "shown": len(out.suggestions),
-            "parses": [s.parses for s in out.suggestions],
-        })  # fmt: skip
-        if (
-            out.suggestions
-            and self.settings.completion.speculate
-            and result.stop_reason in ("eol", "eog")
-            and not after.strip()
-        ):
-            self._spawn(self._speculate(q, st, before + out.suggestions[0].text))
+        self.stats.shown += len(out)
+        self.stats.shown_checked += sum(s.parses is not None for s in out)
+        self.stats.shown_parsed += sum(s.parses is True for s in out)
         return out
 
     def _spawn(self, coro: Any) -> None:
@@ -795,52 +972,18 @@ class CompletionService:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _speculated(self, st: _DocState, q: Query, before: str, after: str) -> Suggestion | None:
-        """The line after an accepted suggestion, computed while the user was reading it."""
-        entry = st.spec.get(q.line)
-        if entry is None or q.line == 0 or after.strip():
-            return None
-        above, line, sid = entry
-        cur = locate(q.text, q.line, q.col, q.offset)
-        prev_start = q.text.rfind("\n", 0, cur.line_start - 1) + 1
-        prev = q.text[prev_start : cur.line_start - 1].rstrip("\r")
-        if prev != above or not line.startswith(before):
-            return None
-        rest = clean_suggestion(line[len(before) :], before, after)
-        if not rest:
-            return None
-        suggestion = Suggestion(rest, sid)
-        # From here on it is an ordinary suggestion on screen: typing through it works as usual.
-        self._remember(st, q, before, [Suggestion(line[len(before) :], sid)])
-        self.stats["speculated"] += 1
-        return suggestion
-
     async def _speculate(self, q: Query, st: _DocState, accepted: str) -> None:
-        """While a suggestion is on screen, compute the next line as if it were accepted and
-        Enter pressed, at the lowest priority (any request preempts it): accepting and going
-        on then costs nothing."""
+        """Next-line speculation: while a suggestion is on screen, compute the next line as if
+        it were accepted and Enter pressed, at the lowest priority (any request preempts it):
+        accepting and going on then costs nothing."""
         if self.state != "ready" or self.engine is None or self.inflight:
             return
         self._warm_cancel.set()
         cancel = self._warm_cancel = threading.Event()
-        cur = locate(q.text, q.line, q.col, q.offset)
-        text = q.text
-        cr = "\r" if text[cur.line_end : cur.line_end + 1] == "\r" else ""
-        # The document as if the suggestion were accepted and Enter pressed.
-        head = text[: cur.line_start] + accepted + cr + "\n"
-        nl = text.find("\n", cur.line_end)
-        tail = cr + ("\n" + text[nl + 1 :] if nl >= 0 else "")
-        hq = replace(q, text=head + tail, line=q.line + 1, col=0, offset=len(head))
         try:
-            prompt = self.build_prompt(hq)
+            req = self._request(_after_enter(q, _redacted_head(q, accepted)))
         except OutOfRange:
             return
-        req = GenerationRequest(
-            segments=prompt.segments(),
-            max_tokens=self.settings.completion.max_tokens,
-            timeout_s=self.settings.completion.timeout_ms / 1000,
-            doc=q.uri,
-        )
         loop = asyncio.get_running_loop()
         result = await loop.run_in_executor(
             self._worker, self._run_engine, self.engine, req, cancel
@@ -858,12 +1001,23 @@ class CompletionService:
         text = result.text.split("\n", 1)[0].rstrip()
         if text.strip():
             self._next_id += 1
-            st.spec = {q.line + 1: (accepted, text, f"s{self._next_id}")}
+            st.nextline = {q.line + 1: NextLine(accepted, text, f"s{self._next_id}")}
+
+    def language_enabled(self, q: Query) -> bool:
+        """Whether completions run in ``q``'s language (``completion.languages`` and
+        ``completion.disabledLanguages``)."""
+        return self.settings.completion.enabled_for(q.language or language_for(q.rel or q.uri))
+
+    def untriggered(self) -> None:
+        """A request the user did not ask for, in manual trigger mode: counted, not run."""
+        self.stats.untriggered += 1
 
     async def warm(self, q: Query) -> int:
         """Read ``q``'s prompt into the KV cache in the background (a document was opened), so
         the first real request there pays only for what differs. Preempted by any request."""
         if self.state != "ready" or self.engine is None or self.inflight:
+            return 0
+        if not self.language_enabled(q):
             return 0
         self._warm_cancel.set()
         cancel = self._warm_cancel = threading.Event()
@@ -890,7 +1044,7 @@ class CompletionService:
                 return 0
 
         n = await loop.run_in_executor(self._worker, run)
-        self.stats["warmups"] += 1
+        self.stats.warmups += 1
         self.recent.append({"source": "warm-up", "evaluated": n, "preempted": cancel.is_set()})
         return n
 
@@ -918,7 +1072,7 @@ class CompletionService:
     def _worker_crashed(self, engine: Engine, exc: WorkerCrashed) -> None:
         """On the model thread, once per death of the model process: tell the user, and queue
         the restart ahead of the next request so that one gets a real answer."""
-        self.stats["crashes"] += 1
+        self.stats.crashes += 1
         self.recent.append({"source": "crash", "error": str(exc)})
         self._notify("warning", f"Nearline: {exc}; restarting it.")
         with contextlib.suppress(RuntimeError):  # the service is closing
@@ -945,97 +1099,3 @@ class CompletionService:
             return
         self.state, self.error = "error", str(exc)
         self._report_once("error", f"Nearline: {exc}")
-
-
-def resolve_model(settings: Settings) -> tuple[ModelEntry, Path]:
-    entry = load_catalog().get(settings.model.id)
-    if settings.model.path:
-        return entry, Path(settings.model.path).expanduser()
-    return entry, entry.path
-
-
-def create_engine(settings: Settings) -> Engine:
-    """The configured engine (the service's default factory): a remote OpenAI-compatible
-    server (``engine.backend: openai``); else llama.cpp in a child process
-    (``engine.isolation: process``: a crash in llama.cpp cannot take the server down), or in
-    this process (``thread``: for benchmarks and debugging)."""
-    if settings.engine.backend == "openai":
-        return create_remote_engine(settings)
-    if settings.engine.isolation == "thread":
-        return create_local_engine(settings)
-    return create_process_engine(settings)
-
-
-def create_remote_engine(settings: Settings) -> Engine:
-    """An OpenAI-compatible server does the generating; the catalog entry of ``model.id`` (or
-    the file ``model.path``) still gives the prompt format and, when its GGUF is here, the exact
-    vocabulary. Never contacts the server: an unreachable one is reported by the first request
-    and retried, so the engine is ready even before the server is."""
-    from nearline.engine.remote import RemoteEngine, remote_options
-    from nearline.engine.tokens import load_counter
-
-    try:
-        entry, path = resolve_model(settings)
-    except KeyError as exc:
-        raise ModelError(str(exc.args[0])) from None
-    fmt = format_for_path(path, entry.format) if settings.model.path else entry.format
-    opts = remote_options(settings.engine)
-    counter = load_counter(path if path.is_file() else None)
-    return RemoteEngine(opts, fmt, entry.id if not settings.model.path else path.name, counter)
-
-
-def _verified_model(settings: Settings) -> tuple[ModelEntry, Path, PromptFormat, str]:
-    """(entry, file, prompt format, label) of the configured model, checked before loading;
-    raises ``ModelError`` with a fix for the user."""
-    from nearline.weights.download import check_gguf, ensure_verified
-
-    try:
-        entry, path = resolve_model(settings)
-    except KeyError as exc:
-        raise ModelError(str(exc.args[0])) from None
-    if settings.model.path:
-        check_gguf(path)
-        return entry, path, format_for_path(path, entry.format), path.name
-    ensure_verified(entry, path)
-    return entry, path, entry.format, entry.id
-
-
-def build_llama_engine(
-    entry: ModelEntry, path: Path, ms: ModelSettings, fmt: PromptFormat, label: str
-) -> Engine:
-    """Load a verified model with llama.cpp, in whichever process calls it (the server, or the
-    model process); llama.cpp's refusal to load becomes a ``ModelError``."""
-    from nearline.engine.llama import LlamaEngine, load_options
-
-    opts = load_options(entry, path, ms)
-    try:
-        return LlamaEngine(opts, fmt, label)
-    except ValueError as exc:
-        raise ModelError(
-            f"llama.cpp could not load {path}: {exc} (corrupt or unsupported GGUF)"
-        ) from None
-
-
-def create_local_engine(settings: Settings) -> Engine:
-    """Verify and load the configured model in this process."""
-    entry, path, fmt, label = _verified_model(settings)
-    return build_llama_engine(entry, path, settings.model, fmt, label)
-
-
-def engine_builder(settings: Settings) -> tuple[Callable[[], Engine], PromptFormat, str]:
-    """Verify the configured model here; return a picklable zero-argument builder that loads
-    it wherever it is called, with the model's prompt format and label."""
-    entry, path, fmt, label = _verified_model(settings)
-    return (
-        functools.partial(build_llama_engine, entry, path, settings.model, fmt, label),
-        fmt,
-        label,
-    )
-
-
-def create_process_engine(settings: Settings) -> Engine:
-    """Verify the configured model here, load it in a child process (``worker.py``): this
-    process never imports llama.cpp."""
-    from nearline.engine.worker import ProcessEngine
-
-    return ProcessEngine(*engine_builder(settings))

@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from nearline.config import ModelSettings
+from nearline.engine.diskcache import DiskStateCache, default_dir, file_identity
+from nearline.engine.kernels import running_kernels
 from nearline.weights.catalog import ModelEntry, PromptFormat
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,13 @@ log = logging.getLogger(__name__)
 # llama.cpp's library loads, so it is set before any ``import llama_cpp`` (all are lazy, below)
 # and model processes started from here inherit it. A user's own setting wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+SAVE_MIN_TOKENS = 256
+"""A state goes to disk once this many prompt tokens were read that no stored state holds
+(a warm-up, a cold prompt, a long stretch of typing); below that, a restart re-reads little."""
+RESTORE_MIN_GAIN = 64
+"""A state on disk is restored when it holds at least this many (one default batch) more
+leading prompt tokens than the KV cache does."""
 
 StopReason = Literal[
     "eol", "eog", "stop", "max_tokens", "timeout", "cancelled", "context_full", "error"
@@ -121,6 +130,10 @@ class LoadOptions:
     yarn_orig_ctx: int
     state_cache_mb: int = 256
     draft_tokens: int = 0
+    disk_cache_mb: int = 0
+    model_sha256: str | None = None
+    """The model file's verified hash (catalog models), which keys its states on disk; None:
+    a cheap file identity is used instead (``model.path`` files)."""
 
 
 def load_options(entry: ModelEntry, path: Path, ms: ModelSettings) -> LoadOptions:
@@ -149,6 +162,9 @@ def load_options(entry: ModelEntry, path: Path, ms: ModelSettings) -> LoadOption
         yarn_orig_ctx=ms.yarn_orig_context or entry.rope.yarn_orig_context or entry.trained_context,
         state_cache_mb=ms.state_cache_mb,
         draft_tokens=ms.draft_tokens,
+        disk_cache_mb=ms.disk_cache_mb,
+        # The catalog's hash is only the file's when the file is the catalog's (verified).
+        model_sha256=None if ms.path else entry.sha256,
     )
 
 
@@ -326,12 +342,56 @@ class LlamaEngine:
         self._doc = ""
         self._states: OrderedDict[str, _SavedState] = OrderedDict()
         self.state_stats = {"saved": 0, "restored": 0, "evicted": 0, "failed": 0}
+        # KV states on disk: survive a restart (see diskcache.py). Prompt tokens read since
+        # the disk last held what the cache holds; past SAVE_MIN_TOKENS a save is considered.
+        self._disk: DiskStateCache | None = None
+        self._unsaved = 0
+        self.disk_stats = {"restored_tokens": 0, "save_capture_ms": 0.0, "load_ms": 0.0}
+        if opts.disk_cache_mb > 0:
+            try:
+                self._disk = DiskStateCache(
+                    default_dir(), opts.disk_cache_mb * 1024 * 1024, self._disk_key()
+                )
+            except Exception as exc:
+                log.warning("KV states on disk are off: %s", exc)
         self.spec_stats = {"drafted": 0, "accepted": 0, "batches": 0}
         log.info(
             "model %s loaded in %.2fs (n_ctx=%d, threads=%d, gpu_layers=%d, rope base=%g %s x%g)",
             model_id, self.load_s, opts.n_ctx, opts.n_threads, opts.n_gpu_layers,
             opts.rope_freq_base, opts.rope_scaling, opts.rope_scaling_factor,
         )  # fmt: skip
+
+    def _disk_key(self) -> dict[str, Any]:
+        """Everything that makes a saved state valid for this context: the model file, the
+        llama.cpp build (version and library file: a rebuild may change kernels and layout),
+        and the settings that change what the KV cache holds."""
+        lib_path = getattr(getattr(self._lib.llama_cpp, "_lib", None), "_name", "") or ""
+        try:
+            st = os.stat(lib_path)
+            build = f"{st.st_size}:{st.st_mtime_ns}"
+        except OSError:
+            build = ""
+        cp = self.llm.context_params
+        opts = self.opts
+        return {
+            "model": opts.model_sha256 or file_identity(opts.path),
+            "llama_cpp": getattr(self._lib, "__version__", ""),
+            "build": build,
+            "n_ctx": opts.n_ctx,
+            "n_batch": opts.n_batch,
+            "n_ubatch": int(getattr(cp, "n_ubatch", 0)),
+            "rope": [
+                opts.rope_freq_base,
+                opts.rope_scaling,
+                opts.rope_scaling_factor,
+                opts.yarn_orig_ctx if opts.rope_scaling == "yarn" else 0,
+            ],
+            "type_k": int(getattr(cp, "type_k", -1)),
+            "type_v": int(getattr(cp, "type_v", -1)),
+            "flash_attn": int(getattr(cp, "flash_attn_type", -1)),
+            "gpu_layers": opts.n_gpu_layers,
+            "offload_kqv": bool(getattr(cp, "offload_kqv", False)),
+        }
 
     # -- tokens ---------------------------------------------------------------------------
     def _special_ids(self, pieces: Sequence[str]) -> set[int]:
@@ -461,6 +521,84 @@ class LlamaEngine:
                 best, best_common = key, c
         return bool(best) and self._restore_state(best)
 
+    # -- KV states on disk -----------------------------------------------------------------
+    def _restore_from_disk(self, tokens: Sequence[int]) -> int:
+        """On a cold prompt (after a restart, or a file whose state left memory): restore the
+        stored state sharing the longest prefix with ``tokens`` when it beats the cache by at
+        least RESTORE_MIN_GAIN tokens. Returns the prompt tokens it holds (0: none used). A bad
+        file is logged and dropped by the disk cache; this request then reads cold."""
+        dc = self._disk
+        if dc is None:
+            return 0
+        have = common_prefix(self._cached, tokens)
+        if len(tokens) - have < RESTORE_MIN_GAIN:
+            return 0
+        t0 = time.perf_counter()
+        try:
+            found = dc.find(tokens)
+        except Exception as exc:
+            log.warning("looking up KV states on disk failed: %s", exc)
+            return 0
+        if found is None or found[1] < have + RESTORE_MIN_GAIN:
+            return 0
+        stored, common = found
+        if stored.n_tokens >= self.opts.n_ctx:
+            dc.discard(stored, "more tokens than the context holds")
+            return 0
+        payload = dc.load(stored)
+        if payload is None:
+            return 0
+        buf = (ctypes.c_uint8 * len(payload)).from_buffer(payload)
+        self.llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+        if int(self._lib.llama_state_seq_set_data(self.llm.ctx, buf, len(payload), 0)) == 0:
+            self.reset()
+            dc.discard(stored, "llama.cpp refused its data")
+            return 0
+        self._cached = stored.token_list()
+        self.llm.n_tokens = len(self._cached)
+        self.llm.input_ids[: len(self._cached)] = self._cached
+        self._unsaved = 0
+        self.disk_stats["restored_tokens"] += common
+        self.disk_stats["load_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+        log.info(
+            "restored %d of %d prompt tokens from %s in %.0f ms",
+            common, len(tokens), stored.path.name, self.disk_stats["load_ms"],
+        )  # fmt: skip
+        return common
+
+    def _save_to_disk(self, wait: bool = False) -> bool:
+        """Capture the KV cache for the disk when it holds SAVE_MIN_TOKENS or more that no
+        stored state does. Only the copy out of llama.cpp (milliseconds) happens here; the
+        checksum and the write are the writer thread's, unless ``wait``. Returns whether a
+        state was captured."""
+        dc = self._disk
+        if dc is None or self._unsaved < SAVE_MIN_TOKENS or len(self._cached) < SAVE_MIN_TOKENS:
+            return False
+        if wait:
+            dc.flush()
+        if dc.covered(self._cached) + SAVE_MIN_TOKENS > len(self._cached):
+            self._unsaved = 0
+            return False
+        t0 = time.perf_counter()
+        lib, ctx = self._lib, self.llm.ctx
+        size = int(lib.llama_state_seq_get_size(ctx, 0))
+        if size <= 0 or size > dc.cap:
+            return False
+        data = bytearray(size)
+        n = int(
+            lib.llama_state_seq_get_data(ctx, (ctypes.c_uint8 * size).from_buffer(data), size, 0)
+        )
+        if n <= 0:
+            return False
+        self.disk_stats["save_capture_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+        payload = memoryview(data)[:n]
+        if wait:
+            dc.save(self._cached, payload)
+        else:
+            dc.save_async(list(self._cached), payload)
+        self._unsaved = 0
+        return True
+
     def prefill(self, tokens: Sequence[int], cancel: threading.Event) -> tuple[int, int]:
         """Bring the KV cache to ``tokens`` (re-evaluating at least the last one so its logits are
         fresh). Returns (reused, evaluated). No deadline: every evaluated token stays in the KV
@@ -471,7 +609,10 @@ class LlamaEngine:
         self._truncate_to(keep)
         todo = tokens[keep:]
         self.last_prefill = (keep, 0)
-        self._eval(todo, cancel)
+        try:
+            self._eval(todo, cancel)
+        finally:
+            self._unsaved += self.last_prefill[1]
         return keep, len(todo)
 
     def _prepare(self, segments: Sequence[tuple[str, bool]], reserve: int) -> list[int]:
@@ -488,6 +629,9 @@ class LlamaEngine:
         res = GenerationResult(text="", stop_reason="eol", prompt_tokens=len(tokens))
         if self._switch_to(req.doc, tokens):
             res.extra["restored_ms"] = round((time.monotonic() - t0) * 1000, 1)
+        if disk := self._restore_from_disk(tokens):
+            res.extra["disk_restored"] = disk
+            res.extra["disk_ms"] = self.disk_stats["load_ms"]
         try:
             res.reused_tokens, res.evaluated_tokens = self.prefill(tokens, cancel)
         except Cancelled:
@@ -555,6 +699,9 @@ class LlamaEngine:
         if top and reason not in ("cancelled", "context_full"):
             res.alternatives = self._alternatives(req, tokens, top, res.text, cancel, deadline)
             res.total_s = time.monotonic() - t0
+        # After the line is decided: a cancel means a newer request waits, so not then.
+        if reason != "cancelled" and self._save_to_disk():
+            res.extra["disk_saved"] = True
         return res
 
     # -- alternatives ---------------------------------------------------------------------
@@ -712,16 +859,20 @@ class LlamaEngine:
         if len(tokens) + 1 >= self.opts.n_ctx:
             tokens = tokens[: self.opts.n_ctx - 2]
         self._switch_to(doc, tokens)
+        self._restore_from_disk(tokens)
         try:
-            return self.prefill(tokens, cancel)[1]
+            evaluated = self.prefill(tokens, cancel)[1]
         except Cancelled:
             return self.last_prefill[1]
+        self._save_to_disk()
+        return evaluated
 
     def reset(self) -> None:
         with contextlib.suppress(Exception):
             self.llm._ctx.kv_cache_seq_rm(-1, 0, -1)
         self._cached.clear()
         self.llm.n_tokens = 0
+        self._unsaved = 0
 
     @property
     def cached_tokens(self) -> int:
@@ -736,6 +887,8 @@ class LlamaEngine:
             "threads": self.opts.n_threads,
             "gpu_layers": self.opts.n_gpu_layers,
             "gpu_offload_supported": bool(self._lib.llama_supports_gpu_offload()),
+            # Which CPU kernels this build runs (scripts/install.sh picks the faster build).
+            "kernels": running_kernels(),
             "rope_freq_base": self.opts.rope_freq_base,
             "rope_scaling": self.opts.rope_scaling,
             "rope_scaling_factor": self.opts.rope_scaling_factor,
@@ -748,8 +901,18 @@ class LlamaEngine:
             },
             "draft_tokens": self.opts.draft_tokens,
             "speculative": dict(self.spec_stats),
+            "disk_cache": (
+                {**self._disk.info(), **self.disk_stats} if self._disk is not None else None
+            ),
         }
 
     def close(self) -> None:
+        # What was read since the last save would otherwise be lost with the process.
+        if self._disk is not None:
+            try:
+                self._save_to_disk(wait=True)
+                self._disk.flush()
+            except Exception as exc:
+                log.warning("saving the KV state on close failed: %s", exc)
         with contextlib.suppress(Exception):
             self.llm.close()

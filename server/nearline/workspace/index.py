@@ -7,7 +7,8 @@ documents (:meth:`WorkspaceIndex.set_overlay`), the watcher
 and the context composer reads it (:meth:`~WorkspaceIndex.files`,
 :meth:`~WorkspaceIndex.text`, :attr:`~WorkspaceIndex.version`).
 
-What gets indexed (see :mod:`nearline.workspace.ignore` for the rule details):
+What gets indexed (see :mod:`nearline.workspace.ignore` and
+:mod:`nearline.workspace.secrets` for the rule details):
 
 * every workspace folder is walked; a folder nested in another is walked only
   as itself;
@@ -42,9 +43,10 @@ import threading
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from nearline.config import IndexSettings
 from nearline.languages import language_for
 from nearline.workspace.ignore import (
     VCS_DIRS,
@@ -52,15 +54,14 @@ from nearline.workspace.ignore import (
     decode_text,
     ignore_file_scope,
     is_ignore_file,
-    is_secret_path,
     iter_parents,
-    redact,
 )
+from nearline.workspace.secrets import is_secret_path, redact
 from nearline.workspace.snapshot import snapshot
 
 __all__ = [
+    "TEXT_CACHE_BYTES",
     "FileEntry",
-    "IndexSettings",
     "WorkspaceIndex",
     "language_for",
 ]
@@ -84,12 +85,8 @@ class FileEntry:
     tokens: int | None  # None until counted (see WorkspaceIndex.tokens_for)
 
 
-@dataclass
-class IndexSettings:
-    exclude: list[str] = field(default_factory=list)
-    max_file_bytes: int = 1_000_000
-    #: budget for texts kept in memory (characters, about bytes for code)
-    text_cache_bytes: int = 64 * 1024 * 1024
+#: budget for texts kept in memory (characters, about bytes for code)
+TEXT_CACHE_BYTES = 64 * 1024 * 1024
 
 
 # --------------------------------------------------------------------------- #
@@ -192,8 +189,11 @@ class WorkspaceIndex:
         roots: Sequence[Path],
         settings: IndexSettings | None = None,
         count_tokens: Callable[[str], int] | None = None,
+        *,
+        text_cache_bytes: int = TEXT_CACHE_BYTES,
     ) -> None:
         self.settings = settings or IndexSettings()
+        self._text_cache_bytes = text_cache_bytes
         self._count_tokens = count_tokens or _approx_tokens
         built: dict[str, _Root] = {}
         for r in roots:
@@ -453,7 +453,7 @@ class WorkspaceIndex:
 
     def _cache_put(self, p: Path, sha: str, text: str) -> None:
         n = len(text)
-        budget = self.settings.text_cache_bytes
+        budget = self._text_cache_bytes
         old = self._texts.pop(p, None)
         if old is not None:
             self._texts_size -= len(old[1])

@@ -123,6 +123,13 @@ describe('package.json', () => {
     assert.deepEqual((out.model as Record<string, unknown>).id, 'qwen2.5-coder-0.5b-instruct-q4_k_m');
   });
 
+  it('binds Alt+\\ to VS Code\'s Trigger Inline Suggestion (manual mode; VS Code has no default key)', () => {
+    const kb = pkg.contributes.keybindings.find(
+      (k: { command: string }) => k.command === 'editor.action.inlineSuggest.trigger',
+    );
+    assert.equal(kb.key, 'alt+\\');
+  });
+
   it('declares every command it uses', () => {
     const commands = pkg.contributes.commands.map((c: { command: string }) => c.command).sort();
     assert.deepEqual(commands, [

@@ -102,6 +102,50 @@ describe('StatusModel', () => {
     assert.equal(s.state, 'idle');
   });
 
+  it('shows generating from nearline/status until the run ends', () => {
+    const s = new StatusModel();
+    s.clientState('running');
+    s.serverStatus({ state: 'indexing', uri: null });
+    assert.equal(s.view().text, '$(sync~spin) Nearline: indexing');
+    s.serverStatus({ state: 'loading', uri: null });
+    assert.equal(s.view().text, '$(sync~spin) Nearline: loading model');
+    s.serverStatus({ state: 'ready', uri: null });
+    assert.equal(s.view().text, '$(check) Nearline');
+    s.serverStatus({ state: 'generating', uri: 'file:///a.py' });
+    s.serverStatus({ state: 'generating', uri: 'file:///b.py' });
+    assert.equal(s.view().text, '$(loading~spin) Nearline: generating');
+    s.serverStatus({ state: 'ready', uri: 'file:///a.py' });
+    assert.equal(s.isGenerating, true);
+    s.serverStatus({ state: 'ready', uri: 'file:///b.py' });
+    assert.equal(s.view().text, '$(check) Nearline');
+    s.serverStatus({ state: 'generating', uri: 'file:///a.py' });
+    s.clientState('stopped');
+    assert.equal(s.isGenerating, false);
+  });
+
+  it('says off for this language, with the reason in the tooltip', () => {
+    const s = new StatusModel();
+    s.applyStatus(READY);
+    s.language = 'markdown';
+    s.languageOff = 'markdown is in nearline.completion.disabledLanguages';
+    assert.equal(s.view().text, '$(circle-slash) Nearline: off for this language');
+    assert.match(s.view().tooltip, /off for markdown \(markdown is in nearline.completion.disabledLanguages\)/);
+    // Turned off everywhere wins over "this language"; an error wins over both.
+    s.enabled = false;
+    assert.equal(s.view().text, '$(circle-slash) Nearline');
+    s.enabled = true;
+    s.applyStatus({ state: 'error', error: 'boom', engine: null, settings: {} });
+    assert.equal(s.view().text, '$(error) Nearline');
+  });
+
+  it('ignores unknown nearline/status states', () => {
+    const s = new StatusModel();
+    s.applyStatus(READY);
+    s.serverStatus({ state: 'bogus' });
+    s.serverStatus(null);
+    assert.equal(s.view().text, '$(check) Nearline');
+  });
+
   it('tolerates junk from the server', () => {
     const s = new StatusModel();
     s.applyStatus(null);

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import threading
 import time
 from collections import OrderedDict, deque
@@ -41,18 +40,19 @@ from nearline.completion.syntax import (
     clean,
     clean_suggestion,
     gate_reason,
-    neighbours,
-    spec_for,
+    neighbours_at,
 )
 from nearline.config import Settings
 from nearline.engine.factory import EngineFactory, create_engine, resolve_model
 from nearline.engine.formats import choose_format
 from nearline.engine.llama import Engine, GenerationRequest, GenerationResult
 from nearline.engine.worker import WorkerCrashed
+from nearline.languages import language_info
 from nearline.weights.catalog import ModelEntry, PromptFormat, load_catalog
 from nearline.weights.download import ModelError
 from nearline.workspace.index import language_for
 from nearline.workspace.secrets import PRIVATE_KEY_BLOCK, is_secret_path, redact_slice, secret_spans
+from nearline.workspace.snapshot import replace_surrogates
 
 __all__ = ["CompletionService", "OutOfRange", "Query", "clean_suggestion", "split_at_cursor"]
 
@@ -233,7 +233,6 @@ CHARS_PER_TOKEN_BOUND = 16
 SECRET_MARGIN = 4096
 # Bracket matching and typing-through look at this much of the cursor's line on each side.
 LINE_CONTEXT = 4096
-_SURROGATES = re.compile("[\ud800-\udfff]")
 # Recently used documents remembered for the ring-buffer composer.
 RECENT_DOCS = 32
 _KEY_BEGIN = "-----BEGIN"
@@ -566,10 +565,10 @@ class CompletionService:
         spans = [(a + lo, b + lo) for a, b in secret_spans(text[lo:hi])]
         # A lone surrogate (a client may send one) cannot be tokenized: one U+FFFD each keeps
         # every length the same.
-        prefix = _SURROGATES.sub("\ufffd", redact_slice(text, spans, start, cur.offset))
+        prefix = replace_surrogates(redact_slice(text, spans, start, cur.offset))
         if not fmt.has_fim:
             return prefix, None
-        suffix = _SURROGATES.sub("\ufffd", redact_slice(text, spans, cur.offset, end))
+        suffix = replace_surrogates(redact_slice(text, spans, cur.offset, end))
         return prefix, suffix
 
     def build_prompt(self, q: Query) -> Prompt:
@@ -795,7 +794,7 @@ class CompletionService:
             return "secret file"
         c = self.settings.completion
         scope = None
-        if spec_for(language) is not None and not (c.in_comments and c.in_strings):
+        if language_info(language) is not None and not (c.in_comments and c.in_strings):
             try:
                 scope = self.syntax.scope(q.uri, language, q.text, q.line, q.col)
             except Exception:
@@ -932,7 +931,7 @@ class CompletionService:
         """Clean and check the model's line and its alternatives; keep the distinct survivors,
         most probable first, up to ``completion.candidates``."""
         c = self.settings.completion
-        above, below = neighbours(q.text.split("\n"), q.line)
+        above, below = neighbours_at(q.text, locate(q.text, q.line, q.col, q.offset).offset)
         ended = result.stop_reason in ("eol", "eog", "stop")
         raws = [(result.text, ended)] + [(t, True) for t, _ in result.alternatives]
         out: list[Suggestion] = []

@@ -37,7 +37,7 @@ _EXT_LANG: dict[str, str] = {
     ".less": "less", ".vue": "vue", ".svelte": "svelte", ".astro": "astro",
     ".json": "json", ".jsonc": "jsonc", ".json5": "json5", ".yaml": "yaml", ".yml": "yaml",
     ".toml": "toml", ".ini": "ini", ".cfg": "ini", ".conf": "ini", ".xml": "xml",
-    ".md": "markdown", ".markdown": "markdown", ".mdx": "mdx", ".rst": "restructuredtext",
+    ".ipynb": "jupyter", ".md": "markdown", ".markdown": "markdown", ".mdx": "mdx", ".rst": "restructuredtext",
     ".tex": "latex", ".txt": "text", ".csv": "csv", ".tf": "terraform", ".hcl": "hcl",
     ".nix": "nix", ".cmake": "cmake", ".mk": "makefile", ".dockerfile": "dockerfile",
 }

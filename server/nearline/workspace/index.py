@@ -142,6 +142,11 @@ class _Root:
 _O_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 
 
+# Files whose text is a container of code, not code: a notebook is JSON around its cells (the
+# editor sends the cells themselves, see completion/notebook.py). Never indexed.
+CONTAINERS = frozenset({"jupyter"})
+
+
 def _read_capped(path: str, expected: int, limit: int) -> bytes:
     """Read up to ``limit + 1`` bytes (so callers can tell "too big"), sized by
     the stat we already have instead of allocating ``limit`` every time."""
@@ -278,6 +283,8 @@ class WorkspaceIndex:
         limit = self.settings.max_file_bytes
         if st.st_size > limit:
             return "oversize"
+        if language_for(rel) in CONTAINERS:
+            return "container"
         read_ns = time.time_ns()
         try:
             data = _read_capped(abs_s, st.st_size, limit)

@@ -43,7 +43,13 @@ from nearline.completion.syntax import (
     neighbours_at,
 )
 from nearline.config import Settings
-from nearline.engine.factory import EngineFactory, create_engine, resolve_model
+from nearline.engine.factory import (
+    EngineFactory,
+    auto_choice,
+    create_engine,
+    is_auto,
+    resolve_model,
+)
 from nearline.engine.formats import choose_format
 from nearline.engine.llama import Engine, GenerationRequest, GenerationResult
 from nearline.engine.worker import WorkerCrashed
@@ -394,6 +400,12 @@ class CompletionService:
     # -- model lifecycle ----------------------------------------------------------------
     def model_entry(self) -> ModelEntry:
         return load_catalog().get(self.settings.model.id)
+
+    def model_choice(self) -> dict[str, Any] | None:
+        """What ``model.id: auto`` chose and why; None when a model was named."""
+        if not is_auto(self.settings.model) or self.settings.engine.backend != "local":
+            return None
+        return auto_choice(self.settings).as_dict()
 
     def prompt_format(self) -> PromptFormat:
         ms = self.settings.model

@@ -80,6 +80,8 @@ def status(ls: NearlineServer, *args: Any) -> dict[str, Any]:
         # The model process (engine.isolation: process); None when the model runs in here.
         "worker_pid": info.get("worker_pid") if info else None,
         "engine": info,
+        # model.id auto: which model runs and why (what was measured on this machine).
+        "model_choice": svc.model_choice() if svc else None,
         "settings": settings_to_dict(ls.settings),
         "stats": svc.stats.as_dict() if svc else {},
         "syntax": dict(svc.syntax.stats) if svc else {},

@@ -250,7 +250,7 @@ def check_window(
 @functools.lru_cache(maxsize=4)
 def _ends_in_open_block(language: str, text: str) -> bool:
     """Whether ``text`` ends inside a string that may span lines or a block comment. A scan of
-    the whole text (about 0.3 ms per KB), so it is remembered: the service checks each
+    the whole text (linear in its size), so it is remembered: the service checks each
     candidate of one answer against the same document."""
     info = language_info(language)
     if info is None:

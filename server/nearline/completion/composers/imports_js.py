@@ -255,7 +255,8 @@ def _js_stub(outer: Any, decl: Any, lines: Sequence[str], level: int) -> list[st
     if decl.type in _JS_CLASSES:
         body = decl.child_by_field_name("body")
         head = js_header(outer, body, lines)
-        if not head or body is None:
+        # A class on one line is its own stub (its members' lines are that line again).
+        if not head or body is None or body.start_point[0] == body.end_point[0]:
             return [first]
         indent = " " * (len(head[0]) - len(head[0].lstrip()))
         return [*head[:-1], head[-1] + " {", *_js_member_stubs(body, lines, level), indent + "}"]

@@ -406,6 +406,9 @@ class CompletionService:
         # A composer that replaces the configured one (the quality benchmark's oracle, which
         # knows the line to be completed); None in the server.
         self.compose_override: Composer | None = None
+        # Every request answered from the cold-start short prompt (the quality benchmark's
+        # short-N variants, which measure what it costs); False in the server.
+        self.short_prompt_only = False
 
     # -- model lifecycle ----------------------------------------------------------------
     def model_entry(self) -> ModelEntry:
@@ -879,8 +882,8 @@ class CompletionService:
         """The cold-start step, on the model thread (the engine's KV cache is only known
         there, after a preempted warm-up stopped): the short prompt when no saved state holds
         most of the full one (``wants_short_prompt``), else the full prompt."""
-        if short is None:
-            return full
+        if short is None or self.short_prompt_only:
+            return short or full
         try:
             held = engine.cached_prefix(full.segments, full.doc)  # type: ignore[attr-defined]
         except (WorkerCrashed, ModelError):
@@ -965,11 +968,12 @@ class CompletionService:
             if out.suggestions:
                 self._remember(turn.doc, q, before, out.suggestions)
         self._record(out, result)
-        if result.extra.get("short_prompt") and out.source == "model":
+        if result.extra.get("short_prompt"):
             # Answered from the short prompt: read the full one now, at the lowest priority,
             # so the next requests use it (next-line speculation would read it too, but only
             # after this line is accepted).
-            self._spawn(self.warm(q))
+            if out.source == "model" and not self.short_prompt_only:
+                self._spawn(self.warm(q))
         elif (
             out.suggestions
             and self.settings.completion.speculate

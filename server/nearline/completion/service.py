@@ -867,23 +867,32 @@ class CompletionService:
             candidates=candidates,
         )
 
-    def _short_candidate(self, q: Query, engine: Engine | None) -> GenerationRequest | None:
-        """The short-prompt request to fall back on when the full prompt turns out cold, or
-        None: the setting is off, or the engine cannot tell what it holds (a remote server)."""
+    def _short_candidate(
+        self, q: Query, engine: Engine | None
+    ) -> Callable[[], GenerationRequest] | None:
+        """What builds the short-prompt request to fall back on when the full prompt turns out
+        cold (only then: composing it costs milliseconds), or None: the setting is off, or the
+        engine cannot tell what it holds (a remote server)."""
         if self.settings.completion.cold_prompt_tokens <= 0:
             return None
         if getattr(engine, "cached_prefix", None) is None:
             return None
-        return self._request(q, self.settings.completion.candidates, short=True)
+        candidates = self.settings.completion.candidates
+        return lambda: self._request(q, candidates, short=True)
 
     def _cold_start(
-        self, engine: Engine, full: GenerationRequest, short: GenerationRequest | None
+        self,
+        engine: Engine,
+        full: GenerationRequest,
+        short: Callable[[], GenerationRequest] | None,
     ) -> GenerationRequest:
         """The cold-start step, on the model thread (the engine's KV cache is only known
         there, after a preempted warm-up stopped): the short prompt when no saved state holds
         most of the full one (``wants_short_prompt``), else the full prompt."""
-        if short is None or self.short_prompt_only:
-            return short or full
+        if short is None:
+            return full
+        if self.short_prompt_only:
+            return short()
         try:
             held = engine.cached_prefix(full.segments, full.doc)  # type: ignore[attr-defined]
         except (WorkerCrashed, ModelError):
@@ -895,7 +904,10 @@ class CompletionService:
             return full
         cached, total = held
         if wants_short_prompt(cached, total, self.settings.completion.cold_prompt_tokens):
-            return short
+            try:
+                return short()
+            except OutOfRange:
+                return full
         return full
 
     async def _generate(self, q: Query, turn: _Turn) -> GenerationResult | None:
@@ -1136,7 +1148,7 @@ class CompletionService:
         engine: Engine | None,
         req: GenerationRequest,
         cancel: threading.Event,
-        short: GenerationRequest | None = None,
+        short: Callable[[], GenerationRequest] | None = None,
     ) -> GenerationResult:
         if engine is None or cancel.is_set():
             return GenerationResult(text="", stop_reason="cancelled")

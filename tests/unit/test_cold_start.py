@@ -91,16 +91,16 @@ def query(text: str = TEXT) -> Query:
     ("cached", "total", "short", "expected"),
     [
         (0, 2000, 256, True),  # nothing held: short
-        (0, 2 * 256, 256, False),  # the whole prompt is hardly longer than the short one
-        (0, 2 * 256 + 1, 256, True),
+        (0, 256, 256, False),  # the whole prompt is no longer than the short one
+        (0, 257, 256, True),
         (1900, 2000, 256, False),  # a saved state holds most of it
-        (2000 - 2 * 256, 2000, 256, False),
-        (2000 - 2 * 256 - 1, 2000, 256, True),
+        (2000 - 256, 2000, 256, False),  # what is left costs no more than the short prompt
+        (2000 - 257, 2000, 256, True),
         (0, 2000, 0, False),  # off
     ],
 )
 def test_the_decision(cached: int, total: int, short: int, expected: bool) -> None:
-    assert COLD_GAIN == 2
+    assert COLD_GAIN == 1
     assert wants_short_prompt(cached, total, short) is expected
 
 

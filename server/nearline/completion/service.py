@@ -259,9 +259,10 @@ def _window_start(text: str, cur: Cursor, chars: int) -> int:
     return pos
 
 
-# A short first prompt pays only when the full one has more than this many times its tokens
-# left to read: below that, reading the rest costs little more than reading the short prompt.
-COLD_GAIN = 2
+# The short prompt is used while the full prompt has more than this many times the short
+# prompt's tokens left to read. At 1, no first answer reads more than a cold short prompt
+# would: the request that switches to the full prompt reads at most as much.
+COLD_GAIN = 1
 # The KV states of short prompts are kept apart from their document's full prompt (the engine
 # keeps one state per key): answering from the short prompt then never discards what the
 # background read of the full prompt has done so far.

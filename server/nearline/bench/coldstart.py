@@ -94,6 +94,11 @@ async def _ask(
         "short": bool(entry.get("short")),
         "prompt": entry.get("prompt"),
         "evaluated": entry.get("evaluated"),
+        # Inside the server: waiting for the model thread (a warm-up's batch to end), reading
+        # the prompt, the whole model run.
+        "wait_ms": entry.get("wait_ms"),
+        "read_ms": entry.get("read_ms"),
+        "engine_ms": entry.get("engine_ms"),
         "uri": uri,
         "at": at,
     }

@@ -394,6 +394,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
                         settings_overrides=_overrides(args.set or []), root=args.root, extra_settings=extra,
                         line=args.line)
         )  # fmt: skip
+    if args.bench_cmd == "coldstart":
+        from nearline.bench.coldstart import run_coldstart
+
+        if args.cold_prompt_tokens is not None and args.cold_prompt_tokens < 0:
+            raise UserError("--cold-prompt-tokens must be 0 or more")
+        return asyncio.run(
+            run_coldstart(model=args.model, root=args.root, file=args.file, sibling=args.sibling,
+                          line=args.line, cold_prompt_tokens=args.cold_prompt_tokens,
+                          out_json=args.json, threads=args.threads)
+        )  # fmt: skip
     if args.bench_cmd == "worker":
         from nearline.bench.worker_bench import run_worker_bench
         from nearline.weights.download import ModelError
@@ -554,6 +564,31 @@ def build_parser() -> argparse.ArgumentParser:
         "--set", action="append", metavar="SECTION.KEY=VALUE",
         help="a server setting for this run, e.g. --set model.draftTokens=6",
     )  # fmt: skip
+    bc = bsub.add_parser(
+        "coldstart",
+        help="first suggestion after a restart, in a sibling of a warm file, and truly cold, "
+        "each against today's behaviour (no disk states, no short prompt)",
+    )
+    bc.add_argument("--model", default=None)
+    bc.add_argument(
+        "--project-dir", "--root", dest="root", default=None,
+        help="project to use (default: the sample project); needs --file",
+    )  # fmt: skip
+    bc.add_argument("--file", default=None, help="the first file (relative to the project)")
+    bc.add_argument(
+        "--sibling", default=None,
+        help="a file of the same package, opened once the first is warm (default: the largest "
+        "file of the same extension beside it)",
+    )  # fmt: skip
+    bc.add_argument("--line", type=int, default=None, help="1-based line (default: halfway down)")
+    bc.add_argument(
+        "--cold-prompt-tokens", type=int, default=None,
+        help="completion.coldPromptTokens for the new behaviour (default: the setting's default)",
+    )  # fmt: skip
+    bc.add_argument(
+        "--threads", type=int, default=None, help="model.threads (default: the server's)"
+    )
+    bc.add_argument("--json", default=None, help="write the numbers to this JSON file")
     bw = bsub.add_parser("worker", help="per-request cost of running the model in its own process")
     bw.add_argument("--model", default=None)
     bw.add_argument("--requests", type=int, default=60)

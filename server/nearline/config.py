@@ -81,6 +81,10 @@ class CompletionSettings:
     """Read an opened document's prompt into the KV cache in the background."""
     suffix_lines: int = 0
     """Lines after the cursor's line given to FIM models (the rest of the cursor's line always is)."""
+    cold_prompt_tokens: int = 256
+    """When no KV state (in memory or on disk) holds most of the prompt, answer from a short
+    prompt of about this many tokens of the file around the cursor (no repository context)
+    while the full prompt is read in the background (0 = off: always the full prompt)."""
     in_comments: bool = True
     """Complete inside comments."""
     in_strings: bool = True
@@ -271,6 +275,7 @@ _CHECKS: dict[tuple[str, str], Callable[[Any], str | None]] = {
     ("completion", "debounce_ms"): _int_range(0, 10_000),
     ("completion", "timeout_ms"): _int_range(50, 600_000),
     ("completion", "suffix_lines"): _int_range(0, 200),
+    ("completion", "cold_prompt_tokens"): _int_range(0, 8192),
     ("completion", "candidates"): _int_range(1, 5),
     ("completion", "trigger"): _one_of(TRIGGERS),
     ("context", "composer"): _one_of(COMPOSERS),

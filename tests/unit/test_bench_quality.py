@@ -332,11 +332,18 @@ def test_categories_option() -> None:
 def test_variant_table() -> None:
     assert list(q.VARIANTS) == [
         "file-level", "path-distance", "prefix-suffix", "ring-buffer", "bm25",
-        "path-distance+suffix", "oracle",
+        "path-distance+suffix", "oracle", "short-256", "short-512",
     ]  # fmt: skip
-    # The oracle is a ceiling, not a composer: it runs only when asked for.
-    assert [v.name for v in q.parse_variants(None)] == list(q.VARIANTS)[:-1]
+    # The oracle is a ceiling, not a composer, and the short prompts measure a cold start:
+    # they run only when asked for.
+    assert [v.name for v in q.parse_variants(None)] == list(q.VARIANTS)[:-3]
     assert q.parse_variants("oracle")[0].oracle
+    short = q.parse_variants("short-256")[0]
+    assert short.short == 256 and short.composer == "file-level" and not short.suffix
+    base = {"completion": {}, "model": {"id": "smollm2-135m-instruct-q4_1"}}
+    assert q.settings_for(base, short, 1024).completion.cold_prompt_tokens == 256
+    # Every other variant is measured on its full prompt.
+    assert q.settings_for(base, q.VARIANTS["file-level"], 1024).completion.cold_prompt_tokens == 0
     assert q.variant_problem(q.VARIANTS["path-distance"]) is None
     missing = q.Variant("x", "no-such-composer", False, "")
     assert "not in this build" in (q.variant_problem(missing) or "")

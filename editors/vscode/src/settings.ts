@@ -33,6 +33,7 @@ export const SERVER_KEYS: Readonly<Record<string, readonly string[]>> = {
     'timeoutMs',
     'warmUp',
     'suffixLines',
+    'coldPromptTokens',
     'inComments',
     'inStrings',
     'syntaxCheck',

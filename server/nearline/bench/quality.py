@@ -17,6 +17,9 @@ Variants, at equal token budgets (``context.budgetTokens``):
 * ``ring-buffer`` — chunks of recently opened files (as llama.vim);
 * ``bm25`` — BM25 top snippets (the CrossCodeEval retrieval setting);
 * ``path-distance+suffix`` — path-distance with the suffix through FIM;
+* ``short-256``, ``short-512`` (only when asked for) — the short prompt a cold start answers
+  from (``completion.coldPromptTokens``): the file's last 256 / 512 tokens before the cursor,
+  no repository context, always (paired against file-level, it says what a cold start costs);
 * ``oracle`` (only when asked for) — not a composer: the repository context is the definitions
   of the names the line uses, found in the workspace (which only the benchmark knows). It is
   the ceiling of what repository context can do for a model at a budget: if the oracle does not
@@ -115,6 +118,8 @@ class Variant:
     oracle: bool = False
     """The repository context is the definitions of the names the line uses (known only to
     the benchmark): what any composer could give at best, under the same budget."""
+    short: int = 0
+    """Above 0: every request answered from the cold-start short prompt of this many tokens."""
 
 
 VARIANTS: dict[str, Variant] = {
@@ -129,9 +134,13 @@ VARIANTS: dict[str, Variant] = {
         Variant("oracle", "path-distance", False,
                 "the definitions of the names the line uses (a ceiling, not a composer)",
                 oracle=True),
+        Variant("short-256", "file-level", False, "the cold-start short prompt, 256 tokens",
+                short=256),
+        Variant("short-512", "file-level", False, "the cold-start short prompt, 512 tokens",
+                short=512),
     )
 }  # fmt: skip
-DEFAULT_VARIANTS = tuple(n for n, v in VARIANTS.items() if not v.oracle)
+DEFAULT_VARIANTS = tuple(n for n, v in VARIANTS.items() if not v.oracle and not v.short)
 
 
 def variant_problem(v: Variant, has_fim: bool = True) -> str | None:
@@ -215,6 +224,8 @@ def settings_for(base: dict[str, Any], v: Variant, budget: int) -> Any:
     raw = json.loads(json.dumps(base))
     raw.setdefault("context", {}).update({"composer": v.composer, "budgetTokens": budget})
     raw["completion"]["suffixLines"] = SUFFIX_LINES if v.suffix else 0
+    # Every other variant is measured on its full prompt, as a warm editor sends it.
+    raw["completion"]["coldPromptTokens"] = v.short
     settings, problems = parse_settings(raw)
     if problems:
         raise QualityError("; ".join(str(p) for p in problems))
@@ -339,6 +350,7 @@ def prepare_task(
     offset. ``n`` makes the document URI fresh."""
     service.settings = settings_for(base, v, budget)
     service.compose_override = oracle_composer(task.names) if v.oracle else None
+    service.short_prompt_only = v.short > 0
     buffer, offset = buffer_for(task, ws.text, v.suffix)
     q = query_for(task, ws, buffer, offset, n)
     ws.index.set_overlay(ws.path, buffer)
@@ -589,7 +601,9 @@ async def _run_one_model(
                     for v in runnable:
                         n += 1
                         q, _, _ = prepare_task(service, base, ws, task, v, budget, n)
-                        prompt = service.build_prompt(q)
+                        prompt = (
+                            service.build_short_prompt(q) if v.short else service.build_prompt(q)
+                        )
                         text = prompt.text
                         tokens = service.prompt_tokens(prompt)
                         service.forget(q.uri)

@@ -265,6 +265,23 @@ def _window_start(text: str, cur: Cursor, chars: int) -> int:
     return pos
 
 
+# The short prompt is used while the full prompt has more than this many times the short
+# prompt's tokens left to read. At 1, no first answer reads more than a cold short prompt
+# would: the request that switches to the full prompt reads at most as much.
+COLD_GAIN = 1
+# The KV states of short prompts are kept apart from their document's full prompt (the engine
+# keeps one state per key): answering from the short prompt then never discards what the
+# background read of the full prompt has done so far.
+SHORT_DOC = "#nearline-short"
+
+
+def wants_short_prompt(cached: int, total: int, short_tokens: int) -> bool:
+    """Whether a request should be answered from the short prompt: the full prompt (``total``
+    tokens) has more than COLD_GAIN x ``short_tokens`` tokens that no saved state holds
+    (``cached``: its longest prefix in the KV cache, a saved document state or on disk)."""
+    return short_tokens > 0 and total - cached > COLD_GAIN * short_tokens
+
+
 def _key_block_around(text: str, at: int) -> int | None:
     """Where the private-key block that ``at`` falls inside begins, or None. (A key's body
     alone is just base64: it is recognised from its BEGIN line, which may lie further back
@@ -396,6 +413,9 @@ class CompletionService:
         # A composer that replaces the configured one (the quality benchmark's oracle, which
         # knows the line to be completed); None in the server.
         self.compose_override: Composer | None = None
+        # Every request answered from the cold-start short prompt (the quality benchmark's
+        # short-N variants, which measure what it costs); False in the server.
+        self.short_prompt_only = False
 
     # -- model lifecycle ----------------------------------------------------------------
     def model_entry(self) -> ModelEntry:
@@ -621,6 +641,28 @@ class CompletionService:
         ]
         return Prompt(parts=parts, fim=fim)
 
+    def build_short_prompt(self, q: Query) -> Prompt:
+        """The short prompt for a cold start: the same format as ``build_prompt`` (file header,
+        FIM markers) with only the file around the cursor, within
+        ``completion.coldPromptTokens`` (a quarter of that at most for the suffix)."""
+        fmt = self.prompt_format()
+        count = self.count_tokens
+        budget = max(16, self.settings.completion.cold_prompt_tokens)
+        prefix, suffix = self._file_window(q, fmt, budget)
+        suffix_tokens = 0
+        if suffix is not None:
+            suffix, suffix_tokens = _head_within(suffix, budget // 4, count)
+        rel = q.rel or (q.path.name if q.path else q.uri.rsplit("/", 1)[-1])
+        prefix_text, prefix_tokens, _ = cut_prefix(prefix, max(16, budget - suffix_tokens), count)
+        parts, fim = file_parts(
+            fmt, rel, prefix_text, suffix, prefix_tokens=prefix_tokens, suffix_tokens=suffix_tokens
+        )
+        parts = [
+            p if p.tokens is not None else replace(p, tokens=1 if p.special else count(p.text))
+            for p in parts
+        ]
+        return Prompt(parts=parts, fim=fim)
+
     def _repo_name(self, q: Query) -> str:
         return q.root.name if q.root else "workspace"
 
@@ -826,16 +868,60 @@ class CompletionService:
             await self.wait_ready()
         return self.state == "ready" and self.engine is not None
 
-    def _request(self, q: Query, candidates: int = 1) -> GenerationRequest:
-        """The model request for ``q``'s prompt (raises OutOfRange)."""
+    def _request(self, q: Query, candidates: int = 1, short: bool = False) -> GenerationRequest:
+        """The model request for ``q``'s prompt, or its short prompt (raises OutOfRange)."""
         c = self.settings.completion
+        prompt = self.build_short_prompt(q) if short else self.build_prompt(q)
         return GenerationRequest(
-            segments=self.build_prompt(q).segments(),
+            segments=prompt.segments(),
             max_tokens=c.max_tokens,
             timeout_s=c.timeout_ms / 1000,
-            doc=q.uri,
+            doc=q.uri + SHORT_DOC if short else q.uri,
             candidates=candidates,
         )
+
+    def _short_candidate(
+        self, q: Query, engine: Engine | None
+    ) -> Callable[[], GenerationRequest] | None:
+        """What builds the short-prompt request to fall back on when the full prompt turns out
+        cold (only then: composing it costs milliseconds), or None: the setting is off, or the
+        engine cannot tell what it holds (a remote server)."""
+        if self.settings.completion.cold_prompt_tokens <= 0:
+            return None
+        if getattr(engine, "cached_prefix", None) is None:
+            return None
+        candidates = self.settings.completion.candidates
+        return lambda: self._request(q, candidates, short=True)
+
+    def _cold_start(
+        self,
+        engine: Engine,
+        full: GenerationRequest,
+        short: Callable[[], GenerationRequest] | None,
+    ) -> GenerationRequest:
+        """The cold-start step, on the model thread (the engine's KV cache is only known
+        there, after a preempted warm-up stopped): the short prompt when no saved state holds
+        most of the full one (``wants_short_prompt``), else the full prompt."""
+        if short is None:
+            return full
+        if self.short_prompt_only:
+            return short()
+        try:
+            held = engine.cached_prefix(full.segments, full.doc)  # type: ignore[attr-defined]
+        except (WorkerCrashed, ModelError):
+            raise
+        except Exception:
+            log.exception("asking the engine what it holds failed")
+            return full
+        if held is None:
+            return full
+        cached, total = held
+        if wants_short_prompt(cached, total, self.settings.completion.cold_prompt_tokens):
+            try:
+                return short()
+            except OutOfRange:
+                return full
+        return full
 
     async def _generate(self, q: Query, turn: _Turn) -> GenerationResult | None:
         """After the debounce, run the model on ``q``'s prompt; None when a newer request in
@@ -848,6 +934,7 @@ class CompletionService:
                 return None
             req = self._request(q, self.settings.completion.candidates)
             engine = self.engine
+            short = self._short_candidate(q, engine)
             loop = asyncio.get_running_loop()
             self._warm_cancel.set()
             # One person types in one place: a model request supersedes the older ones in
@@ -858,7 +945,9 @@ class CompletionService:
                 self._model_cancel.set()
             self._model_cancel = turn.cancel
             submitted = time.perf_counter()
-            fut = loop.run_in_executor(self._worker, self._run_engine, engine, req, turn.cancel)
+            fut = loop.run_in_executor(
+                self._worker, self._run_engine, engine, req, turn.cancel, short
+            )
             self.inflight += 1
             self._on_generating(q.uri, True)
             try:
@@ -904,7 +993,13 @@ class CompletionService:
             if out.suggestions:
                 self._remember(turn.doc, q, before, out.suggestions)
         self._record(out, result)
-        if (
+        if result.extra.get("short_prompt"):
+            # Answered from the short prompt: read the full one now, at the lowest priority,
+            # so the next requests use it (next-line speculation would read it too, but only
+            # after this line is accepted).
+            if out.source == "model" and not self.short_prompt_only:
+                self._spawn(self.warm(q))
+        elif (
             out.suggestions
             and self.settings.completion.speculate
             and result.stop_reason in ("eol", "eog")
@@ -934,6 +1029,7 @@ class CompletionService:
                 "engine_ms": round(result.total_s * 1000, 1),
                 "wait_ms": round(float(result.extra.get("wait_s", 0.0)) * 1000, 1),
                 "alternatives": len(result.alternatives), "shown": len(out.suggestions),
+                "short": bool(result.extra.get("short_prompt")),
                 "parses": [s.parses for s in out.suggestions],
             })  # fmt: skip
 
@@ -1061,7 +1157,11 @@ class CompletionService:
         return n
 
     def _run_engine(
-        self, engine: Engine | None, req: GenerationRequest, cancel: threading.Event
+        self,
+        engine: Engine | None,
+        req: GenerationRequest,
+        cancel: threading.Event,
+        short: Callable[[], GenerationRequest] | None = None,
     ) -> GenerationResult:
         if engine is None or cancel.is_set():
             return GenerationResult(text="", stop_reason="cancelled")
@@ -1069,7 +1169,11 @@ class CompletionService:
             # Queued before a restart that gave up: the engine is unusable.
             return GenerationResult(text="", stop_reason="error")
         try:
-            return engine.generate(req, cancel)
+            chosen = self._cold_start(engine, req, short)
+            result = engine.generate(chosen, cancel)
+            if chosen is not req:
+                result.extra["short_prompt"] = True
+            return result
         except WorkerCrashed as exc:
             self._worker_crashed(engine, exc)
             return GenerationResult(text="", stop_reason="error")

@@ -879,6 +879,26 @@ class LlamaEngine:
     def cached_tokens(self) -> int:
         return len(self._cached)
 
+    def cached_prefix(self, segments: Sequence[tuple[str, bool]], doc: str = "") -> tuple[int, int]:
+        """(tokens of this prompt a request could start from without reading them, the
+        prompt's tokens): the longest prefix held by the KV cache, a saved document state or a
+        state on disk (only headers are compared, nothing is loaded). Lets the service decide
+        whether the first answer should come from a short prompt."""
+        tokens = self._prepare(segments, 0)
+        best = common_prefix(self._cached, tokens)
+        if self._state_budget() > 0:
+            for st in self._states.values():
+                best = max(best, common_prefix(st.tokens, tokens))
+        if self._disk is not None and len(tokens) - best >= RESTORE_MIN_GAIN:
+            try:
+                found = self._disk.find(tokens)
+            except Exception as exc:
+                log.warning("looking up KV states on disk failed: %s", exc)
+                found = None
+            if found is not None and found[0].n_tokens < self.opts.n_ctx:
+                best = max(best, found[1])
+        return best, len(tokens)
+
     def info(self) -> dict[str, Any]:
         return {
             "backend": "local",

@@ -653,6 +653,13 @@ class RemoteEngine:
             return evaluated
         return _int((prog.usage or {}).get("prompt_tokens")) or self._count(segments)
 
+    def cached_prefix(
+        self, segments: Sequence[tuple[str, bool]], doc: str = ""
+    ) -> tuple[int, int] | None:
+        """Unknown: the server's prefix cache cannot be asked, so the full prompt is always
+        sent (a short first prompt would only help a server as slow as a laptop)."""
+        return None
+
     def info(self) -> dict[str, Any]:
         # Called from the LSP thread: plain reads only. Never the key, only its variable's name.
         return {

@@ -353,6 +353,10 @@ class ProcessEngine:
         result: int = self.call("warm", *args, **kwargs)
         return result
 
+    def cached_prefix(self, *args: Any, **kwargs: Any) -> tuple[int, int] | None:
+        result: tuple[int, int] | None = self.call("cached_prefix", *args, **kwargs)
+        return result
+
     def info(self) -> dict[str, Any]:
         """The child engine's ``info()`` as of the end of the last call, plus the worker's state.
         Never talks to the child: the status command calls this from the event loop while a

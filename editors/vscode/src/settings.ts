@@ -24,6 +24,7 @@ export const SERVER_KEYS: Readonly<Record<string, readonly string[]>> = {
     'ropeScalingFactor',
     'yarnOrigContext',
     'stateCacheMb',
+    'diskCacheMb',
     'draftTokens',
   ],
   completion: [

@@ -399,13 +399,13 @@ async def test_speculation_can_be_switched_off() -> None:
 
 
 def test_suffix_cut_ends_at_a_line_break() -> None:
-    from nearline.completion.service import _head_within
+    from nearline.completion.cursor import head_within
 
     # A FIM model given a suffix cut mid-line continues that line instead of the middle.
-    text, n = _head_within("abc)\nline two\nline three\n", 12, len)
+    text, n = head_within("abc)\nline two\nline three\n", 12, len)
     assert (text, n) == ("abc)\n", 5)
     # Whole, when it fits.
-    assert _head_within("abc)\nx\n", 12, len) == ("abc)\nx\n", 7)
+    assert head_within("abc)\nx\n", 12, len) == ("abc)\nx\n", 7)
     # The rest of the cursor's line alone may be cut inside it: there is no earlier break.
-    text, n = _head_within("abcdefgh\nx\n", 4, len)
+    text, n = head_within("abcdefgh\nx\n", 4, len)
     assert n <= 4 and "abcdefgh".startswith(text) and text

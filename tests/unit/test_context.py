@@ -242,14 +242,13 @@ def test_repo_context_recomposed_only_when_the_workspace_changes(tmp_path: Path)
     q = Query(uri=(tmp_path / "b.py").as_uri(), text="x = ", line=0, col=4, path=tmp_path / "b.py",
               rel="b.py", root=tmp_path)  # fmt: skip
     first = svc.build_prompt(q)
-    state = svc._docs[q.uri]
-    repo_before = state.repo
+    repo_before = svc._repo_blocks[q.uri]
     svc.build_prompt(Query(**{**q.__dict__, "text": "x = 1", "col": 5}))
-    assert state.repo is repo_before  # same object: not recomposed on a keystroke
+    assert svc._repo_blocks[q.uri] is repo_before  # same object: not recomposed on a keystroke
     (tmp_path / "c.py").write_text("gamma = 3\n")
     idx.refresh([tmp_path / "c.py"])
     second = svc.build_prompt(q)
-    assert state.repo is not repo_before
+    assert svc._repo_blocks[q.uri] is not repo_before
     assert "gamma = 3" in second.text and "gamma" not in first.text
 
 
@@ -615,7 +614,7 @@ def test_keystrokes_extend_the_prompt_with_a_prefix_share(tmp_path: Path) -> Non
     for ch in "compute(1)":
         text += ch
         prompts.append(svc.build_prompt(_q(tmp_path, "cur.py", text)).text)
-    repo_objects = {id(svc._docs[(tmp_path / "cur.py").as_uri()].repo)}
+    repo_objects = {id(svc._repo_blocks[(tmp_path / "cur.py").as_uri()])}
     for a, b in itertools.pairwise(prompts):
         assert b.startswith(a.split("<|fim_suffix|>")[0])
     assert len(repo_objects) == 1
@@ -662,11 +661,11 @@ def test_bm25_recomposes_per_line_not_per_keystroke(tmp_path: Path) -> None:
     uri = (tmp_path / "cur.py").as_uri()
     p = svc.build_prompt(_q(tmp_path, "cur.py", "h = parse_header(raw)\nx = "))
     assert "def parse_header" in p.text
-    first = svc._docs[uri].repo
+    first = svc._repo_blocks[uri]
     svc.build_prompt(_q(tmp_path, "cur.py", "h = parse_header(raw)\nx = p"))
-    assert svc._docs[uri].repo is first
+    assert svc._repo_blocks[uri] is first
     svc.build_prompt(_q(tmp_path, "cur.py", "h = parse_header(raw)\nx = p\n"))
-    assert svc._docs[uri].repo is not first
+    assert svc._repo_blocks[uri] is not first
 
 
 def test_path_distance_recomposes_when_an_import_is_added(tmp_path: Path) -> None:

@@ -18,36 +18,25 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 from nearline.completion.composers import (
-    BM25_QUERY_LINES,
-    COMPOSERS,
     Composer,
-    ComposeRequest,
     CountTokens,
     RepoSource,
-    cut_prefix,
-    frame_cost,
-    import_specs,
 )
 from nearline.completion.cursor import (
-    CHARS_PER_TOKEN_BOUND,
     LINE_CONTEXT,
-    SECRET_MARGIN,
     OutOfRange,
     Query,
     after_enter,
-    head_within,
-    key_block_around,
     locate,
     redacted_head,
     split_at_cursor,
-    window_start,
 )
-from nearline.completion.prompt import Prompt, PromptPart, RepoFile, file_parts, repo_parts
+from nearline.completion.prompting import PromptBuilding, RepoBlock
 from nearline.completion.syntax import (
     SyntaxDocs,
     clean,
@@ -70,8 +59,6 @@ from nearline.languages import language_info
 from nearline.weights.catalog import ModelEntry, PromptFormat, load_catalog
 from nearline.weights.download import ModelError
 from nearline.workspace.index import language_for
-from nearline.workspace.secrets import is_secret_path, redact_slice, secret_spans
-from nearline.workspace.snapshot import replace_surrogates
 
 __all__ = ["CompletionService", "OutOfRange", "Query", "clean_suggestion", "split_at_cursor"]
 
@@ -159,16 +146,6 @@ def wants_short_prompt(cached: int, total: int, short_tokens: int) -> bool:
 RECENT_DOCS = 32
 
 
-class RepoBlock(NamedTuple):
-    """A document's repository context, kept while what it was composed from stays the same."""
-
-    files: list[RepoFile]
-    tokens: int
-    """Its tokens in the prompt, framing included."""
-    key: tuple[Any, ...]
-    """What it was composed from (see ``_repo_context``)."""
-
-
 class ShownAt(NamedTuple):
     """Where suggestions were shown: the cursor's line, and that line up to the cursor."""
 
@@ -196,7 +173,6 @@ class NextLine(NamedTuple):
 class _DocState:
     seq: int = 0
     cancel: threading.Event | None = None
-    repo: RepoBlock | None = None
     # Typing-through: what the cursor's line looked like when suggestions were made.
     shown: OrderedDict[ShownAt, list[Shown]] = field(default_factory=OrderedDict)
     # Next-line speculation, by the line it completes.
@@ -215,7 +191,7 @@ class _Turn(NamedTuple):
         return self.doc.seq != self.seq
 
 
-class CompletionService:
+class CompletionService(PromptBuilding):
     def __init__(
         self,
         settings: Settings,
@@ -243,6 +219,7 @@ class CompletionService:
         self.error: str | None = None
         self._load_task: asyncio.Future[None] | None = None
         self._docs: dict[str, _DocState] = {}
+        self._repo_blocks: dict[str, RepoBlock] = {}
         self._reported: set[str] = set()
         self.inflight = 0  # generations submitted to the model worker and not finished
         # Warm-up runs at the lowest priority: every real request sets this to preempt it.
@@ -397,129 +374,10 @@ class CompletionService:
 
     def forget(self, uri: str) -> None:
         self.syntax.forget(uri)
+        self._repo_blocks.pop(uri, None)
         st = self._docs.pop(uri, None)
         if st is not None and st.cancel is not None:
             st.cancel.set()
-
-    # -- prompt --------------------------------------------------------------------------
-    def budget(self) -> int:
-        entry = self.model_entry()
-        total = self.settings.context.budget_tokens or entry.budget_tokens
-        n_ctx = self.settings.model.context_length or entry.context_length
-        max_tokens = self.settings.completion.max_tokens
-        return max(64, min(total, n_ctx - 1) - max_tokens)
-
-    @staticmethod
-    def secret_document(q: Query) -> bool:
-        """The document is a secret file (``.env``, a key, credentials): nothing of it may
-        reach a prompt, and it gets no completions."""
-        names = [q.rel or ""]
-        if q.path is not None:
-            names += [q.path.name, q.path.as_posix()]
-        else:
-            names.append(q.uri.rsplit("/", 1)[-1])
-        return any(n and is_secret_path(n) for n in names)
-
-    def _file_window(self, q: Query, fmt: PromptFormat, budget: int) -> tuple[str, str | None]:
-        """The prefix (and for FIM models the suffix) the prompt may use: a window around the
-        cursor bounded by the budget, secrets redacted with context beyond its edges."""
-        text = q.text
-        cur = locate(text, q.line, q.col, q.offset)
-        if self.secret_document(q):
-            return "", ("" if fmt.has_fim else None)
-        chars = budget * CHARS_PER_TOKEN_BOUND
-        start = window_start(text, cur, chars)
-        end = cur.offset
-        if fmt.has_fim:
-            end = cur.line_end
-            for _ in range(self.settings.completion.suffix_lines):
-                nl = text.find("\n", end)
-                if nl < 0:
-                    break
-                nxt = text.find("\n", nl + 1)
-                end = len(text) if nxt < 0 else nxt
-            end = min(end, cur.offset + chars // 4)
-        lo, hi = max(0, start - SECRET_MARGIN), min(len(text), end + SECRET_MARGIN)
-        if (key := key_block_around(text, lo)) is not None:
-            lo = key
-        spans = [(a + lo, b + lo) for a, b in secret_spans(text[lo:hi])]
-        # A lone surrogate (a client may send one) cannot be tokenized: one U+FFFD each keeps
-        # every length the same.
-        prefix = replace_surrogates(redact_slice(text, spans, start, cur.offset))
-        if not fmt.has_fim:
-            return prefix, None
-        suffix = replace_surrogates(redact_slice(text, spans, cur.offset, end))
-        return prefix, suffix
-
-    def build_prompt(self, q: Query) -> Prompt:
-        fmt = self.prompt_format()
-        count = self.count_tokens
-        budget = self.budget()
-        # Secrets never reach a prompt, not even from the file being edited.
-        prefix, suffix = self._file_window(q, fmt, budget)
-        suffix_tokens = 0
-        if suffix is not None:
-            suffix, suffix_tokens = head_within(suffix, budget // 4, count)
-        rel = q.rel or (q.path.name if q.path else q.uri.rsplit("/", 1)[-1])
-        header_tokens = 2 + count(rel + "\n") + (3 if suffix is not None else 0)
-        avail = max(16, budget - suffix_tokens - header_tokens)
-        repo: list[RepoFile] = []
-        if self._wants_repo(q):
-            # The prefix may take at most its share while the composer chooses (so repository
-            # files always get room), then whatever the composer left. Both cuts are stable
-            # while typing: the share is fixed and the repository block is cached.
-            cap = min(avail, max(16, int(budget * self.settings.context.prefix_share)))
-            total = count(prefix)
-            prefix_text, prefix_tokens, _ = cut_prefix(prefix, cap, count, total)
-            repo, used = self._repo_context(
-                q, rel, avail - prefix_tokens, avail - cap, prefix[: prefix.rfind("\n") + 1]
-            )
-            if prefix_tokens < total and avail - used > cap:
-                prefix_text, prefix_tokens, _ = cut_prefix(prefix, avail - used, count, total)
-        else:
-            prefix_text, prefix_tokens, _ = cut_prefix(prefix, avail, count)
-        fparts, fim = file_parts(
-            fmt, rel, prefix_text, suffix, prefix_tokens=prefix_tokens, suffix_tokens=suffix_tokens
-        )
-        parts: list[PromptPart] = repo_parts(fmt, self._repo_name(q), repo) + fparts
-        # Every part carries its exact token count (specials are one token each).
-        parts = [
-            p if p.tokens is not None else replace(p, tokens=1 if p.special else count(p.text))
-            for p in parts
-        ]
-        return Prompt(parts=parts, fim=fim)
-
-    def build_short_prompt(self, q: Query) -> Prompt:
-        """The short prompt for a cold start: the same format as ``build_prompt`` (file header,
-        FIM markers) with only the file around the cursor, within
-        ``completion.coldPromptTokens`` (a quarter of that at most for the suffix)."""
-        fmt = self.prompt_format()
-        count = self.count_tokens
-        budget = max(16, self.settings.completion.cold_prompt_tokens)
-        prefix, suffix = self._file_window(q, fmt, budget)
-        suffix_tokens = 0
-        if suffix is not None:
-            suffix, suffix_tokens = head_within(suffix, budget // 4, count)
-        rel = q.rel or (q.path.name if q.path else q.uri.rsplit("/", 1)[-1])
-        prefix_text, prefix_tokens, _ = cut_prefix(prefix, max(16, budget - suffix_tokens), count)
-        parts, fim = file_parts(
-            fmt, rel, prefix_text, suffix, prefix_tokens=prefix_tokens, suffix_tokens=suffix_tokens
-        )
-        parts = [
-            p if p.tokens is not None else replace(p, tokens=1 if p.special else count(p.text))
-            for p in parts
-        ]
-        return Prompt(parts=parts, fim=fim)
-
-    def _repo_name(self, q: Query) -> str:
-        return q.root.name if q.root else "workspace"
-
-    def _wants_repo(self, q: Query) -> bool:
-        return (
-            self.settings.context.composer != "file-level"
-            and self.index is not None
-            and q.path is not None
-        )
 
     def note_used(self, rel: str | None) -> None:
         """A document was opened, focused or completed in: the most recently used goes last
@@ -530,68 +388,6 @@ class CompletionService:
         self.recent_docs[rel] = None
         while len(self.recent_docs) > RECENT_DOCS:
             self.recent_docs.popitem(last=False)
-
-    def _compose_key(self, composer: str, req: ComposeRequest) -> Any:
-        """What the composition depends on beyond the workspace and the file: imports for
-        path-distance, recent documents for ring-buffer, the lines before the cursor for bm25
-        (so bm25 recomposes once per line; the others only when that input changes)."""
-        if composer == "path-distance":
-            return import_specs(req.query, req.language)
-        if composer == "ring-buffer":
-            return req.recent
-        if composer == "bm25":
-            return "".join(req.query.splitlines(keepends=True)[-BM25_QUERY_LINES:])
-        return None
-
-    def _repo_context(
-        self, q: Query, rel: str, left: int, guaranteed: int, query: str
-    ) -> tuple[list[RepoFile], int]:
-        """Repository context and the tokens it takes (framing included), recomposed only when
-        its inputs change (``_compose_key``) or the cached block no longer fits ``left``: never
-        per keystroke, so the KV cache stays valid. ``guaranteed``: room the prefix share
-        leaves however long the prefix grows."""
-        composer = self.settings.context.composer
-        if not self._wants_repo(q) or self.index is None or q.path is None:
-            return [], 0
-        st = self._docs.setdefault(q.uri, _DocState())
-        version = getattr(self.index, "version", 0)
-        c = self.settings.context
-        req = ComposeRequest(
-            current_rel=rel,
-            current_path=q.path,
-            language=q.language or language_for(rel),
-            budget=0,
-            same_language=c.same_language,
-            query=query,
-            recent=tuple(r for r in self.recent_docs if r != rel),
-        )
-        key = (composer, version, rel, c.same_language, c.prefix_share, self.budget(),
-               self._compose_key(composer, req), self.compose_override)  # fmt: skip
-        framing = 2 + self.count_tokens(self._repo_name(q) + "\n")
-        if st.repo is not None and st.repo.key == key and st.repo.tokens <= left:
-            return st.repo.files, st.repo.tokens
-        # Leave the prefix room to grow (a few lines) before the block must be recomposed;
-        # never less than the share guarantees (the block then fits however the prefix grows).
-        headroom = 256
-        room = (
-            max(0, left - headroom - framing)
-            if left > headroom + framing
-            else max(0, left - framing)
-        )
-        room = max(room, min(left, guaranteed) - framing)
-        compose = self.compose_override or COMPOSERS[composer]
-        files = compose(replace(req, budget=room), self.index, self.count_tokens)
-        used = sum(f.tokens + frame_cost(f.path, self.count_tokens) for f in files)
-        st.repo = RepoBlock(files, used + (framing if files else 0), key)
-        return files, st.repo.tokens
-
-    def prompt_tokens(self, prompt: Prompt) -> int:
-        """Exact token count of the whole prompt (specials are one token each)."""
-        return sum(
-            (p.tokens if p.tokens is not None else self.count_tokens(p.text))
-            for p in prompt.parts
-            if p.text
-        )
 
     # -- completion ----------------------------------------------------------------------
     async def complete(self, q: Query) -> Outcome:

@@ -24,7 +24,9 @@ export const SERVER_KEYS: Readonly<Record<string, readonly string[]>> = {
     'ropeScalingFactor',
     'yarnOrigContext',
     'stateCacheMb',
+    'diskCacheMb',
     'draftTokens',
+    'draftModel',
   ],
   completion: [
     'enabled',

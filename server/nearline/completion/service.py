@@ -47,7 +47,7 @@ from nearline.completion.syntax import (
 from nearline.config import Settings
 from nearline.engine.factory import EngineFactory, create_engine, resolve_model
 from nearline.engine.formats import choose_format
-from nearline.engine.llama import Engine, GenerationRequest, GenerationResult
+from nearline.engine.llama import Engine, GenerationRequest, GenerationResult, context_window
 from nearline.engine.worker import WorkerCrashed
 from nearline.weights.catalog import ModelEntry, PromptFormat, load_catalog
 from nearline.weights.download import ModelError
@@ -505,7 +505,7 @@ class CompletionService:
     def budget(self) -> int:
         entry = self.model_entry()
         total = self.settings.context.budget_tokens or entry.budget_tokens
-        n_ctx = self.settings.model.context_length or entry.context_length
+        n_ctx = context_window(entry, self.settings)
         max_tokens = self.settings.completion.max_tokens
         return max(64, min(total, n_ctx - 1) - max_tokens)
 

@@ -2,8 +2,8 @@
 
     PYTHONPATH=server python scripts/bench_draft.py [--prompts 12] [--main ID] [--draft ID]
 
-Prompts come from this repository's own sources: a seeded random line of a module, cut after
-its indentation, with up to ``--chars`` characters before it. Both engines load in this
+Prompts come from this repository's own sources: a seeded random line of a module, cut in
+the middle, with up to ``--chars`` characters before it. Both engines load in this
 process (``engine.isolation: thread``, the engine the model process runs). For every prompt
 the engines take turns, in alternating order: each first reads the prompt (``warm``: the
 editor's warm-up, so what is timed is a keystroke with the prompt cached, as while typing), then
@@ -45,7 +45,8 @@ def prompts(n: int, chars: int, seed: int) -> list[str]:
         body = line.lstrip()
         if len(body) < 12 or body.startswith(("#", '"', "'")):
             continue
-        before = "\n".join(lines[:i]) + "\n" + line[: len(line) - len(body)]
+        # Mid-line, as kv_restart_bench.py cuts: the rest of the line is what is written.
+        before = "\n".join(lines[:i]) + "\n" + line[: len(line) - len(body) // 2]
         out.append(before[-chars:])
     return out
 

@@ -3,10 +3,12 @@ draft in one batch and keeps only what equals its own greedy choice.
 
 SmolLM2 drafting for itself runs everywhere (its drafts are all accepted); the 0.5B drafting for
 the 1.5B, the pairing the setting is for, runs when the 1.5B file is on this machine.
-Verification compares logits computed in a batch with logits computed one token at a time;
-llama.cpp's CPU kernels may round those differently, so two near-tied tokens could swap in a
-long multi-line generation (the prompt-lookup path shares this). The lines here are the ones an
-editor asks for: single lines.
+Verification computes logits in a batch where the model alone computes them one token at a
+time; llama.cpp's CPU kernels round the two differently, so where the main model's two best
+tokens are within a fraction of a logit they may swap (the prompt-lookup path shares this, and
+so does the model alone between a warmed-up prompt and a cold one). The 1.5B test allows such
+a swap, and only there: every token the drafted run chose must be within NEAR_TIE logits of
+the 1.5B's own greedy choice.
 """
 
 from __future__ import annotations
@@ -141,9 +143,7 @@ def test_the_draft_model_loads_in_the_model_process(small_model: Path) -> None:
     model must load there too."""
     eng = create_process_engine(settings(SMALL_ID, draftModel=SMALL_ID, draftTokens=4))
     try:
-        res = eng.generate(
-            GenerationRequest([(repo_prompts()[1], False)], 16), threading.Event()
-        )
+        res = eng.generate(GenerationRequest([(repo_prompts()[1], False)], 16), threading.Event())
         assert res.text
         info = eng.info()
         assert info["draft_model"]["model"] == load_catalog().get(SMALL_ID).file
@@ -152,17 +152,41 @@ def test_the_draft_model_loads_in_the_model_process(small_model: Path) -> None:
         eng.close()
 
 
+NEAR_TIE = 0.5
+"""Logits between a model's best and second-best token below which rounding may swap them."""
+
+
+def assert_near_greedy(engine: LlamaEngine, prompt: list[int], chosen: list[int]) -> None:
+    """Every token in ``chosen`` is ``engine``'s greedy choice after the prompt and the tokens
+    before it, evaluated one token at a time, or within NEAR_TIE logits of it."""
+    import numpy as np
+
+    engine.reset()
+    engine.prefill(prompt, threading.Event())
+    for tok in chosen:
+        logits = engine._logits()
+        best = int(np.argmax(logits))
+        gap = float(logits[best] - logits[tok])
+        assert gap < NEAR_TIE, (engine._piece(best), engine._piece(tok), gap)
+        engine._eval([tok], threading.Event())
+
+
 @pytest.mark.skipif(not HAVE_LARGE, reason=f"{LARGE_ID} is not on this machine")
 def test_the_05b_drafting_for_the_15b_gives_the_15b_lines(default_model: Path) -> None:
     plain = create_local_engine(settings(LARGE_ID, contextLength=2048))
-    drafted = create_local_engine(
-        settings(LARGE_ID, contextLength=2048, draftModel=DEFAULT_ID)
-    )
+    drafted = create_local_engine(settings(LARGE_ID, contextLength=2048, draftModel=DEFAULT_ID))
     assert isinstance(plain, LlamaEngine) and isinstance(drafted, LlamaEngine)
     try:
+        same = 0
         for prompt in repo_prompts():
             want, got = line(plain, prompt), line(drafted, prompt)
-            assert got.text == want.text, prompt[-80:]
+            if got.text == want.text:
+                same += 1
+            else:
+                # Allowed only where the 1.5B itself hesitates (see the module docstring).
+                n_prompt = got.prompt_tokens
+                assert_near_greedy(plain, drafted._cached[:n_prompt], drafted._cached[n_prompt:])
+        assert same >= len(repo_prompts()) - 1
         stats = drafted.spec_stats
         assert stats["drafted"] > 0
         assert stats["accepted"] >= 0.3 * stats["drafted"]

@@ -58,7 +58,9 @@ def repo_prompts() -> list[str]:
 
 
 def line(engine: LlamaEngine, prompt: str) -> GenerationResult:
+    """A keystroke in a file the editor warmed up (both caches hold the prompt)."""
     engine.reset()
+    engine.warm([(prompt, False)], threading.Event())
     return engine.generate(GenerationRequest([(prompt, False)], 32), threading.Event())
 
 
@@ -110,6 +112,33 @@ def test_the_draft_model_keeps_its_own_prefix_cache(
         assert drafted.spec_stats["draft_prompt_tokens"] - before <= 3 + res.generated_tokens
 
 
+def test_a_draft_model_far_behind_does_not_delay_the_line(
+    small_pair: tuple[LlamaEngine, LlamaEngine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cold draft model (no warm-up) gets a bounded catch-up per request; until it holds the
+    prompt, the main model decodes alone, and the line is the same."""
+    import nearline.engine.llama as llama
+
+    plain, drafted = small_pair
+    monkeypatch.setattr(llama, "DRAFT_CATCHUP_S", 0.0)
+    prompt = repo_prompts()[1]  # ~170 tokens, then a line of several
+    plain.reset()
+    want = plain.generate(GenerationRequest([(prompt, False)], 32), threading.Event())
+    drafted.reset()
+    before = drafted.spec_stats["drafted"]
+    got = drafted.generate(GenerationRequest([(prompt, False)], 32), threading.Event())
+    assert got.text == want.text and got.generated_tokens > 2
+    assert drafted.spec_stats["drafted"] == before and "drafted" not in got.extra
+    assert drafted.spec_stats["draft_behind"] >= 1
+    draft = drafted._draft
+    assert draft is not None and draft.cached_tokens < got.prompt_tokens // 2
+    # With time to catch up, the next request drafts.
+    monkeypatch.setattr(llama, "DRAFT_CATCHUP_S", 60.0)
+    again = drafted.generate(GenerationRequest([(prompt, False)], 32), threading.Event())
+    assert again.text == want.text
+    assert draft.cached_tokens >= got.prompt_tokens
+
+
 def test_a_draft_with_another_vocabulary_is_refused(small_model: Path, default_model: Path) -> None:
     """Qwen's token ids mean other text in SmolLM2's vocabulary: drafting stays off, the model
     still serves, and info() says why."""
@@ -143,6 +172,7 @@ def test_the_draft_model_loads_in_the_model_process(small_model: Path) -> None:
     model must load there too."""
     eng = create_process_engine(settings(SMALL_ID, draftModel=SMALL_ID, draftTokens=4))
     try:
+        eng.warm([(repo_prompts()[1], False)], threading.Event())
         res = eng.generate(GenerationRequest([(repo_prompts()[1], False)], 16), threading.Event())
         assert res.text
         info = eng.info()

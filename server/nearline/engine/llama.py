@@ -150,6 +150,20 @@ DRAFT_P_MIN = 0.75
 """A draft model stops drafting at a token it gives less than this probability (llama.cpp's
 own default for its draft models): an unlikely token is likely rejected, and every token
 after a rejected one is wasted work for both models."""
+DRAFT_CATCHUP_S = 0.25
+"""Time one request may spend bringing a draft model that is far behind (a prompt restored from
+disk, a file not warmed up) up to the prompt; what it reads stays in its cache for the next
+request, and until it has caught up the main model decodes alone."""
+
+
+class _Until:
+    """A cancel flag that also fires at a deadline (``is_set`` is all prefill asks of it)."""
+
+    def __init__(self, cancel: threading.Event, seconds: float) -> None:
+        self.cancel, self.end = cancel, time.monotonic() + seconds
+
+    def is_set(self) -> bool:
+        return self.cancel.is_set() or time.monotonic() > self.end
 
 
 def context_window(entry: ModelEntry, settings: Settings) -> int:
@@ -449,6 +463,7 @@ class LlamaEngine:
                 log.warning("KV states on disk are off: %s", exc)
         self.spec_stats: dict[str, Any] = {"drafted": 0, "accepted": 0, "batches": 0}
         self._draft: LlamaEngine | None = None
+        self._draft_caught_up = False
         self.draft_error: str | None = None
         if opts.draft_path is not None:
             self._load_draft(opts.draft_path)
@@ -728,9 +743,10 @@ class LlamaEngine:
             res.extra["restored_ms"] = round((time.monotonic() - t0) * 1000, 1)
         if self._draft is not None:
             # The draft model reads the prompt when it first drafts (a line the model ends at
-            # once never needs it); its state follows the document like ours.
+            # once never needs it; see _draft_ready); its state follows the document like ours.
             self._draft._switch_to(req.doc, tokens)
             draft_ms = self.spec_stats["draft_ms"]
+            self._draft_caught_up = False
         if disk := self._restore_from_disk(tokens):
             res.extra["disk_restored"] = disk
             res.extra["disk_ms"] = self.disk_stats["load_ms"]
@@ -918,7 +934,7 @@ class LlamaEngine:
             log.warning("%s; speculative decoding by a draft model is off", self.draft_error)
             return
         self._draft = draft
-        self.spec_stats.update(draft_ms=0.0, draft_prompt_tokens=0)
+        self.spec_stats.update(draft_ms=0.0, draft_prompt_tokens=0, draft_behind=0)
 
     def _vocab_mismatch(self, other: LlamaEngine) -> str:
         if other._n_vocab != self._n_vocab:
@@ -942,6 +958,26 @@ class LlamaEngine:
             self.spec_stats["draft_prompt_tokens"] += d.prefill(tokens, cancel)[1]
         finally:
             self.spec_stats["draft_ms"] += (time.perf_counter() - t0) * 1000
+
+    def _draft_ready(self, cancel: threading.Event) -> bool:
+        """Whether the draft model's cache is within one batch of ours. Far behind, it reads
+        for at most DRAFT_CATCHUP_S once per request: a cold read by the draft model would
+        delay this line more than its drafts can save."""
+        d = self._draft
+        assert d is not None
+        if len(self._cached) - common_prefix(d._cached, self._cached) <= self.opts.n_batch:
+            return True
+        if self._draft_caught_up:
+            return False
+        self._draft_caught_up = True
+        try:
+            self._draft_sync(self._cached, _Until(cancel, DRAFT_CATCHUP_S))  # type: ignore[arg-type]
+        except Cancelled:
+            if cancel.is_set():
+                raise
+            self.spec_stats["draft_behind"] += 1
+            return False
+        return True
 
     def _model_draft(self, tok: int, k: int, cancel: threading.Event) -> list[int]:
         """Up to ``k`` tokens the draft model writes greedily after our cache and ``tok``; it
@@ -990,7 +1026,8 @@ class LlamaEngine:
         room = n_ctx - len(self._cached) - 2
         if self._draft is not None:
             k = min(self.opts.draft_tokens or DRAFT_MODEL_TOKENS, self.opts.n_batch - 1, room)
-            draft = self._model_draft(tok, k, cancel) if k > 0 else []
+            ready = k > 0 and self._draft_ready(cancel)
+            draft = self._model_draft(tok, k, cancel) if ready else []
         else:
             k = min(self.opts.draft_tokens, self.opts.n_batch - 1, room)
             draft = lookup_draft([*self._cached, tok], k) if k > 0 else []

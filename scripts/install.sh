@@ -135,4 +135,8 @@ if [[ -n "$AVX512_WHEEL" && ! -f "$CHOICE_FILE" && "${NEARLINE_SKIP_MODEL:-0}" !
     echo "nearline: could not measure the builds; keeping AVX2" >&2
   fi
 fi
+if [[ "${NEARLINE_SKIP_MODEL:-0}" != "1" ]]; then
+  # model.id auto: measured here once (with more than one model pulled), not at the first start.
+  .venv/bin/nearline models auto || echo "nearline: could not choose a model now; the server will" >&2
+fi
 echo "==> done: .venv/bin/nearline is ready"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -234,6 +235,8 @@ def cmd_models(args: argparse.Namespace) -> int:
     cat = load_catalog()
     if args.models_cmd == "inspect":
         return _models_inspect(args)
+    if args.models_cmd == "auto":
+        return _models_auto(args)
     if args.models_cmd == "list":
         for m in cat.models:
             st = status(m)
@@ -260,6 +263,31 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(entry.path)
         return 0
     raise UserError(f"unknown models command {args.models_cmd}")
+
+
+def _models_auto(args: argparse.Namespace) -> int:
+    """What ``model.id: auto`` runs on this machine and why (measuring what is not yet)."""
+    from nearline.config import Settings
+    from nearline.engine import calibrate
+    from nearline.engine.factory import auto_choice
+
+    if args.remeasure:
+        with contextlib.suppress(FileNotFoundError):
+            calibrate.cache_file().unlink()
+    settings = Settings()
+    if args.threads:
+        settings.model.threads = args.threads
+    choice = auto_choice(settings, measure=True)
+    if args.json:
+        print(json.dumps(choice.as_dict(), indent=2))
+        return 0
+    for c in choice.calibrations:
+        print(
+            f"{c.model_id:<40} warm p50 {c.warm_p50_ms:6.0f} ms  p95 {c.warm_p95_ms:6.0f} ms  "
+            f"prompt {c.prompt_tps:6.1f} t/s  generation {c.gen_tps:5.1f} t/s"
+        )
+    print(f"auto: {choice.model_id} ({choice.reason})")
+    return 0
 
 
 def _models_inspect(args: argparse.Namespace) -> int:
@@ -484,6 +512,12 @@ def build_parser() -> argparse.ArgumentParser:
         )
         if name == "pull":
             mp.add_argument("--force", action="store_true")
+    ma = msub.add_parser(
+        "auto", help="which model `model.id: auto` runs here and why (measures once per machine)"
+    )
+    ma.add_argument("--remeasure", action="store_true", help="forget earlier measurements")
+    ma.add_argument("--threads", type=int, default=None)
+    ma.add_argument("--json", action="store_true")
     mi = msub.add_parser("inspect", help="what a GGUF file says: tokens, context, RoPE, format")
     mi.add_argument("file", help="a GGUF file (or a catalog id)")
     mi.add_argument("--json", action="store_true")

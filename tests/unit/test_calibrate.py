@@ -113,3 +113,23 @@ def test_auto_resolves_without_measuring_on_the_request_path(
     assert measured == [large.id]
     s.model.id = small.id  # an explicit id is never second-guessed
     assert factory.resolve_model(s)[0].id == small.id
+
+
+def test_models_auto_says_what_runs_and_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nearline.cli import main
+    from nearline.engine import factory
+    from nearline.weights import catalog as cat
+
+    monkeypatch.setenv("NEARLINE_MODELS_DIR", str(tmp_path))
+    monkeypatch.setattr(factory, "_auto_choices", {})
+    assert main(["models", "auto"]) == 0
+    assert "the catalog's default" in capsys.readouterr().out  # nothing pulled yet
+    small = cat.load_catalog().get("qwen2.5-coder-0.5b-instruct-q4_k_m")
+    with open(small.path, "wb") as f:
+        f.truncate(small.size or 1)
+    monkeypatch.setattr(factory, "_auto_choices", {})
+    assert main(["models", "auto", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert '"chosen": "qwen2.5-coder-0.5b-instruct-q4_k_m"' in out and "the only model" in out

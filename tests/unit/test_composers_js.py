@@ -220,3 +220,10 @@ def test_path_distance_puts_the_stub_of_imported_names_nearest() -> None:
     assert got[-1].path == "src/util.ts" and got[-1].truncated
     assert got[-1].text.startswith("export function computeTotal(items: number[], start = 0)")
     assert "filler" not in got[-1].text
+
+
+def test_a_class_on_one_line_is_its_own_stub() -> None:
+    from nearline.completion.composers import js_outline
+
+    out = js_outline("export class K { m() {} }\n", frozenset({"K"}))
+    assert out == "export class K { m() {} }\n"

@@ -157,6 +157,16 @@ def test_binary_and_oversize(repo: Path) -> None:
     assert idx.last_scan["skipped_oversize"] == 1
 
 
+def test_a_notebook_is_never_indexed_as_code(repo: Path) -> None:
+    """A notebook's file is JSON around its cells; the editor sends the cells themselves."""
+    write(repo, "analysis.ipynb", '{"cells": [{"source": ["x = 1"]}], "nbformat": 4}\n')
+    write(repo, "ok.py", "y = 2\n")
+    idx = WorkspaceIndex([repo])
+    idx.scan()
+    assert rels(idx) == ["ok.py"]
+    assert idx.last_scan["skipped_container"] == 1
+
+
 @needs_symlinks
 def test_symlinks(tmp_path: Path, repo: Path) -> None:
     outside = tmp_path / "outside"

@@ -279,7 +279,7 @@ async def test_syntax_check_setting() -> None:
     assert svc.stats.shown_checked == 1 and svc.stats.shown_parsed == 0
     # Languages without a grammar are cleaned, not checked.
     out = await svc.complete(
-        Query(uri="file:///w/n.md", text="x = \n", line=0, col=4, rel="n.md", language="markdown")
+        Query(uri="file:///w/n.toml", text="x = \n", line=0, col=4, rel="n.toml", language="toml")
     )
     assert [(s.text, s.parses) for s in out.suggestions] == [("compute(a, b))", None)]
     svc.close()

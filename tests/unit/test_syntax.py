@@ -1,4 +1,4 @@
-"""Gating, cleaning and the syntax check (syntax.py) with the real tree-sitter grammars.
+"""Gating, cleaning and the syntax check (completion/syntax/) with the real tree-sitter grammars.
 
 Tables use ``‸`` for the cursor. Each row is a real-looking line (or document) of its language,
 multi-byte text included.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from nearline import languages
 from nearline.completion import syntax
 from nearline.completion.syntax import (
     SyntaxDocs,
@@ -16,6 +17,7 @@ from nearline.completion.syntax import (
     gate_reason,
     parses_in_window,
     should_complete,
+    trees,
 )
 
 CURSOR = "‸"
@@ -391,7 +393,7 @@ def test_far_openers_stand_for_themselves() -> None:
 
 # -- per-document trees -------------------------------------------------------------------
 def _sexp(language: str, text: str) -> str:
-    return str(syntax._parser(language).parse(text.encode("utf-8")).root_node)
+    return str(trees.parser_for(language).parse(text.encode("utf-8")).root_node)
 
 
 @pytest.mark.parametrize("encoding", ["utf-16", "utf-8", "utf-32"])
@@ -454,6 +456,6 @@ def test_documents_without_a_grammar_get_no_tree() -> None:
 
 
 def test_every_listed_language_has_its_grammar() -> None:
-    for language, spec in syntax.LANGUAGES.items():
-        assert spec.checked
+    for language, info in languages.CHECKED.items():
+        assert info.checked
         assert syntax.has_grammar(language), language

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import threading
 import time
 from collections import OrderedDict, deque
@@ -41,18 +40,25 @@ from nearline.completion.syntax import (
     clean,
     clean_suggestion,
     gate_reason,
-    neighbours,
-    spec_for,
+    neighbours_at,
 )
 from nearline.config import Settings
-from nearline.engine.factory import EngineFactory, create_engine, resolve_model
+from nearline.engine.factory import (
+    EngineFactory,
+    auto_choice,
+    create_engine,
+    is_auto,
+    resolve_model,
+)
 from nearline.engine.formats import choose_format
 from nearline.engine.llama import Engine, GenerationRequest, GenerationResult, context_window
 from nearline.engine.worker import WorkerCrashed
+from nearline.languages import language_info
 from nearline.weights.catalog import ModelEntry, PromptFormat, load_catalog
 from nearline.weights.download import ModelError
 from nearline.workspace.index import language_for
 from nearline.workspace.secrets import PRIVATE_KEY_BLOCK, is_secret_path, redact_slice, secret_spans
+from nearline.workspace.snapshot import replace_surrogates
 
 __all__ = ["CompletionService", "OutOfRange", "Query", "clean_suggestion", "split_at_cursor"]
 
@@ -130,6 +136,10 @@ class Counters:
     speculated: int = 0
     """Answers from next-line speculation."""
     crashes: int = 0
+    untriggered: int = 0
+    """Requests not asked for by the user in ``completion.trigger: manual`` (no model run)."""
+    language_off: int = 0
+    """Requests in a language switched off (``completion.languages`` / ``disabledLanguages``)."""
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -229,7 +239,6 @@ CHARS_PER_TOKEN_BOUND = 16
 SECRET_MARGIN = 4096
 # Bracket matching and typing-through look at this much of the cursor's line on each side.
 LINE_CONTEXT = 4096
-_SURROGATES = re.compile("[\ud800-\udfff]")
 # Recently used documents remembered for the ring-buffer composer.
 RECENT_DOCS = 32
 _KEY_BEGIN = "-----BEGIN"
@@ -350,8 +359,12 @@ class CompletionService:
         index: RepoSource | None = None,
         count_tokens: CountTokens | None = None,
         on_message: MessageSink | None = None,
+        on_generating: Callable[[str, bool], None] | None = None,
     ) -> None:
         self.settings = settings
+        # (uri, True) when a model run starts for a request, (uri, False) when it ends: the
+        # LSP layer shows it ("generating").
+        self._on_generating = on_generating or (lambda uri, running: None)
         self._engine_factory = engine_factory or create_engine
         self.index = index
         self._count_override = count_tokens
@@ -388,6 +401,12 @@ class CompletionService:
     def model_entry(self) -> ModelEntry:
         return load_catalog().get(self.settings.model.id)
 
+    def model_choice(self) -> dict[str, Any] | None:
+        """What ``model.id: auto`` chose and why; None when a model was named."""
+        if not is_auto(self.settings.model) or self.settings.engine.backend != "local":
+            return None
+        return auto_choice(self.settings).as_dict()
+
     def prompt_format(self) -> PromptFormat:
         ms = self.settings.model
         return choose_format(self.model_entry(), ms.path, ms.format)[0]
@@ -413,13 +432,26 @@ class CompletionService:
         else:
             loop.call_soon_threadsafe(self._on_message, level, text)
 
+    def expect_start(self) -> None:
+        """``start()`` follows soon (the server asks the client for its settings first):
+        requests meanwhile wait for the model as they do while it loads."""
+        self.state = "loading"
+        self._load_task = asyncio.get_running_loop().create_future()
+
     async def start(self) -> None:
         """Load the model in the worker; safe to call again after settings change."""
         loop = asyncio.get_running_loop()
         self._loop = loop
         self.state, self.error = "loading", None
-        self._load_task = loop.run_in_executor(self._worker, self._load_blocking)
-        await self._load_task
+        expected, self._load_task = (
+            self._load_task,
+            loop.run_in_executor(self._worker, self._load_blocking),
+        )
+        try:
+            await self._load_task
+        finally:
+            if expected is not None and not expected.done():
+                expected.set_result(None)  # what waited for expect_start waits no longer
 
     def _load_blocking(self) -> None:
         old, self.engine = self.engine, None
@@ -545,10 +577,10 @@ class CompletionService:
         spans = [(a + lo, b + lo) for a, b in secret_spans(text[lo:hi])]
         # A lone surrogate (a client may send one) cannot be tokenized: one U+FFFD each keeps
         # every length the same.
-        prefix = _SURROGATES.sub("\ufffd", redact_slice(text, spans, start, cur.offset))
+        prefix = replace_surrogates(redact_slice(text, spans, start, cur.offset))
         if not fmt.has_fim:
             return prefix, None
-        suffix = _SURROGATES.sub("\ufffd", redact_slice(text, spans, cur.offset, end))
+        suffix = replace_surrogates(redact_slice(text, spans, cur.offset, end))
         return prefix, suffix
 
     def build_prompt(self, q: Query) -> Prompt:
@@ -679,6 +711,9 @@ class CompletionService:
         t0 = time.perf_counter()
         if not self.settings.completion.enabled:
             return Outcome(source="gated")
+        if not self.language_enabled(q):
+            self.stats.language_off += 1
+            return Outcome(source="gated", reason="language off")
         cur = locate(q.text, q.line, q.col, q.offset)
         self.note_used(q.rel)
         # Cleaning and typing-through need only the cursor's surroundings, not a 2 MB line.
@@ -771,7 +806,7 @@ class CompletionService:
             return "secret file"
         c = self.settings.completion
         scope = None
-        if spec_for(language) is not None and not (c.in_comments and c.in_strings):
+        if language_info(language) is not None and not (c.in_comments and c.in_strings):
             try:
                 scope = self.syntax.scope(q.uri, language, q.text, q.line, q.col)
             except Exception:
@@ -822,12 +857,21 @@ class CompletionService:
             if self._model_cancel is not None:
                 self._model_cancel.set()
             self._model_cancel = turn.cancel
+            submitted = time.perf_counter()
             fut = loop.run_in_executor(self._worker, self._run_engine, engine, req, turn.cancel)
             self.inflight += 1
+            self._on_generating(q.uri, True)
             try:
-                return await fut
+                result = await fut
             finally:
                 self.inflight -= 1
+                self._on_generating(q.uri, False)
+            # Time spent before the engine started on it: the model thread was finishing a
+            # warm-up, a speculation or an older request (bench latency's breakdown reads it).
+            result.extra.setdefault(
+                "wait_s", max(0.0, time.perf_counter() - submitted - result.total_s)
+            )
+            return result
         except asyncio.CancelledError:
             # $/cancelRequest: pygls cancels this task; the flag stops the engine within a token.
             turn.cancel.set()
@@ -886,6 +930,9 @@ class CompletionService:
                 "source": "model", "prompt": result.prompt_tokens,
                 "evaluated": result.evaluated_tokens, "generated": result.generated_tokens,
                 "stop": result.stop_reason, "latency_ms": round(out.latency_s * 1000, 1),
+                "read_ms": round(result.prompt_s * 1000, 1),
+                "engine_ms": round(result.total_s * 1000, 1),
+                "wait_ms": round(float(result.extra.get("wait_s", 0.0)) * 1000, 1),
                 "alternatives": len(result.alternatives), "shown": len(out.suggestions),
                 "parses": [s.parses for s in out.suggestions],
             })  # fmt: skip
@@ -896,7 +943,7 @@ class CompletionService:
         """Clean and check the model's line and its alternatives; keep the distinct survivors,
         most probable first, up to ``completion.candidates``."""
         c = self.settings.completion
-        above, below = neighbours(q.text.split("\n"), q.line)
+        above, below = neighbours_at(q.text, locate(q.text, q.line, q.col, q.offset).offset)
         ended = result.stop_reason in ("eol", "eog", "stop")
         raws = [(result.text, ended)] + [(t, True) for t, _ in result.alternatives]
         out: list[Suggestion] = []
@@ -968,10 +1015,21 @@ class CompletionService:
             self._next_id += 1
             st.nextline = {q.line + 1: NextLine(accepted, text, f"s{self._next_id}")}
 
+    def language_enabled(self, q: Query) -> bool:
+        """Whether completions run in ``q``'s language (``completion.languages`` and
+        ``completion.disabledLanguages``)."""
+        return self.settings.completion.enabled_for(q.language or language_for(q.rel or q.uri))
+
+    def untriggered(self) -> None:
+        """A request the user did not ask for, in manual trigger mode: counted, not run."""
+        self.stats.untriggered += 1
+
     async def warm(self, q: Query) -> int:
         """Read ``q``'s prompt into the KV cache in the background (a document was opened), so
         the first real request there pays only for what differs. Preempted by any request."""
         if self.state != "ready" or self.engine is None or self.inflight:
+            return 0
+        if not self.language_enabled(q):
             return 0
         self._warm_cancel.set()
         cancel = self._warm_cancel = threading.Event()

@@ -5,7 +5,8 @@ service's model worker). The LSP never blocks on it: the service awaits the work
 ``threading.Event`` set on cancel is checked between prompt batches and between tokens, so a
 cancelled request stops within one batch / one token.
 
-Prompt processing is the cost on a CPU (~195 tokens/s here against ~27 generated tokens/s), so
+Prompt processing is the cost on a CPU (several times the tokens a second of generation, but
+there are hundreds of prompt tokens to a few generated ones), so
 every request reuses the longest common token prefix with what is already in the KV cache and
 evaluates only the rest. We drive llama.cpp's low-level API ourselves instead of
 ``Llama.generate``: that gives cancellation inside a long prompt, greedy sampling without the
@@ -37,9 +38,9 @@ log = logging.getLogger(__name__)
 # llama.cpp's CPU threads meet at OpenMP barriers, and OpenMP's default is to spin while waiting.
 # On a laptop something else always holds a core now and then (the editor, a browser, a build):
 # a spinning thread then burns its core while the thread it waits for is descheduled, and every
-# barrier stalls. `nearline bench threads` on a 2-core machine, 2 threads, median prompt
-# speed: idle 202 tokens/s spinning vs 198 passive; beside one busy process 91 vs 108, and with
-# several busy processes 29-36 vs 98-183. libgomp reads this when
+# barrier stalls. Waiting passively costs nothing measurable on an idle machine and wins as
+# soon as another process is busy (`nearline bench threads` measures both; the figures are in
+# the README and CHANGELOG). libgomp reads this when
 # llama.cpp's library loads, so it is set before any ``import llama_cpp`` (all are lazy, below)
 # and model processes started from here inherit it. A user's own setting wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

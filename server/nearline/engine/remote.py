@@ -136,7 +136,9 @@ class _Progress:
 
 
 @dataclass(frozen=True)
-class _Spec:
+class _Call:
+    """One completion call to the server: the prompt string and how to end it."""
+
     prompt: str
     max_tokens: int
     single_line: bool
@@ -396,12 +398,12 @@ class RemoteEngine:
         prog.text = text
         return False
 
-    async def _stream(self, spec: _Spec, prog: _Progress) -> None:
+    async def _stream(self, call: _Call, prog: _Progress) -> None:
         url = self.opts.base_url + "/completions"
-        single_line = spec.single_line
+        single_line = call.single_line
         try:
             await self._probe()
-            body = self._body(spec.prompt, spec.max_tokens, single_line)
+            body = self._body(call.prompt, call.max_tokens, single_line)
             headers = {**self._headers(), "Accept": "text/event-stream"}
             async with self._http().stream("POST", url, json=body, headers=headers) as resp:
                 prog.first_byte_at = time.monotonic()
@@ -465,7 +467,7 @@ class RemoteEngine:
 
     async def _run(
         self,
-        spec: _Spec,
+        call: _Call,
         prog: _Progress,
         gen_timeout_s: float | None,
         cancel: threading.Event,
@@ -477,7 +479,7 @@ class RemoteEngine:
         while True:
             if cancel.is_set():
                 return "cancelled"
-            task = asyncio.ensure_future(self._stream(spec, prog))
+            task = asyncio.ensure_future(self._stream(call, prog))
             reason: StopReason | None = None
             while reason is None:
                 done, _ = await asyncio.wait({task}, timeout=POLL_S)
@@ -565,11 +567,11 @@ class RemoteEngine:
                 stop_reason="error",
                 extra={"error": self.last_error, "backoff": True, **self._take_notice()},
             )
-        spec = _Spec(self.prompt_text(req.segments), req.max_tokens, req.single_line)
+        call = _Call(self.prompt_text(req.segments), req.max_tokens, req.single_line)
         prog = _Progress()
         self.requests += 1
         try:
-            cut = self._loop.run_until_complete(self._run(spec, prog, req.timeout_s, cancel, t0))
+            cut = self._loop.run_until_complete(self._run(call, prog, req.timeout_s, cancel, t0))
         except RemoteError as exc:
             notice = self._failed(exc)
             return GenerationResult(
@@ -636,10 +638,10 @@ class RemoteEngine:
         if cancel.is_set() or time.monotonic() < self._retry_at:
             return 0
         t0 = time.monotonic()
-        spec = _Spec(self.prompt_text(segments), 1, True)
+        call = _Call(self.prompt_text(segments), 1, True)
         prog = _Progress()
         try:
-            cut = self._loop.run_until_complete(self._run(spec, prog, None, cancel, t0))
+            cut = self._loop.run_until_complete(self._run(call, prog, None, cancel, t0))
         except RemoteError as exc:
             self._pending_notice = self._failed(exc) or self._pending_notice
             return 0

@@ -1,4 +1,4 @@
-"""The language server: capabilities, document sync, handlers, commands and progress.
+"""The language server: state, protocol fixes, handlers, commands and progress.
 
 The only package that imports pygls (besides the test client in ``tools``); everything it
 answers is delegated to ``completion``.

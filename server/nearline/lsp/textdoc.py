@@ -17,11 +17,13 @@ from __future__ import annotations
 import itertools
 import logging
 import re
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
 import numpy as np
 from lsprotocol import types
+from pygls.uris import to_fs_path
 from pygls.workspace import TextDocument, Workspace
 from pygls.workspace.position_codec import PositionCodec
 
@@ -227,3 +229,11 @@ class NearlineWorkspace(Workspace):
             return
         doc.apply_change(change)
         doc.version = text_doc.version
+
+
+def fs_path(uri: str) -> Path | None:
+    """The file a ``file:`` URI names; None for other schemes (an untitled buffer)."""
+    if not uri.startswith("file:"):
+        return None
+    fs = to_fs_path(uri)
+    return Path(fs) if fs else None

@@ -38,7 +38,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import re
 import stat as statmod
 import threading
 import time
@@ -48,6 +47,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from nearline.config import IndexSettings
+from nearline.languages import language_for
 from nearline.workspace.ignore import (
     VCS_DIRS,
     IgnoreRules,
@@ -57,6 +57,7 @@ from nearline.workspace.ignore import (
     iter_parents,
 )
 from nearline.workspace.secrets import is_secret_path, redact
+from nearline.workspace.snapshot import snapshot
 
 __all__ = [
     "TEXT_CACHE_BYTES",
@@ -66,59 +67,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-# --------------------------------------------------------------------------- #
-# Languages
-# --------------------------------------------------------------------------- #
-
-# fmt: off
-_EXT_LANG: dict[str, str] = {
-    ".py": "python", ".pyi": "python", ".pyw": "python", ".pyx": "cython",
-    ".js": "javascript", ".mjs": "javascript", ".cjs": "javascript", ".jsx": "javascriptreact",
-    ".ts": "typescript", ".mts": "typescript", ".cts": "typescript", ".tsx": "typescriptreact",
-    ".go": "go", ".rs": "rust", ".java": "java", ".kt": "kotlin", ".kts": "kotlin",
-    ".scala": "scala", ".groovy": "groovy", ".gradle": "groovy",
-    ".c": "c", ".h": "c", ".cc": "cpp", ".cpp": "cpp", ".cxx": "cpp", ".hpp": "cpp",
-    ".hh": "cpp", ".hxx": "cpp", ".ipp": "cpp", ".cu": "cuda", ".cuh": "cuda",
-    ".m": "objective-c", ".mm": "objective-cpp", ".swift": "swift",
-    ".cs": "csharp", ".fs": "fsharp", ".vb": "vb",
-    ".rb": "ruby", ".php": "php", ".pl": "perl", ".pm": "perl", ".lua": "lua",
-    ".r": "r", ".jl": "julia", ".dart": "dart", ".ex": "elixir", ".exs": "elixir",
-    ".erl": "erlang", ".hrl": "erlang", ".hs": "haskell", ".ml": "ocaml", ".mli": "ocaml",
-    ".clj": "clojure", ".cljs": "clojure", ".elm": "elm", ".zig": "zig", ".nim": "nim",
-    ".v": "verilog", ".sv": "systemverilog", ".vhd": "vhdl", ".vhdl": "vhdl",
-    ".sh": "shellscript", ".bash": "shellscript", ".zsh": "shellscript", ".fish": "fish",
-    ".ps1": "powershell", ".bat": "bat", ".cmd": "bat",
-    ".sql": "sql", ".graphql": "graphql", ".gql": "graphql", ".proto": "proto",
-    ".html": "html", ".htm": "html", ".css": "css", ".scss": "scss", ".sass": "sass",
-    ".less": "less", ".vue": "vue", ".svelte": "svelte", ".astro": "astro",
-    ".json": "json", ".jsonc": "jsonc", ".json5": "json5", ".yaml": "yaml", ".yml": "yaml",
-    ".toml": "toml", ".ini": "ini", ".cfg": "ini", ".conf": "ini", ".xml": "xml",
-    ".md": "markdown", ".markdown": "markdown", ".mdx": "mdx", ".rst": "restructuredtext",
-    ".tex": "latex", ".txt": "text", ".csv": "csv", ".tf": "terraform", ".hcl": "hcl",
-    ".nix": "nix", ".cmake": "cmake", ".mk": "makefile", ".dockerfile": "dockerfile",
-}
-_NAME_LANG: dict[str, str] = {
-    "Makefile": "makefile", "makefile": "makefile", "GNUmakefile": "makefile",
-    "Dockerfile": "dockerfile", "Containerfile": "dockerfile", "CMakeLists.txt": "cmake",
-    "Jenkinsfile": "groovy", "Rakefile": "ruby", "Gemfile": "ruby", "BUILD": "starlark",
-    "WORKSPACE": "starlark", "BUILD.bazel": "starlark", ".gitignore": "ignore",
-}
-# fmt: on
-
-
-def language_for(name: str) -> str:
-    """Language id for a file name (LSP ids where there is one), ``"text"``
-    when unknown."""
-    base = name.rsplit("/", 1)[-1]
-    lang = _NAME_LANG.get(base)
-    if lang is not None:
-        return lang
-    dot = base.rfind(".")
-    if dot > 0:
-        return _EXT_LANG.get(base[dot:].lower(), "text")
-    return "text"
-
 
 # --------------------------------------------------------------------------- #
 # Public data
@@ -191,8 +139,12 @@ class _Root:
     rules: IgnoreRules
 
 
-_SURROGATES = re.compile("[\ud800-\udfff]")
 _O_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+
+
+# Files whose text is a container of code, not code: a notebook is JSON around its cells (the
+# editor sends the cells themselves, see completion/notebook.py). Never indexed.
+CONTAINERS = frozenset({"jupyter"})
 
 
 def _read_capped(path: str, expected: int, limit: int) -> bytes:
@@ -280,6 +232,9 @@ class WorkspaceIndex:
         self._version = 0
         self._current: Path | None = None
         self._current_dirty = False
+        # The current document's newest text, not yet redacted into its overlay (set_overlay).
+        self._pending: dict[Path, str] = {}
+        self._overlay_lock = threading.Lock()  # serialises overlay updates
         self.last_scan: dict[str, float | int] = {}
 
     # ------------------------------------------------------------------ paths
@@ -328,6 +283,8 @@ class WorkspaceIndex:
         limit = self.settings.max_file_bytes
         if st.st_size > limit:
             return "oversize"
+        if language_for(rel) in CONTAINERS:
+            return "container"
         read_ns = time.time_ns()
         try:
             data = _read_capped(abs_s, st.st_size, limit)
@@ -780,6 +737,7 @@ class WorkspaceIndex:
     def files(self, language: str | None = None) -> list[FileEntry]:
         """Indexed files (open documents' overlays applied), sorted by
         ``(rel, root)``."""
+        self._settle()
         with self._lock:
             out = []
             for p in self._sorted_keys():
@@ -790,10 +748,12 @@ class WorkspaceIndex:
 
     def count(self) -> int:
         """Number of indexed files (what ``len(files())`` would give)."""
+        self._settle()
         with self._lock:
             return sum(1 for p in self._sorted_keys() if self._eff(p) is not None)
 
     def get(self, path: Path | str) -> FileEntry | None:
+        self._settle()
         p = self._key(path)
         with self._lock:
             return self._eff(p)
@@ -802,6 +762,7 @@ class WorkspaceIndex:
         """``(entry, text)`` consistent with each other; the entry is None for
         an open document that is not indexable (ignored, too big, outside the
         workspace).  None when there is no text to give."""
+        self._settle()
         p = self._key(path)
         with self._lock:
             ov = self._overlays.get(p)
@@ -887,6 +848,8 @@ class WorkspaceIndex:
         """The document being edited: its overlay edits don't bump
         :attr:`version` (the composer reads it directly)."""
         p = None if path is None else self._key(path)
+        if p != self._current:
+            self._settle()
         with self._lock:
             if p != self._current:
                 if self._current_dirty:
@@ -896,7 +859,33 @@ class WorkspaceIndex:
 
     def set_overlay(self, path: Path | str, text: str) -> None:
         """An open document's (unsaved) text; wins over disk until dropped.
-        Costs one redaction pass over ``text`` (skipped if it is unchanged)."""
+        Costs one redaction pass over ``text`` (skipped if it is unchanged).
+        For the current document (:meth:`set_current`) the pass waits until
+        something reads the index or another document becomes current: the
+        composers never read the current document from here, so typing in it
+        costs no redaction per keystroke. Until then readers see its previous
+        version, redacted like every other."""
+        p = self._key(path)
+        with self._lock:
+            if p == self._current and p in self._overlays:
+                self._pending[p] = text
+                return
+        with self._overlay_lock:
+            with self._lock:
+                self._pending.pop(p, None)
+            self._apply_overlay(path, text)
+
+    def _settle(self) -> None:
+        """Take the current document's pending text into its overlay."""
+        if not self._pending:
+            return
+        with self._overlay_lock:
+            with self._lock:
+                pending, self._pending = self._pending, {}
+            for p, text in pending.items():
+                self._apply_overlay(p, text)
+
+    def _apply_overlay(self, path: Path | str, text: str) -> None:
         loc = self._locate(path)
         abs_s = loc[2] if loc is not None else os.path.abspath(os.fspath(path))
         p = Path(abs_s)
@@ -912,7 +901,7 @@ class WorkspaceIndex:
         else:
             # A client may send lone surrogates; they cannot be encoded or tokenized. One
             # U+FFFD each keeps the text's length.
-            clean = text if text.isascii() else _SURROGATES.sub("\ufffd", text)
+            clean = snapshot(text).clean
             red = redact(clean)
             if red.mostly_secret:
                 ov = _Overlay(None, "", None)
@@ -941,7 +930,11 @@ class WorkspaceIndex:
         self._put_overlay(p, ov)
 
     def drop_overlay(self, path: Path | str) -> None:
-        self._put_overlay(self._key(path), None)
+        p = self._key(path)
+        with self._overlay_lock:
+            with self._lock:
+                self._pending.pop(p, None)
+            self._put_overlay(p, None)
 
     def _put_overlay(self, p: Path, ov: _Overlay | None) -> None:
         with self._lock:

@@ -46,7 +46,9 @@ class ModelSettings:
     """The prompt format: ``auto`` (the catalog's for a catalog file, else read from the GGUF's
     own tokens) or the name of a known format, which overrides what was detected."""
     context_length: int | None = None
-    """llama.cpp context window (n_ctx); default from the catalog entry."""
+    """llama.cpp context window (n_ctx); ``None``: large enough for the prompt budget and the
+    completion (at least the catalog entry's). RoPE scaling (YaRN) switches on by itself only
+    past the model's trained context."""
     gpu_layers: int | None = None
     """Layers to offload; ``None`` = all when the build supports GPU offload, else 0."""
     threads: int | None = None
@@ -65,8 +67,13 @@ class ModelSettings:
     """Disk space for saved KV states (0 = off): after an editor restart, a file's prompt is
     restored from disk instead of read again. In the user cache directory, LRU within the cap."""
     draft_tokens: int = 0
-    """Prompt-lookup speculative decoding: draft up to this many tokens copied from the prompt
-    and verify them in one batch (0 = off)."""
+    """Speculative decoding: draft up to this many tokens and verify them in one batch. Without
+    ``draft_model`` the drafts are copied from the prompt (prompt lookup; 0 = off); with it,
+    the draft model writes them (0 = its default, 6)."""
+    draft_model: str | None = None
+    """A small model sharing the main model's vocabulary (a catalog id or a GGUF path) that
+    drafts tokens for the main model to verify in one batch; the text is the main model's own
+    greedy line. ``None``: off."""
 
 
 @dataclass(kw_only=True)
@@ -269,6 +276,7 @@ _CHECKS: dict[tuple[str, str], Callable[[Any], str | None]] = {
     ("model", "state_cache_mb"): _int_range(0, 1 << 16),
     ("model", "disk_cache_mb"): _int_range(0, 1 << 20),
     ("model", "draft_tokens"): _int_range(0, 16),
+    ("model", "draft_model"): _non_empty,
     ("model", "path"): _existing_file,
     ("model", "format"): _one_of(PROMPT_FORMATS),
     ("completion", "max_tokens"): _int_range(1, 512),

@@ -26,6 +26,7 @@ export const SERVER_KEYS: Readonly<Record<string, readonly string[]>> = {
     'stateCacheMb',
     'diskCacheMb',
     'draftTokens',
+    'draftModel',
   ],
   completion: [
     'enabled',

@@ -33,6 +33,7 @@ from nearline.completion.cursor import (
 )
 from nearline.completion.prompt import Prompt, PromptPart, RepoFile, file_parts, repo_parts
 from nearline.config import Settings
+from nearline.engine.llama import context_window
 from nearline.languages import language_for
 from nearline.weights.catalog import ModelEntry, PromptFormat
 from nearline.workspace.secrets import is_secret_path, redact_slice, secret_spans
@@ -68,7 +69,7 @@ class PromptBuilding:
     def budget(self) -> int:
         entry = self.model_entry()
         total = self.settings.context.budget_tokens or entry.budget_tokens
-        n_ctx = self.settings.model.context_length or entry.context_length
+        n_ctx = context_window(entry, self.settings)
         max_tokens = self.settings.completion.max_tokens
         return max(64, min(total, n_ctx - 1) - max_tokens)
 

@@ -7,6 +7,7 @@ called imports llama.cpp, the model process's code, or the remote client.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import shutil
 import subprocess
@@ -30,6 +31,7 @@ __all__ = [
     "create_process_engine",
     "create_remote_engine",
     "engine_builder",
+    "resolve_draft",
     "resolve_model",
 ]
 
@@ -170,14 +172,49 @@ def _verified_model(settings: Settings) -> tuple[ModelEntry, Path, PromptFormat,
     return entry, path, choose_format(entry, None, settings.model.format)[0], entry.id
 
 
+def resolve_draft(settings: Settings) -> Path | None:
+    """The file of ``model.draftModel`` (a catalog id, verified like the main model, or a GGUF
+    path), or None when drafting by a model is off; raises ``ModelError`` with a fix."""
+    from nearline.weights.download import check_gguf, ensure_verified
+
+    name = settings.model.draft_model
+    if not name:
+        return None
+    catalog = load_catalog()
+    if name in {m.id for m in catalog.models}:
+        entry = catalog.get(name)
+        return ensure_verified(entry, entry.path)
+    path = Path(name).expanduser()
+    if not path.exists():
+        raise ModelError(
+            f"model.draftModel {name!r} is neither a catalog model id nor an existing GGUF file"
+        )
+    check_gguf(path)
+    return path
+
+
+def _model_settings(entry: ModelEntry, settings: Settings) -> ModelSettings:
+    """The model settings the load uses: the window resolved from the whole settings (the
+    prompt budget and the completion length live outside ``model``)."""
+    from nearline.engine.llama import context_window
+
+    return dataclasses.replace(settings.model, context_length=context_window(entry, settings))
+
+
 def build_llama_engine(
-    entry: ModelEntry, path: Path, ms: ModelSettings, fmt: PromptFormat, label: str
+    entry: ModelEntry,
+    path: Path,
+    ms: ModelSettings,
+    fmt: PromptFormat,
+    label: str,
+    draft_path: Path | None = None,
 ) -> Engine:
-    """Load a verified model with llama.cpp, in whichever process calls it (the server, or the
-    model process); llama.cpp's refusal to load becomes a ``ModelError``."""
+    """Load a verified model (and its draft model) with llama.cpp, in whichever process calls
+    it (the server, or the model process); llama.cpp's refusal to load becomes a
+    ``ModelError``."""
     from nearline.engine.llama import LlamaEngine, load_options
 
-    opts = load_options(entry, path, ms)
+    opts = dataclasses.replace(load_options(entry, path, ms), draft_path=draft_path)
     try:
         return LlamaEngine(opts, fmt, label)
     except ValueError as exc:
@@ -189,15 +226,18 @@ def build_llama_engine(
 def create_local_engine(settings: Settings) -> Engine:
     """Verify and load the configured model in this process."""
     entry, path, fmt, label = _verified_model(settings)
-    return build_llama_engine(entry, path, settings.model, fmt, label)
+    draft = resolve_draft(settings)
+    return build_llama_engine(entry, path, _model_settings(entry, settings), fmt, label, draft)
 
 
 def engine_builder(settings: Settings) -> tuple[Callable[[], Engine], PromptFormat, str]:
     """Verify the configured model here; return a picklable zero-argument builder that loads
     it wherever it is called, with the model's prompt format and label."""
     entry, path, fmt, label = _verified_model(settings)
+    draft = resolve_draft(settings)
+    ms = _model_settings(entry, settings)
     return (
-        functools.partial(build_llama_engine, entry, path, settings.model, fmt, label),
+        functools.partial(build_llama_engine, entry, path, ms, fmt, label, draft),
         fmt,
         label,
     )

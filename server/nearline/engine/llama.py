@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import logging
 import os
 import threading
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from nearline.config import ModelSettings
+from nearline.config import ROPE_SCALING_TYPES, ModelSettings, Settings
 from nearline.engine.diskcache import DiskStateCache, default_dir, file_identity
 from nearline.engine.kernels import running_kernels
 from nearline.weights.catalog import ModelEntry, PromptFormat
@@ -135,18 +136,102 @@ class LoadOptions:
     model_sha256: str | None = None
     """The model file's verified hash (catalog models), which keys its states on disk; None:
     a cheap file identity is used instead (``model.path`` files)."""
+    draft_path: Path | None = None
+    """A draft model (``model.draftModel``) sharing this model's vocabulary: it writes the
+    drafts this model verifies, instead of prompt lookup."""
+
+
+WINDOW_MARGIN = 64
+"""Tokens of context kept beyond the budget and the completion: the prompt may run a few
+tokens past its budget, and a verify batch needs room for its drafts."""
+WINDOW_STEP = 256
+DRAFT_MODEL_TOKENS = 6
+"""Tokens a draft model writes per verify batch when ``model.draftTokens`` is 0."""
+DRAFT_P_MIN = 0.75
+"""A draft model stops drafting at a token it gives less than this probability (llama.cpp's
+own default for its draft models): an unlikely token is likely rejected, and every token
+after a rejected one is wasted work for both models."""
+DRAFT_CATCHUP_S = 0.25
+"""Time one request may spend bringing a draft model that is far behind (a prompt restored from
+disk, a file not warmed up) up to the prompt; what it reads stays in its cache for the next
+request, and until it has caught up the main model decodes alone."""
+
+
+class _Until:
+    """A cancel flag that also fires at a deadline (``is_set`` is all prefill asks of it)."""
+
+    def __init__(self, cancel: threading.Event, seconds: float) -> None:
+        self.cancel, self.end = cancel, time.monotonic() + seconds
+
+    def is_set(self) -> bool:
+        return self.cancel.is_set() or time.monotonic() > self.end
+
+
+def context_window(entry: ModelEntry, settings: Settings) -> int:
+    """The llama.cpp context (n_ctx) the settings call for: ``model.contextLength`` when set;
+    else room for the prompt budget, the completion and a margin, in steps of WINDOW_STEP, and
+    for a catalog model at least the catalog's window (a 1K budget keeps the tested 4K one).
+    The service budgets prompts with the same number, so the two cannot disagree."""
+    ms = settings.model
+    if ms.context_length:
+        return ms.context_length
+    budget = settings.context.budget_tokens or entry.budget_tokens
+    draft = ms.draft_tokens or (DRAFT_MODEL_TOKENS if ms.draft_model else 0)
+    need = budget + settings.completion.max_tokens + WINDOW_MARGIN + draft
+    need = -(-need // WINDOW_STEP) * WINDOW_STEP
+    # The catalog's window belongs to the catalog's file; another file may have been trained
+    # on less, and a larger window than asked for would then switch YaRN on for nothing.
+    return need if ms.path else max(need, entry.context_length)
+
+
+@dataclass(frozen=True)
+class _FileRope:
+    trained_context: int
+    freq_base: float
+    scaling: str
+    factor: float
+    orig_context: int
+
+
+def _file_rope(path: Path, entry: ModelEntry) -> _FileRope:
+    """A ``model.path`` file's own trained context and RoPE settings (its GGUF metadata; the
+    catalog entry's only for what the file does not say or when it cannot be read): the
+    catalog entry is another model's."""
+    from nearline.engine.formats import FormatError, read_with_gguf
+
+    trained, base = entry.trained_context, entry.rope.freq_base
+    scaling, factor, orig = "none", 1.0, 0
+    try:
+        info = read_with_gguf(path)
+    except (FormatError, OSError):
+        info = None
+    if info is not None:
+        trained = info.trained_context or trained
+        base = info.rope_freq_base or base
+        if info.rope_scaling in ROPE_SCALING_TYPES and info.rope_scaling != "none":
+            scaling = info.rope_scaling
+            factor = info.rope_scaling_factor or 1.0
+            orig = info.rope_orig_context or 0
+    return _FileRope(trained, base, scaling, factor, orig or trained)
 
 
 def load_options(entry: ModelEntry, path: Path, ms: ModelSettings) -> LoadOptions:
-    """Resolve load parameters: settings override the catalog; RoPE scaling switches on by itself
-    (YaRN) when the asked-for window exceeds what the model was trained on."""
+    """Resolve load parameters: settings override the model (the catalog entry, or for a
+    ``model.path`` file its own metadata); RoPE scaling switches on by itself (YaRN) only when
+    the window exceeds the trained context and the user chose no scaling."""
     import llama_cpp
 
+    if ms.path:
+        rope = _file_rope(path, entry)
+    else:
+        r = entry.rope
+        rope = _FileRope(entry.trained_context, r.freq_base, r.scaling, r.factor,
+                         r.yarn_orig_context or entry.trained_context)  # fmt: skip
     n_ctx = ms.context_length or entry.context_length
-    scaling = ms.rope_scaling or entry.rope.scaling
-    factor = ms.rope_scaling_factor or entry.rope.factor
-    if scaling == "none" and n_ctx > entry.trained_context and ms.rope_scaling is None:
-        scaling, factor = "yarn", n_ctx / entry.trained_context
+    scaling = ms.rope_scaling or rope.scaling
+    factor = ms.rope_scaling_factor or rope.factor
+    if scaling == "none" and n_ctx > rope.trained_context and ms.rope_scaling is None:
+        scaling, factor = "yarn", n_ctx / rope.trained_context
     if ms.gpu_layers is not None:
         gpu = ms.gpu_layers
     else:
@@ -157,16 +242,38 @@ def load_options(entry: ModelEntry, path: Path, ms: ModelSettings) -> LoadOption
         n_threads=ms.threads or default_threads(),
         n_gpu_layers=gpu,
         n_batch=ms.batch_size,
-        rope_freq_base=ms.rope_freq_base or entry.rope.freq_base,
+        rope_freq_base=ms.rope_freq_base or rope.freq_base,
         rope_scaling=scaling,
         rope_scaling_factor=factor,
-        yarn_orig_ctx=ms.yarn_orig_context or entry.rope.yarn_orig_context or entry.trained_context,
+        yarn_orig_ctx=ms.yarn_orig_context or rope.orig_context,
         state_cache_mb=ms.state_cache_mb,
         draft_tokens=ms.draft_tokens,
         disk_cache_mb=ms.disk_cache_mb,
         # The catalog's hash is only the file's when the file is the catalog's (verified).
         model_sha256=None if ms.path else entry.sha256,
     )
+
+
+def draft_options(opts: LoadOptions, path: Path) -> LoadOptions:
+    """Load options for the draft model at ``path`` beside a main model loaded with ``opts``:
+    the same window, threads and batch; its own RoPE (from its file; YaRN only past its own
+    trained context); no disk cache and no drafting of its own."""
+    from nearline.engine.formats import FormatError, read_with_gguf
+
+    try:
+        info = read_with_gguf(path)
+        trained, base = info.trained_context, info.rope_freq_base
+    except (FormatError, OSError):
+        trained, base = None, None
+    trained = trained or opts.n_ctx
+    scaling, factor = "none", 1.0
+    if opts.n_ctx > trained:
+        scaling, factor = "yarn", opts.n_ctx / trained
+    return dataclasses.replace(
+        opts, path=path, rope_freq_base=base or opts.rope_freq_base, rope_scaling=scaling,
+        rope_scaling_factor=factor, yarn_orig_ctx=trained, draft_tokens=0, disk_cache_mb=0,
+        model_sha256=None, draft_path=None,
+    )  # fmt: skip
 
 
 _QUIET_CB: Any = None
@@ -355,7 +462,12 @@ class LlamaEngine:
                 )
             except Exception as exc:
                 log.warning("KV states on disk are off: %s", exc)
-        self.spec_stats = {"drafted": 0, "accepted": 0, "batches": 0}
+        self.spec_stats: dict[str, Any] = {"drafted": 0, "accepted": 0, "batches": 0}
+        self._draft: LlamaEngine | None = None
+        self._draft_caught_up = False
+        self.draft_error: str | None = None
+        if opts.draft_path is not None:
+            self._load_draft(opts.draft_path)
         log.info(
             "model %s loaded in %.2fs (n_ctx=%d, threads=%d, gpu_layers=%d, rope base=%g %s x%g)",
             model_id, self.load_s, opts.n_ctx, opts.n_threads, opts.n_gpu_layers,
@@ -630,6 +742,12 @@ class LlamaEngine:
         res = GenerationResult(text="", stop_reason="eol", prompt_tokens=len(tokens))
         if self._switch_to(req.doc, tokens):
             res.extra["restored_ms"] = round((time.monotonic() - t0) * 1000, 1)
+        if self._draft is not None:
+            # The draft model reads the prompt when it first drafts (a line the model ends at
+            # once never needs it; see _draft_ready); its state follows the document like ours.
+            self._draft._switch_to(req.doc, tokens)
+            draft_ms = self.spec_stats["draft_ms"]
+            self._draft_caught_up = False
         if disk := self._restore_from_disk(tokens):
             res.extra["disk_restored"] = disk
             res.extra["disk_ms"] = self.disk_stats["load_ms"]
@@ -697,6 +815,8 @@ class LlamaEngine:
         res.total_s = time.monotonic() - t0
         if drafted:
             res.extra["drafted"], res.extra["accepted"] = drafted, accepted
+        if self._draft is not None:
+            res.extra["draft_ms"] = round(self.spec_stats["draft_ms"] - draft_ms, 1)
         if top and reason not in ("cancelled", "context_full"):
             res.alternatives = self._alternatives(req, tokens, top, res.text, cancel, deadline)
             res.total_s = time.monotonic() - t0
@@ -803,6 +923,95 @@ class LlamaEngine:
             m = float(logits[tok])
             logprob += m - (m + float(np.log(np.exp(logits - m).sum())))
 
+    # -- draft model ----------------------------------------------------------------------
+    def _load_draft(self, path: Path) -> None:
+        """Load the draft model; one whose vocabulary differs from ours cannot draft (its token
+        ids would mean other text), so it is dropped with a warning and drafting stays off."""
+        draft = LlamaEngine(draft_options(self.opts, path), self.format, path.name)
+        problem = self._vocab_mismatch(draft)
+        if problem:
+            draft.close()
+            self.draft_error = f"{path.name} cannot draft for {self.model_id}: {problem}"
+            log.warning("%s; speculative decoding by a draft model is off", self.draft_error)
+            return
+        self._draft = draft
+        self.spec_stats.update(draft_ms=0.0, draft_prompt_tokens=0, draft_behind=0)
+
+    def _vocab_mismatch(self, other: LlamaEngine) -> str:
+        if other._n_vocab != self._n_vocab:
+            return f"{other._n_vocab} tokens in its vocabulary against {self._n_vocab}"
+        # A sample across the whole vocabulary, special tokens at the end included.
+        step = max(1, self._n_vocab // 2000)
+        lib = self._lib
+        for tok in [*range(0, self._n_vocab, step), self._n_vocab - 1]:
+            mine = lib.llama_vocab_get_text(self._vocab, tok)
+            theirs = lib.llama_vocab_get_text(other._vocab, tok)
+            if bytes(mine) != bytes(theirs):
+                return f"token {tok} differs"
+        return ""
+
+    def _draft_sync(self, tokens: Sequence[int], cancel: threading.Event) -> None:
+        """Bring the draft model's KV cache to ``tokens`` (its own prefix reuse)."""
+        d = self._draft
+        assert d is not None
+        t0 = time.perf_counter()
+        try:
+            self.spec_stats["draft_prompt_tokens"] += d.prefill(tokens, cancel)[1]
+        finally:
+            self.spec_stats["draft_ms"] += (time.perf_counter() - t0) * 1000
+
+    def _draft_ready(self, cancel: threading.Event) -> bool:
+        """Whether the draft model's cache is within one batch of ours. Far behind, it reads
+        for at most DRAFT_CATCHUP_S once per request: a cold read by the draft model would
+        delay this line more than its drafts can save."""
+        d = self._draft
+        assert d is not None
+        if len(self._cached) - common_prefix(d._cached, self._cached) <= self.opts.n_batch:
+            return True
+        if self._draft_caught_up:
+            return False
+        self._draft_caught_up = True
+        try:
+            self._draft_sync(self._cached, _Until(cancel, DRAFT_CATCHUP_S))  # type: ignore[arg-type]
+        except Cancelled:
+            if cancel.is_set():
+                raise
+            self.spec_stats["draft_behind"] += 1
+            return False
+        return True
+
+    def _model_draft(self, tok: int, k: int, cancel: threading.Event) -> list[int]:
+        """Up to ``k`` tokens the draft model writes greedily after our cache and ``tok``; it
+        stops at a newline (kept: a draft only pays on this line), before a token that would
+        end the generation, and at a token it is unsure of (DRAFT_P_MIN)."""
+        import numpy as np
+
+        d = self._draft
+        assert d is not None
+        self._draft_sync([*self._cached, tok], cancel)
+        t0 = time.perf_counter()
+        out: list[int] = []
+        try:
+            while len(out) < k:
+                logits = np.ctypeslib.as_array(
+                    d._lib.llama_get_logits_ith(d.llm.ctx, -1), shape=(d._n_vocab,)
+                )
+                nxt = int(np.argmax(logits))
+                m = float(logits[nxt])
+                if 1.0 / float(np.exp(logits - m).sum()) < DRAFT_P_MIN:
+                    break
+                if nxt in self._stop_ids or self._lib.llama_vocab_is_eog(self._vocab, nxt):
+                    break
+                if self._lib.llama_vocab_is_control(self._vocab, nxt):
+                    break
+                out.append(nxt)
+                if b"\n" in self._piece(nxt) or len(out) >= k:
+                    break
+                d._eval([nxt], cancel)
+        finally:
+            self.spec_stats["draft_ms"] += (time.perf_counter() - t0) * 1000
+        return out
+
     def _advance(
         self,
         tok: int,
@@ -811,12 +1020,18 @@ class LlamaEngine:
         cancel: threading.Event,
         n_ctx: int,
     ) -> tuple[int, int]:
-        """Feed ``tok`` and decide what follows it: with prompt-lookup drafting, a batch
-        ``[tok, d1..dk]`` verifies k drafted tokens at once and every matching one is accepted;
-        otherwise one token. Returns (drafted, accepted)."""
+        """Feed ``tok`` and decide what follows it: with drafting (prompt lookup, or a draft
+        model), a batch ``[tok, d1..dk]`` verifies k drafted tokens at once and every one equal
+        to our greedy choice is accepted, so the text is exactly ours; otherwise one token.
+        Returns (drafted, accepted)."""
         room = n_ctx - len(self._cached) - 2
-        k = min(self.opts.draft_tokens, self.opts.n_batch - 1, room)
-        draft = lookup_draft([*self._cached, tok], k) if k > 0 else []
+        if self._draft is not None:
+            k = min(self.opts.draft_tokens or DRAFT_MODEL_TOKENS, self.opts.n_batch - 1, room)
+            ready = k > 0 and self._draft_ready(cancel)
+            draft = self._model_draft(tok, k, cancel) if ready else []
+        else:
+            k = min(self.opts.draft_tokens, self.opts.n_batch - 1, room)
+            draft = lookup_draft([*self._cached, tok], k) if k > 0 else []
         # A draft only pays while it stays on this line; cut it after the first newline.
         for j, d in enumerate(draft):
             if b"\n" in self._piece(d):
@@ -866,9 +1081,16 @@ class LlamaEngine:
         except Cancelled:
             return self.last_prefill[1]
         self._save_to_disk()
+        if self._draft is not None:
+            # Both caches warm: the first keystroke's drafts then cost only the draft's tokens.
+            self._draft._switch_to(doc, tokens)
+            with contextlib.suppress(Cancelled):
+                self._draft_sync(tokens, cancel)
         return evaluated
 
     def reset(self) -> None:
+        if self._draft is not None:
+            self._draft.reset()
         with contextlib.suppress(Exception):
             self.llm._ctx.kv_cache_seq_rm(-1, 0, -1)
         self._cached.clear()
@@ -922,12 +1144,29 @@ class LlamaEngine:
             },
             "draft_tokens": self.opts.draft_tokens,
             "speculative": dict(self.spec_stats),
+            "draft_model": self._draft_info(),
             "disk_cache": (
                 {**self._disk.info(), **self.disk_stats} if self._disk is not None else None
             ),
         }
 
+    def _draft_info(self) -> dict[str, Any] | None:
+        d = self._draft
+        if d is None:
+            return {"error": self.draft_error} if self.draft_error else None
+        drafted = self.spec_stats["drafted"]
+        return {
+            "model": d.model_id,
+            "path": str(d.opts.path),
+            "tokens": self.opts.draft_tokens or DRAFT_MODEL_TOKENS,
+            "load_s": round(d.load_s, 3),
+            "cached_tokens": d.cached_tokens,
+            "acceptance": round(self.spec_stats["accepted"] / drafted, 3) if drafted else None,
+        }
+
     def close(self) -> None:
+        if self._draft is not None:
+            self._draft.close()
         # What was read since the last save would otherwise be lost with the process.
         if self._disk is not None:
             try:

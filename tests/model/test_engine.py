@@ -477,25 +477,36 @@ COPY_PROMPTS = [
 ]
 
 
-def test_speculative_decoding_gives_exactly_the_greedy_line(small_model: Path) -> None:
-    """Drafts are only accepted where they equal the greedy choice, so the text must be
-    identical with drafting on and off; and on prompts that repeat themselves drafts are
-    accepted."""
+def test_speculative_decoding_gives_the_greedy_line(small_model: Path) -> None:
+    """Drafts are only accepted where they equal the greedy choice, so the text is the same
+    with drafting on and off, except where the model's two best tokens are a near tie: verifying
+    a draft computes logits in a batch, and some CPU kernels (the AVX-512 build) round a batch
+    differently from one token at a time (tests/model/test_draft.py, NEAR_TIE). On prompts that
+    repeat themselves drafts are accepted."""
+    from .test_draft import assert_near_greedy
+
     plain = create_local_engine(settings(stateCacheMb=0))
     spec = create_local_engine(settings(stateCacheMb=0, draftTokens=6))
     assert isinstance(plain, LlamaEngine) and isinstance(spec, LlamaEngine)
     try:
+        same = 0
         for prompt in COPY_PROMPTS:
             for eng in (plain, spec):
                 eng.reset()
             want = gen(plain, prompt, max_tokens=24)
             got = gen(spec, prompt, max_tokens=24)
-            assert got.text == want.text, prompt
+            if got.text != want.text:
+                n_prompt = got.prompt_tokens
+                cached = list(spec._cached)
+                assert_near_greedy(plain, cached[:n_prompt], cached[n_prompt:])
+                continue
+            same += 1
             assert got.stop_reason == want.stop_reason
             assert got.generated_tokens == want.generated_tokens
             # The cache holds the prompt plus exactly the tokens shown, as without drafting,
             # so the next keystroke's prefix reuse is the same.
             assert spec.cached_tokens >= got.prompt_tokens
+        assert same >= len(COPY_PROMPTS) - 1
         assert spec.spec_stats["batches"] > 0
         assert spec.spec_stats["accepted"] > 0
     finally:

@@ -637,19 +637,21 @@ class CompletionService(PromptBuilding):
             if out.suggestions:
                 self._remember(turn.doc, q, before, out.suggestions)
         self._record(out, result)
-        if result.extra.get("short_prompt"):
-            # Answered from the short prompt: read the full one now, at the lowest priority,
-            # so the next requests use it (next-line speculation would read it too, but only
-            # after this line is accepted).
-            if out.source == "model" and not self.short_prompt_only:
-                self._spawn(self.warm(q))
-        elif (
+        speculate = (
             out.suggestions
             and self.settings.completion.speculate
             and result.stop_reason in ("eol", "eog")
             and not after.strip()
-        ):
+        )
+        if speculate and not self.short_prompt_only:
+            # The next line's prompt is the full prompt plus the accepted line: computing it
+            # also reads the full prompt when this answer came from the short one.
             self._spawn(self._speculate(q, turn.doc, before + out.suggestions[0].text))
+        elif result.extra.get("short_prompt") and out.source == "model":
+            # Answered from the short prompt: read the full one now, at the lowest priority,
+            # so the next requests use it.
+            if not self.short_prompt_only:
+                self._spawn(self.warm(q))
         return out
 
     def _record(self, out: Outcome, result: GenerationResult) -> None:

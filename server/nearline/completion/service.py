@@ -647,11 +647,14 @@ class CompletionService(PromptBuilding):
             # The next line's prompt is the full prompt plus the accepted line: computing it
             # also reads the full prompt when this answer came from the short one.
             self._spawn(self._speculate(q, turn.doc, before + out.suggestions[0].text))
-        elif result.extra.get("short_prompt") and out.source == "model":
+        elif (
+            result.extra.get("short_prompt")
+            and out.source == "model"
+            and not self.short_prompt_only
+        ):
             # Answered from the short prompt: read the full one now, at the lowest priority,
             # so the next requests use it.
-            if not self.short_prompt_only:
-                self._spawn(self.warm(q))
+            self._spawn(self.warm(q))
         return out
 
     def _record(self, out: Outcome, result: GenerationResult) -> None:

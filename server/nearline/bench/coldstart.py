@@ -105,11 +105,13 @@ async def _ask(
 
 
 async def _await_background_read(session: EditorSession, since: int, timeout_s: float) -> float:
-    """Wait until a warm-up after index ``since`` finished unpreempted; seconds waited."""
+    """Wait until the background read after index ``since`` finished unpreempted (a warm-up, or
+the next-line speculation, whose prompt holds the full one); seconds waited."""
     t0 = time.perf_counter()
+    background = ("warm-up", "speculation")
     while time.perf_counter() - t0 < timeout_s:
         recent = (await session.status()).get("recent") or []
-        if any(e.get("source") == "warm-up" and not e.get("preempted") for e in recent[since:]):
+        if any(e.get("source") in background and not e.get("preempted") for e in recent[since:]):
             return time.perf_counter() - t0
         await asyncio.sleep(0.2)
     raise SystemExit("bench coldstart: the background read of the full prompt did not finish")

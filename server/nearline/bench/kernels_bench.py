@@ -96,7 +96,7 @@ def _run_child(site: Path, model: Path, threads: int, n_prompt: int, n_gen: int,
                corpus: Path) -> dict[str, Any]:  # fmt: skip
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(site), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the model process runs (engine/llama.py)
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the model process runs (engine/__init__.py)
     out = subprocess.run(
         [sys.executable, "-c", _CHILD, str(model), str(threads), str(n_prompt), str(n_gen),
          str(corpus)],

@@ -124,6 +124,22 @@ def resolve_model(settings: Settings) -> tuple[ModelEntry, Path]:
     return entry, entry.path
 
 
+def model_on_disk(model_id: str | None) -> tuple[ModelEntry, Path]:
+    """The catalog model ``model_id`` (None: the configured default) and its file, for the
+    benchmarks that load it themselves; ``ModelError`` with the pull command when it is not
+    on this machine."""
+    settings = Settings()
+    if model_id:
+        settings.model.id = model_id
+    entry, path = resolve_model(settings)
+    if not path.is_file():
+        raise ModelError(
+            f"model {entry.id} is not on this machine ({path}): run `nearline models pull "
+            f"{entry.id}`"
+        )
+    return entry, path
+
+
 def create_engine(settings: Settings) -> Engine:
     """The configured engine (the service's default factory): a remote OpenAI-compatible
     server (``engine.backend: openai``); else llama.cpp in a child process

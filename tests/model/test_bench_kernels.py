@@ -4,19 +4,20 @@ child process with the small model (a smoke test of the command the install uses
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
 
 from nearline.cli import main
 
-from ..conftest import ROOT, SMALL_ID
+from ..conftest import SMALL_ID
 
 pytestmark = pytest.mark.model
 
 
 def _installed_wheel() -> Path:
-    marker = ROOT / ".venv" / ".nearline-llama-wheel"
+    marker = Path(sys.prefix) / ".nearline-llama-wheel"  # the environment running the tests
     if not marker.is_file():
         pytest.fail(f"{marker} is missing: run scripts/install.sh", pytrace=False)
     wheel = Path(marker.read_text().strip())

@@ -13,8 +13,9 @@ import pytest
 
 from nearline.completion.service import CompletionService, Query
 from nearline.config import parse_settings
+from nearline.engine.base import GenerationRequest
 from nearline.engine.factory import create_local_engine
-from nearline.engine.llama import GenerationRequest, LlamaEngine
+from nearline.engine.llama import LlamaEngine
 
 from ..conftest import SMALL_ID
 

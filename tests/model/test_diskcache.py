@@ -20,9 +20,10 @@ import pytest
 
 from nearline.config import Settings, parse_settings
 from nearline.engine import diskcache
+from nearline.engine.base import GenerationRequest, GenerationResult
 from nearline.engine.diskcache import DiskStateCache
 from nearline.engine.factory import create_local_engine, engine_builder
-from nearline.engine.llama import SAVE_MIN_TOKENS, GenerationRequest, GenerationResult, LlamaEngine
+from nearline.engine.llama import SAVE_MIN_TOKENS, LlamaEngine
 from nearline.engine.worker import ProcessEngine
 
 from ..conftest import SMALL_ID

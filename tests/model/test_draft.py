@@ -20,8 +20,9 @@ from pathlib import Path
 import pytest
 
 from nearline.config import Settings, parse_settings
+from nearline.engine.base import GenerationRequest, GenerationResult
 from nearline.engine.factory import create_local_engine, create_process_engine, resolve_draft
-from nearline.engine.llama import GenerationRequest, GenerationResult, LlamaEngine
+from nearline.engine.llama import LlamaEngine
 from nearline.weights.catalog import load_catalog
 from nearline.weights.download import ModelError
 

@@ -17,15 +17,11 @@ import llama_cpp
 import pytest
 
 from nearline.config import Settings, parse_settings
+from nearline.engine.base import GenerationRequest, GenerationResult
 from nearline.engine.factory import create_local_engine
 from nearline.engine.kernels import kernel_features
-from nearline.engine.llama import (
-    GenerationRequest,
-    GenerationResult,
-    LlamaEngine,
-    LoadOptions,
-    load_options,
-)
+from nearline.engine.llama import LlamaEngine
+from nearline.engine.options import LoadOptions, load_options
 from nearline.weights.catalog import ModelEntry, RopeSettings, load_catalog
 
 from ..conftest import DEFAULT_ID, SMALL_ID

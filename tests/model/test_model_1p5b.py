@@ -9,9 +9,10 @@ import threading
 import pytest
 
 from nearline.config import parse_settings
+from nearline.engine.base import GenerationRequest
 from nearline.engine.factory import create_local_engine
 from nearline.engine.formats import read_with_gguf
-from nearline.engine.llama import GenerationRequest, LlamaEngine
+from nearline.engine.llama import LlamaEngine
 from nearline.weights.catalog import load_catalog
 
 pytestmark = pytest.mark.model

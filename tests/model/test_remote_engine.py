@@ -11,8 +11,8 @@ import pytest
 
 from nearline.completion.service import CompletionService, Query
 from nearline.config import parse_settings
+from nearline.engine.base import GenerationRequest
 from nearline.engine.factory import create_engine
-from nearline.engine.llama import GenerationRequest
 from nearline.engine.remote import RemoteEngine
 from nearline.engine.tokens import load_tokenizer
 from nearline.weights.catalog import load_catalog

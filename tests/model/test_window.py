@@ -17,7 +17,8 @@ from nearline.completion.service import CompletionService, Query
 from nearline.config import Settings, parse_settings
 from nearline.engine.factory import _model_settings, create_local_engine
 from nearline.engine.formats import read_with_gguf
-from nearline.engine.llama import LlamaEngine, LoadOptions, context_window, load_options
+from nearline.engine.llama import LlamaEngine
+from nearline.engine.options import LoadOptions, context_window, load_options
 from nearline.weights.catalog import load_catalog
 
 from ..conftest import DEFAULT_ID, SMALL_ID

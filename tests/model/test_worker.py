@@ -24,8 +24,9 @@ from pathlib import Path
 import pytest
 
 from nearline.config import Settings, parse_settings
+from nearline.engine.base import GenerationRequest
 from nearline.engine.factory import create_local_engine, create_process_engine, engine_builder
-from nearline.engine.llama import GenerationRequest, LlamaEngine
+from nearline.engine.llama import LlamaEngine
 from nearline.engine.worker import ProcessEngine, WorkerCrashed, WorkerFailed
 from nearline.weights.catalog import PromptFormat
 from nearline.weights.download import ModelError
@@ -298,7 +299,7 @@ def test_a_call_stuck_past_its_cancel_is_killed(small_model: Path) -> None:
 SCRIPT = """
 import functools, sys, threading
 from nearline.config import parse_settings
-from nearline.engine.llama import GenerationRequest
+from nearline.engine.base import GenerationRequest
 from nearline.engine.factory import engine_builder
 from nearline.engine.worker import ProcessEngine
 from tests.model import worker_builders as wb

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from nearline.config import Settings
-from nearline.engine.llama import GenerationRequest, GenerationResult, LlamaEngine
+from nearline.engine.base import GenerationRequest, GenerationResult
+from nearline.engine.llama import LlamaEngine
 
 
 def segfault() -> None:
@@ -92,7 +93,7 @@ class KeyedEngine(LlamaEngine):
 
 def keyed_engine(settings: Settings) -> KeyedEngine:
     from nearline.engine.factory import resolve_model
-    from nearline.engine.llama import load_options
+    from nearline.engine.options import load_options
 
     entry, path = resolve_model(settings)
     return KeyedEngine(load_options(entry, path, settings.model), entry.format, entry.id)

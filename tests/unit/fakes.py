@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from nearline.engine.llama import GenerationRequest, GenerationResult
+from nearline.engine.base import GenerationRequest, GenerationResult
 from nearline.weights.catalog import load_catalog
 
 

@@ -20,7 +20,7 @@ from nearline.completion.service import (
     wants_short_prompt,
 )
 from nearline.config import parse_settings
-from nearline.engine.llama import GenerationRequest, GenerationResult
+from nearline.engine.base import GenerationRequest, GenerationResult
 
 from .fakes import FakeEngine, approx_count
 

@@ -17,7 +17,7 @@ import pytest
 
 from nearline.completion.service import CompletionService, Query
 from nearline.config import EngineSettings, parse_settings
-from nearline.engine.llama import GenerationRequest
+from nearline.engine.base import GenerationRequest
 from nearline.engine.remote import RemoteEngine, normalize_url, remote_options
 from nearline.weights.catalog import load_catalog
 from nearline.weights.download import ModelError

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from nearline.completion.service import CompletionService, Query
 from nearline.config import parse_settings
-from nearline.engine.llama import GenerationRequest, GenerationResult
+from nearline.engine.base import GenerationRequest, GenerationResult
 from nearline.engine.worker import WorkerCrashed, WorkerFailed
 
 from .fakes import FakeEngine, approx_count

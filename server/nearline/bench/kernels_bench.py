@@ -96,7 +96,7 @@ def _run_child(site: Path, model: Path, threads: int, n_prompt: int, n_gen: int,
                corpus: Path) -> dict[str, Any]:  # fmt: skip
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(site), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the model process runs (engine/llama.py)
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the model process runs (engine/__init__.py)
     out = subprocess.run(
         [sys.executable, "-c", _CHILD, str(model), str(threads), str(n_prompt), str(n_gen),
          str(corpus)],
@@ -144,23 +144,14 @@ def run_kernels_bench(
     rounds: int = 3, threads: int | None = None, out_json: str | None = None,
     pick_file: str | None = None,
 ) -> int:  # fmt: skip
-    from nearline.config import Settings
-    from nearline.engine.factory import resolve_model
+    from nearline.engine.factory import model_on_disk
     from nearline.weights.download import ModelError
 
     paths = [Path(w).expanduser() for w in wheels]
     for p in paths:
         if not p.is_file() or p.suffix != ".whl":
             raise ModelError(f"not a wheel file: {p}")
-    settings = Settings()
-    if model:
-        settings.model.id = model
-    entry, path = resolve_model(settings)
-    if not path.is_file():
-        raise ModelError(
-            f"model {entry.id} is not on this machine ({path}): run `nearline models pull "
-            f"{entry.id}`"
-        )
+    entry, path = model_on_disk(model)
     threads = threads or max(1, min(8, os.cpu_count() or 1))
     print(
         f"nearline bench kernels — {entry.id}, {n_prompt}-token prompt, {n_gen} generated, "

@@ -441,7 +441,7 @@ def _llama_server_run(
         "-ngl", str(max(0, engine.get("gpu_layers") or 0)), "--host", "127.0.0.1",
         "--port", str(port), "-np", "1", "-b", "512", "-ub", "512", "--no-webui",
     ]  # fmt: skip
-    # The OpenMP wait policy Nearline's model process runs with (engine.py), so that the
+    # The OpenMP wait policy Nearline's model process runs with (engine/__init__.py), so that the
     # comparison is of the runtimes and not of one environment variable.
     env = dict(os.environ, OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, text=True, env=env)

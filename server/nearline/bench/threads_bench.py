@@ -64,19 +64,9 @@ def _measure(model: Path, threads: int, policy: str, busy: bool, n_tokens: int, 
 def run_threads_bench(
     model: str | None = None, n_tokens: int = 512, reps: int = 3, out_json: str | None = None
 ) -> int:
-    from nearline.config import Settings
-    from nearline.engine.factory import resolve_model
-    from nearline.weights.download import ModelError
+    from nearline.engine.factory import model_on_disk
 
-    settings = Settings()
-    if model:
-        settings.model.id = model
-    entry, path = resolve_model(settings)
-    if not path.is_file():
-        raise ModelError(
-            f"model {entry.id} is not on this machine ({path}): run `nearline models pull "
-            f"{entry.id}`"
-        )
+    entry, path = model_on_disk(model)
     corpus = Path(__file__).resolve().parents[1] / "completion" / "service.py"
     cores = multiprocessing.cpu_count()
     rows: list[dict[str, Any]] = []

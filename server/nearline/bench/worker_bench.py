@@ -21,8 +21,8 @@ from typing import Any
 
 from nearline.completion.service import CompletionService, Query
 from nearline.config import parse_settings
+from nearline.engine.base import Engine, GenerationRequest
 from nearline.engine.factory import engine_builder
-from nearline.engine.llama import Engine, GenerationRequest
 from nearline.engine.worker import ProcessEngine
 from nearline.tools.demo import sample_project
 

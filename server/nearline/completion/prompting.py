@@ -33,7 +33,7 @@ from nearline.completion.cursor import (
 )
 from nearline.completion.prompt import Prompt, PromptPart, RepoFile, file_parts, repo_parts
 from nearline.config import Settings
-from nearline.engine.llama import context_window
+from nearline.engine.options import context_window
 from nearline.languages import language_for
 from nearline.weights.catalog import ModelEntry, PromptFormat
 from nearline.workspace.secrets import is_secret_path, redact_slice, secret_spans

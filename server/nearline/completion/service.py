@@ -45,6 +45,7 @@ from nearline.completion.syntax import (
     neighbours_at,
 )
 from nearline.config import Settings
+from nearline.engine.base import Engine, GenerationRequest, GenerationResult
 from nearline.engine.factory import (
     EngineFactory,
     auto_choice,
@@ -53,7 +54,6 @@ from nearline.engine.factory import (
     resolve_model,
 )
 from nearline.engine.formats import choose_format
-from nearline.engine.llama import Engine, GenerationRequest, GenerationResult
 from nearline.engine.worker import WorkerCrashed
 from nearline.languages import language_info
 from nearline.weights.catalog import ModelEntry, PromptFormat, load_catalog

@@ -146,7 +146,7 @@ def measure(
     with a one-line reason when the child fails (out of memory, a crash, a timeout)."""
     corpus = Path(__file__).resolve().parents[1] / "completion" / "service.py"
     env = dict(os.environ)
-    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the model process runs (llama.py)
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the model process runs (engine/__init__.py)
     cmd = [sys.executable, "-c", _CHILD, str(model_path), str(threads), str(gpu_layers),
            str(PROMPT_TOKENS), str(KEYSTROKES), str(LINE_TOKENS), str(corpus)]  # fmt: skip
     try:

@@ -15,9 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from nearline.config import ModelSettings, Settings
+from nearline.engine.base import Engine
 from nearline.engine.calibrate import AutoChoice, Candidate, choose
 from nearline.engine.formats import choose_format
-from nearline.engine.llama import Engine
 from nearline.weights.catalog import ModelEntry, PromptFormat, load_catalog
 from nearline.weights.download import ModelError
 
@@ -68,7 +68,7 @@ def auto_choice(settings: Settings, *, measure: bool = False) -> AutoChoice:
     machine and whose warm p95 per keystroke meets 500 ms here. ``measure=True`` measures the
     candidates not measured yet (tens of seconds, once per machine: call it off the event loop,
     as the model load does); without it the answer comes from earlier measurements only."""
-    from nearline.engine.llama import default_threads
+    from nearline.engine.options import default_threads
 
     ms = settings.model
     threads = ms.threads or default_threads()
@@ -122,6 +122,22 @@ def resolve_model(settings: Settings) -> tuple[ModelEntry, Path]:
     if settings.model.path:
         return entry, Path(settings.model.path).expanduser()
     return entry, entry.path
+
+
+def model_on_disk(model_id: str | None) -> tuple[ModelEntry, Path]:
+    """The catalog model ``model_id`` (None: the configured default) and its file, for the
+    benchmarks that load it themselves; ``ModelError`` with the pull command when it is not
+    on this machine."""
+    settings = Settings()
+    if model_id:
+        settings.model.id = model_id
+    entry, path = resolve_model(settings)
+    if not path.is_file():
+        raise ModelError(
+            f"model {entry.id} is not on this machine ({path}): run `nearline models pull "
+            f"{entry.id}`"
+        )
+    return entry, path
 
 
 def create_engine(settings: Settings) -> Engine:
@@ -196,7 +212,7 @@ def resolve_draft(settings: Settings) -> Path | None:
 def _model_settings(entry: ModelEntry, settings: Settings) -> ModelSettings:
     """The model settings the load uses: the window resolved from the whole settings (the
     prompt budget and the completion length live outside ``model``)."""
-    from nearline.engine.llama import context_window
+    from nearline.engine.options import context_window
 
     return dataclasses.replace(settings.model, context_length=context_window(entry, settings))
 
@@ -212,7 +228,8 @@ def build_llama_engine(
     """Load a verified model (and its draft model) with llama.cpp, in whichever process calls
     it (the server, or the model process); llama.cpp's refusal to load becomes a
     ``ModelError``."""
-    from nearline.engine.llama import LlamaEngine, load_options
+    from nearline.engine.llama import LlamaEngine
+    from nearline.engine.options import load_options
 
     opts = dataclasses.replace(load_options(entry, path, ms), draft_path=draft_path)
     try:

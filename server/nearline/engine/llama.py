@@ -17,33 +17,32 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import dataclasses
 import logging
 import os
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any
 
-from nearline.config import ROPE_SCALING_TYPES, ModelSettings, Settings
+from nearline.engine.base import (
+    Cancelled,
+    GenerationRequest,
+    GenerationResult,
+    StopReason,
+)
 from nearline.engine.diskcache import DiskStateCache, default_dir, file_identity
 from nearline.engine.kernels import running_kernels
-from nearline.weights.catalog import ModelEntry, PromptFormat
+from nearline.engine.options import (
+    DRAFT_MODEL_TOKENS,
+    LoadOptions,
+    draft_options,
+)
+from nearline.weights.catalog import PromptFormat
 
 log = logging.getLogger(__name__)
-
-# llama.cpp's CPU threads meet at OpenMP barriers, and OpenMP's default is to spin while waiting.
-# On a laptop something else always holds a core now and then (the editor, a browser, a build):
-# a spinning thread then burns its core while the thread it waits for is descheduled, and every
-# barrier stalls. Waiting passively costs nothing measurable on an idle machine and wins as
-# soon as another process is busy (`nearline bench threads` measures both; the figures are in
-# the README and CHANGELOG). libgomp reads this when
-# llama.cpp's library loads, so it is set before any ``import llama_cpp`` (all are lazy, below)
-# and model processes started from here inherit it. A user's own setting wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 SAVE_MIN_TOKENS = 256
 """A state goes to disk once this many prompt tokens were read that no stored state holds
@@ -52,101 +51,6 @@ RESTORE_MIN_GAIN = 64
 """A state on disk is restored when it holds at least this many (one default batch) more
 leading prompt tokens than the KV cache does."""
 
-StopReason = Literal[
-    "eol", "eog", "stop", "max_tokens", "timeout", "cancelled", "context_full", "error"
-]
-
-
-@dataclass(frozen=True)
-class GenerationRequest:
-    segments: Sequence[tuple[str, bool]]
-    """The prompt as (text, is_special) runs; see ``prompt.Prompt.segments``."""
-    max_tokens: int = 48
-    timeout_s: float | None = None
-    single_line: bool = True
-    doc: str = ""
-    """The document the prompt belongs to: the engine keeps the KV state of recently used
-    documents and restores it when the user comes back (empty: no per-document state)."""
-    candidates: int = 1
-    """Suggestions wanted: above 1, ``GenerationResult.alternatives`` holds up to
-    ``candidates - 1`` other lines (greedy continuations of the runner-up first tokens)."""
-
-
-@dataclass
-class GenerationResult:
-    text: str
-    stop_reason: StopReason
-    prompt_tokens: int = 0
-    reused_tokens: int = 0
-    evaluated_tokens: int = 0
-    generated_tokens: int = 0
-    prompt_s: float = 0.0
-    first_token_s: float = 0.0
-    total_s: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
-    alternatives: list[tuple[str, float]] = field(default_factory=list)
-    """Other lines than ``text`` as (text, log-probability), most probable first; distinct,
-    non-empty, each ended by the model (not by a limit)."""
-
-
-class Cancelled(Exception):
-    pass
-
-
-class Engine(Protocol):
-    """What the service needs from a model backend. Call only from the model worker thread."""
-
-    format: PromptFormat
-
-    def tokenize(self, segments: Sequence[tuple[str, bool]]) -> list[int]: ...
-
-    def generate(self, req: GenerationRequest, cancel: threading.Event) -> GenerationResult: ...
-
-    def warm(
-        self, segments: Sequence[tuple[str, bool]], cancel: threading.Event, doc: str = ""
-    ) -> int: ...
-
-    def info(self) -> dict[str, Any]: ...
-
-    def close(self) -> None: ...
-
-
-def default_threads() -> int:
-    try:
-        n = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        n = os.cpu_count() or 2
-    return max(1, min(8, n))
-
-
-@dataclass(frozen=True)
-class LoadOptions:
-    path: Path
-    n_ctx: int
-    n_threads: int
-    n_gpu_layers: int
-    n_batch: int
-    rope_freq_base: float
-    rope_scaling: str
-    rope_scaling_factor: float
-    yarn_orig_ctx: int
-    state_cache_mb: int = 256
-    draft_tokens: int = 0
-    disk_cache_mb: int = 0
-    model_sha256: str | None = None
-    """The model file's verified hash (catalog models), which keys its states on disk; None:
-    a cheap file identity is used instead (``model.path`` files)."""
-    draft_path: Path | None = None
-    """A draft model (``model.draftModel``) sharing this model's vocabulary: it writes the
-    drafts this model verifies, instead of prompt lookup."""
-
-
-WINDOW_MARGIN = 64
-"""Tokens of context kept beyond the budget and the completion: the prompt may run a few
-tokens past its budget, and a verify batch needs room for its drafts."""
-WINDOW_STEP = 256
-DRAFT_MODEL_TOKENS = 6
-"""Tokens a draft model writes per verify batch when ``model.draftTokens`` is 0."""
 DRAFT_P_MIN = 0.75
 """A draft model stops drafting at a token it gives less than this probability (llama.cpp's
 own default for its draft models): an unlikely token is likely rejected, and every token
@@ -165,115 +69,6 @@ class _Until:
 
     def is_set(self) -> bool:
         return self.cancel.is_set() or time.monotonic() > self.end
-
-
-def context_window(entry: ModelEntry, settings: Settings) -> int:
-    """The llama.cpp context (n_ctx) the settings call for: ``model.contextLength`` when set;
-    else room for the prompt budget, the completion and a margin, in steps of WINDOW_STEP, and
-    for a catalog model at least the catalog's window (a 1K budget keeps the tested 4K one).
-    The service budgets prompts with the same number, so the two cannot disagree."""
-    ms = settings.model
-    if ms.context_length:
-        return ms.context_length
-    budget = settings.context.budget_tokens or entry.budget_tokens
-    draft = ms.draft_tokens or (DRAFT_MODEL_TOKENS if ms.draft_model else 0)
-    need = budget + settings.completion.max_tokens + WINDOW_MARGIN + draft
-    need = -(-need // WINDOW_STEP) * WINDOW_STEP
-    # The catalog's window belongs to the catalog's file; another file may have been trained
-    # on less, and a larger window than asked for would then switch YaRN on for nothing.
-    return need if ms.path else max(need, entry.context_length)
-
-
-@dataclass(frozen=True)
-class _FileRope:
-    trained_context: int
-    freq_base: float
-    scaling: str
-    factor: float
-    orig_context: int
-
-
-def _file_rope(path: Path, entry: ModelEntry) -> _FileRope:
-    """A ``model.path`` file's own trained context and RoPE settings (its GGUF metadata; the
-    catalog entry's only for what the file does not say or when it cannot be read): the
-    catalog entry is another model's."""
-    from nearline.engine.formats import FormatError, read_with_gguf
-
-    trained, base = entry.trained_context, entry.rope.freq_base
-    scaling, factor, orig = "none", 1.0, 0
-    try:
-        info = read_with_gguf(path)
-    except (FormatError, OSError):
-        info = None
-    if info is not None:
-        trained = info.trained_context or trained
-        base = info.rope_freq_base or base
-        if info.rope_scaling in ROPE_SCALING_TYPES and info.rope_scaling != "none":
-            scaling = info.rope_scaling
-            factor = info.rope_scaling_factor or 1.0
-            orig = info.rope_orig_context or 0
-    return _FileRope(trained, base, scaling, factor, orig or trained)
-
-
-def load_options(entry: ModelEntry, path: Path, ms: ModelSettings) -> LoadOptions:
-    """Resolve load parameters: settings override the model (the catalog entry, or for a
-    ``model.path`` file its own metadata); RoPE scaling switches on by itself (YaRN) only when
-    the window exceeds the trained context and the user chose no scaling."""
-    import llama_cpp
-
-    if ms.path:
-        rope = _file_rope(path, entry)
-    else:
-        r = entry.rope
-        rope = _FileRope(entry.trained_context, r.freq_base, r.scaling, r.factor,
-                         r.yarn_orig_context or entry.trained_context)  # fmt: skip
-    n_ctx = ms.context_length or entry.context_length
-    scaling = ms.rope_scaling or rope.scaling
-    factor = ms.rope_scaling_factor or rope.factor
-    if scaling == "none" and n_ctx > rope.trained_context and ms.rope_scaling is None:
-        scaling, factor = "yarn", n_ctx / rope.trained_context
-    if ms.gpu_layers is not None:
-        gpu = ms.gpu_layers
-    else:
-        gpu = -1 if llama_cpp.llama_supports_gpu_offload() else 0
-    return LoadOptions(
-        path=path,
-        n_ctx=n_ctx,
-        n_threads=ms.threads or default_threads(),
-        n_gpu_layers=gpu,
-        n_batch=ms.batch_size,
-        rope_freq_base=ms.rope_freq_base or rope.freq_base,
-        rope_scaling=scaling,
-        rope_scaling_factor=factor,
-        yarn_orig_ctx=ms.yarn_orig_context or rope.orig_context,
-        state_cache_mb=ms.state_cache_mb,
-        draft_tokens=ms.draft_tokens,
-        disk_cache_mb=ms.disk_cache_mb,
-        # The catalog's hash is only the file's when the file is the catalog's (verified).
-        model_sha256=None if ms.path else entry.sha256,
-    )
-
-
-def draft_options(opts: LoadOptions, path: Path) -> LoadOptions:
-    """Load options for the draft model at ``path`` beside a main model loaded with ``opts``:
-    the same window, threads and batch; its own RoPE (from its file; YaRN only past its own
-    trained context); no disk cache and no drafting of its own."""
-    from nearline.engine.formats import FormatError, read_with_gguf
-
-    try:
-        info = read_with_gguf(path)
-        trained, base = info.trained_context, info.rope_freq_base
-    except (FormatError, OSError):
-        trained, base = None, None
-    trained = trained or opts.n_ctx
-    scaling, factor = "none", 1.0
-    if opts.n_ctx > trained:
-        scaling, factor = "yarn", opts.n_ctx / trained
-    return dataclasses.replace(
-        opts, path=path, rope_freq_base=base or opts.rope_freq_base, rope_scaling=scaling,
-        rope_scaling_factor=factor, yarn_orig_ctx=trained, draft_tokens=0, disk_cache_mb=0,
-        model_sha256=None, draft_path=None,
-    )  # fmt: skip
 
 
 _QUIET_CB: Any = None

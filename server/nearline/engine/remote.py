@@ -35,7 +35,7 @@ from typing import Any, cast
 import httpx
 
 from nearline.config import EngineSettings
-from nearline.engine.llama import GenerationRequest, GenerationResult, StopReason
+from nearline.engine.base import GenerationRequest, GenerationResult, StopReason
 from nearline.engine.tokens import GGUFTokenizer, TokenCounter
 from nearline.weights.catalog import PromptFormat
 from nearline.weights.download import ModelError

@@ -51,7 +51,7 @@ from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from nearline.engine.llama import GenerationResult
+from nearline.engine.base import GenerationResult
 from nearline.weights.catalog import PromptFormat
 from nearline.weights.download import ModelError
 

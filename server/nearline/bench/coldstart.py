@@ -106,7 +106,7 @@ async def _ask(
 
 async def _await_background_read(session: EditorSession, since: int, timeout_s: float) -> float:
     """Wait until the background read after index ``since`` finished unpreempted (a warm-up, or
-the next-line speculation, whose prompt holds the full one); seconds waited."""
+    the next-line speculation, whose prompt holds the full one); seconds waited."""
     t0 = time.perf_counter()
     background = ("warm-up", "speculation")
     while time.perf_counter() - t0 < timeout_s:

@@ -385,10 +385,13 @@ async def test_the_server_reads_an_opened_file_from_disk_after_a_restart(
             session.open(path)
             for _ in range(2400):
                 st = await session.status()
-                if st["stats"]["warmups"] >= 1:
+                # The state goes to disk on the engine's writer thread after the warm-up: an
+                # editor closed at that very moment would lose it, so wait for the file (a
+                # second start finds it already there and writes nothing new).
+                if st["stats"]["warmups"] >= 1 and kv_files(kv_dir):
                     return st
                 await asyncio.sleep(0.05)
-            raise AssertionError("no warm-up")
+            raise AssertionError("no warm-up written to disk")
         finally:
             await session.stop()
 

@@ -246,7 +246,7 @@ class NearlineServer(LanguageServer):
             d = self.document(c.document)
             kind = CODE if c.kind == types.NotebookCellKind.Code else MARKUP
             cells.append(
-                Cell(c.document, kind, d.language_id or "" if d else "", d.source if d else "")
+                Cell(c.document, kind, (d.language_id or "") if d else "", d.source if d else "")
             )
         view = cell_view(cells, uri)
         if view is None:

@@ -213,15 +213,19 @@ class NearlineServer(LanguageServer):
     def query_at(self, uri: str, doc: LspDocument, offset: int) -> Query:
         if (cell := self._cell_query(uri, doc, offset)) is not None:
             return cell
-        text = doc.source
+        return self._query(
+            uri, doc.source, offset, fs_path(uri), self.language_of(uri, doc.language_id)
+        )
+
+    def _query(self, uri: str, text: str, offset: int, path: Path | None, language: str) -> Query:
+        """The service's query for ``offset`` in ``text``; ``path`` gives the repository
+        context (and becomes the index's current file)."""
         # The service counts lines by "\n" alone (a lone "\r" is text to it): its line and
         # column come from the offset, not from the LSP position.
         line_start = text.rfind("\n", 0, offset) + 1
-        path = fs_path(uri)
         rel, root = self.rel_of(path)
         if self.index is not None and path is not None:
             self.index.set_current(path)
-        language = self.language_of(uri, doc.language_id)
         return Query(
             uri=uri,
             text=text,
@@ -251,23 +255,7 @@ class NearlineServer(LanguageServer):
         view = cell_view(cells, uri)
         if view is None:
             return None
-        text, at = view.text, view.start + offset
-        line_start = text.rfind("\n", 0, at) + 1
-        path = fs_path(nb.uri)
-        rel, root = self.rel_of(path)
-        if self.index is not None and path is not None:
-            self.index.set_current(path)
-        return Query(
-            uri=uri,
-            text=text,
-            line=text.count("\n", 0, at),
-            col=at - line_start,
-            offset=at,
-            path=path,
-            rel=rel or (path.name if path else None),
-            language=view.language,
-            root=root,
-        )
+        return self._query(uri, view.text, view.start + offset, fs_path(nb.uri), view.language)
 
     def rel_of(self, path: Path | None) -> tuple[str | None, Path | None]:
         """(workspace-relative path, workspace folder) of a file; (None, None) outside them."""

@@ -456,6 +456,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 overrides=_overrides(args.set or []), categories=args.categories,
                 language=args.language, models=args.models,
                 latency_json=args.latency_json or [],
+                merge=args.merge or [], baseline=args.baseline,
             )  # fmt: skip
         except QualityError as exc:
             raise UserError(str(exc)) from None
@@ -692,6 +693,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--latency-json", action="append", metavar="FILE",
         help="a `nearline bench latency --json` report (repeatable, one per model): adds a "
         "chart of Exact Match against warm p95 per keystroke",
+    )  # fmt: skip
+    bq.add_argument(
+        "--merge", action="append", metavar="JSON",
+        help="no model run: combine earlier runs' JSON reports (repeatable; runs drawn with the "
+        "same seed pair up line by line) into one table, paired tests, criterion and charts",
+    )  # fmt: skip
+    bq.add_argument(
+        "--baseline", default=None, metavar="MODEL:VARIANT:BUDGET",
+        help="with --merge: also set every cell against this one, line by line (e.g. the "
+        "default configuration against a larger model's file-level run)",
     )  # fmt: skip
     bq.add_argument("--out-json", default=None, help="default: bench-results/quality-*.json")
     bq.add_argument("--out-png", default=None, help="default: next to the JSON file")

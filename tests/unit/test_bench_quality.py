@@ -490,3 +490,72 @@ def test_exclusion_pattern_is_literal(tmp_path: Path) -> None:
         idx = WorkspaceIndex([tmp_path], IndexSettings(exclude=[q._gitignore_literal(n)]))
         idx.scan()
         assert sorted(f.rel for f in idx.files()) == sorted(set(names) - {n})
+
+
+def _ladder_records(model: str, budget: int, ems: dict[str, list[int]]) -> list[dict[str, object]]:
+    out: list[dict[str, object]] = []
+    for v, flags in ems.items():
+        for i, em in enumerate(flags):
+            out.append({"model": model, "variant": v, "budget": budget, "project": "p",
+                        "file": "f.py", "line": i + 1, "category": "inproject" if i % 2 else "infile",
+                        "target": "x", "prediction": "x" if em else "y", "parses": True,
+                        "service_parses": True, "em": float(em), "es": float(em),
+                        "em_checked": float(em), "es_checked": float(em), "ran": True,
+                        "source": "model", "latency_ms": 10.0, "evaluated_tokens": 5,
+                        "prompt_tokens": 100, "repo_files": [], "api_defined": False,
+                        "api_mentioned": False})  # fmt: skip
+    return out
+
+
+def test_context_criterion_per_model_and_budget() -> None:
+    # 1K: the oracle wins 8 lines and loses none (p < 0.01); path-distance gets 5 of them:
+    # more than half the gain, met. 2K: the oracle gains as much, path-distance only 2: not met.
+    # 4K: path-distance loses 7 lines and wins none: not met whatever the oracle does.
+    n = 20
+    base = [0] * n
+    oracle = [1] * 8 + [0] * (n - 8)
+    rs = (
+        _ladder_records("m", 1024, {"file-level": base, "oracle": oracle,
+                                    "path-distance": [1] * 5 + [0] * (n - 5)})
+        + _ladder_records("m", 2048, {"file-level": base, "oracle": oracle,
+                                      "path-distance": [1] * 2 + [0] * (n - 2)})
+        + _ladder_records("m", 4096, {"file-level": [1] * 7 + [0] * (n - 7),
+                                      "path-distance": base})
+    )  # fmt: skip
+    crit = {r["budget"]: r for r in q.context_criterion(q.paired(rs))}
+    assert crit[1024]["oracle_gains"] and crit[1024]["half_captured"] and crit[1024]["met"]
+    assert crit[2048]["oracle_gains"] and crit[2048]["half_captured"] is False
+    assert crit[2048]["met"] is False
+    assert crit[4096]["path_distance_loses"] and crit[4096]["met"] is False
+    assert crit[4096]["oracle"] is None
+
+
+def test_merge_pairs_runs_line_by_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    small = _ladder_records(
+        "small", 2048, {"file-level": [1, 0, 1, 0], "path-distance": [1, 1, 1, 0]}
+    )
+    large = _ladder_records("large", 1024, {"file-level": [0, 0, 1, 1]})
+    paths = []
+    for name, recs in (("a", small), ("b", large)):
+        p = tmp_path / f"{name}.json"
+        p.write_text(json.dumps({"kind": "nearline-bench-quality", "dry_run": False,
+                                 "model": recs[0]["model"], "records": recs}))  # fmt: skip
+        paths.append(str(p))
+    out = tmp_path / "merged.json"
+    rep = q.merge_reports(paths, baseline="large:file-level:1024", out_json=str(out),
+                          out_png=str(tmp_path / "m.png"), quiet=True)  # fmt: skip
+    cells = {(r["model"], r["variant"], r["budget"]): r for r in rep["results"]}
+    assert cells[("small", "path-distance", 2048)]["categories"]["all"]["em_micro"] == 0.75
+    against = {(r["model"], r["variant"], r["category"]): r for r in rep["against"]}
+    pd = against[("small", "path-distance", "all")]
+    # Lines 1, 2 only the small model's; line 4 only the large one's.
+    assert (pd["n"], pd["wins"], pd["losses"], pd["em"], pd["baseline_em"]) == (4, 2, 1, 0.75, 0.5)
+    assert json.loads(out.read_text())["against"]
+    assert "NOT met" not in capsys.readouterr().out  # no oracle, path-distance wins: met
+    with pytest.raises(q.QualityError, match="no such cell"):
+        q.merge_reports(paths, baseline="large:oracle:1024", out_json=str(out), quiet=True)
+    (tmp_path / "dry.json").write_text(
+        json.dumps({"kind": "nearline-bench-quality", "dry_run": True})
+    )
+    with pytest.raises(q.QualityError, match="dry run"):
+        q.merge_reports([str(tmp_path / "dry.json")], quiet=True)

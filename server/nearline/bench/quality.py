@@ -724,7 +724,10 @@ async def run_quality(
         dataset=dataset, comp=comp, tasks=tasks, variants=chosen_variants, runs=runs,
         budgets=chosen_budgets, dry_run=dry_run, base=base, elapsed_s=elapsed, language=lang,
     )  # fmt: skip
+    if not dry_run:
+        report["criterion"] = context_criterion(report["paired"])
     print_table(report)
+    print_criterion(report.get("criterion") or [])
     json_path = Path(out_json) if out_json else _default_out(dry_run)
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False))
@@ -1307,5 +1310,209 @@ def write_pareto_chart(
 
 
 def main_quality(**kwargs: Any) -> int:
+    merge = kwargs.pop("merge", None)
+    baseline = kwargs.pop("baseline", None)
+    if merge:
+        merge_reports(merge, baseline=baseline, latency_json=kwargs.get("latency_json") or (),
+                      out_json=kwargs.get("out_json"), out_png=kwargs.get("out_png"))  # fmt: skip
+        return 0
+    if baseline:
+        raise QualityError("--baseline goes with --merge")
     asyncio.run(run_quality(**kwargs))
     return 0
+
+
+# --------------------------------------------------------------------------- merging runs
+
+
+def _load_report(path: str) -> dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise QualityError(f"--merge {path}: cannot read it ({why})") from None
+    if not isinstance(data, dict) or data.get("kind") != "nearline-bench-quality":
+        raise QualityError(f"--merge {path}: not a `nearline bench quality` JSON report")
+    if data.get("dry_run"):
+        raise QualityError(f"--merge {path}: a dry run has no Exact Match to merge")
+    return data
+
+
+def parse_cell(text: str) -> tuple[str, str, int]:
+    """``MODEL:VARIANT:BUDGET`` (``--baseline``)."""
+    parts = text.rsplit(":", 2)
+    if len(parts) != 3 or not parts[2].isdigit():
+        raise QualityError(f"--baseline {text!r}: wants MODEL:VARIANT:BUDGET")
+    return parts[0], parts[1], int(parts[2])
+
+
+def paired_against(
+    records: list[dict[str, Any]], cell: tuple[str, str, int]
+) -> list[dict[str, Any]]:
+    """Every other (model, variant, budget) against one cell on the lines both ran, across
+    models and budgets: does a configuration beat another one, line for line."""
+    key = lambda r: (r["project"], r["file"], r["line"])  # noqa: E731
+    base = {key(r): r for r in records if (r["model"], r["variant"], r["budget"]) == cell}
+    if not base:
+        raise QualityError(f"--baseline {':'.join(map(str, cell))}: no such cell in the runs")
+    cells = dict.fromkeys((r["model"], r["variant"], r["budget"]) for r in records)
+    out: list[dict[str, Any]] = []
+    for c in cells:
+        if c == cell:
+            continue
+        for cat in (*CATEGORIES, "all"):
+            pairs = [
+                (r, b) for r in records
+                if (r["model"], r["variant"], r["budget"]) == c
+                and (cat == "all" or r["category"] == cat)
+                and (b := base.get(key(r))) is not None
+            ]  # fmt: skip
+            if not pairs:
+                continue
+            wins = sum(1 for r, b in pairs if r["em"] and not b["em"])
+            losses = sum(1 for r, b in pairs if b["em"] and not r["em"])
+            out.append({
+                "model": c[0], "variant": c[1], "budget": c[2], "category": cat,
+                "baseline": ":".join(map(str, cell)), "n": len(pairs), "wins": wins,
+                "losses": losses, "em": sum(r["em"] for r, _ in pairs) / len(pairs),
+                "baseline_em": sum(b["em"] for _, b in pairs) / len(pairs),
+                "p": sign_test_p(wins, losses),
+            })  # fmt: skip
+    return out
+
+
+def context_criterion(
+    paired_rows: list[dict[str, Any]], alpha: float = 0.05
+) -> list[dict[str, Any]]:
+    """#14's criterion for repository context, per model and budget, on all lines: (1)
+    path-distance never loses significantly to file-level (or bm25, ring-buffer when they
+    ran; those are checked against file-level's wins and losses only, which is what the run
+    pairs); (2) where the oracle beats file-level significantly, path-distance captures at
+    least half of that gain. ``None`` for a part that cannot be judged (a variant missing)."""
+    rows = [r for r in paired_rows if r["category"] == "all"]
+    out: list[dict[str, Any]] = []
+    for model, budget in dict.fromkeys((r.get("model", ""), r["budget"]) for r in rows):
+        at = {
+            r["variant"]: r for r in rows if r.get("model", "") == model and r["budget"] == budget
+        }
+        pd, orc = at.get("path-distance"), at.get("oracle")
+        loses = None
+        if pd is not None:
+            loses = pd["losses"] > pd["wins"] and pd["p"] < alpha
+        oracle_gain = orc is not None and orc["wins"] > orc["losses"] and orc["p"] < alpha
+        captured: bool | None = None
+        if oracle_gain and pd is not None and orc is not None:
+            captured = pd["em_delta"] >= orc["em_delta"] / 2
+        met = None if loses is None else (not loses and captured is not False)
+        out.append({
+            "model": model, "budget": budget,
+            "path_distance": None if pd is None else {k: pd[k] for k in ("n", "wins", "losses", "em_delta", "p")},
+            "oracle": None if orc is None else {k: orc[k] for k in ("n", "wins", "losses", "em_delta", "p")},
+            "path_distance_loses": loses, "oracle_gains": oracle_gain if orc is not None else None,
+            "half_captured": captured, "met": met,
+        })  # fmt: skip
+    return out
+
+
+def print_criterion(rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    print("\nrepository context, per model and budget (all lines, against file-level): "
+          "path-distance must not lose significantly; where the oracle gains significantly, "
+          "path-distance must capture half of it")  # fmt: skip
+    for r in rows:
+
+        def cell(x: dict[str, Any] | None) -> str:
+            if x is None:
+                return "not run"
+            return f"{x['em_delta'] * 100:+.1f} EM ({x['wins']}/{x['losses']}, p {x['p']:.3f})"
+
+        verdict = {True: "met", False: "NOT met", None: "cannot judge"}[r["met"]]
+        print(f"  {r['model']:<36}{r['budget']:>6}  path-distance {cell(r['path_distance'])}; "
+              f"oracle {cell(r['oracle'])}: {verdict}")  # fmt: skip
+
+
+def merge_reports(
+    paths: Sequence[str],
+    *,
+    baseline: str | None = None,
+    latency_json: Sequence[str] = (),
+    out_json: str | None = None,
+    out_png: str | None = None,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Several runs' JSON reports as one: their records (a line is its project, file and
+    line number, so runs drawn with the same seed pair up), recounted per model, variant and
+    budget, with the paired tests, the context criterion, and the charts. This is how the
+    model x budget ladder is assembled from runs sized to fit a slow machine."""
+    note = (lambda s: None) if quiet else _note
+    if not paths:
+        raise QualityError("--merge: no reports")
+    reports = [_load_report(p) for p in paths]
+    records: list[dict[str, Any]] = []
+    seen: set[tuple[Any, ...]] = set()
+    for rep in reports:
+        for r in rep.get("records", []):
+            if not r.get("ran"):
+                continue
+            r.setdefault("model", rep.get("model", ""))
+            k = (r["model"], r["variant"], r["budget"], r["project"], r["file"], r["line"])
+            if k not in seen:  # the first report that ran a cell's line wins
+                seen.add(k)
+                records.append(r)
+    cells = list(dict.fromkeys((r["model"], r["variant"], r["budget"]) for r in records))
+    cells.sort(key=lambda c: (c[0], c[2]))
+    results = [
+        {"model": m, "variant": v, "budget": b,
+         **summarize([r for r in records if (r["model"], r["variant"], r["budget"]) == (m, v, b)],
+                     False)}
+        for m, v, b in cells
+    ]  # fmt: skip
+    rows = paired(records)
+    report: dict[str, Any] = {
+        "kind": "nearline-bench-quality",
+        "version": 2,
+        "dry_run": False,
+        "partial": any(rep.get("partial") for rep in reports),
+        "language": reports[0].get("language", "python"),
+        "model": cells[0][0] if cells else "",
+        "models": list(dict.fromkeys(c[0] for c in cells)),
+        "merged_from": list(paths),
+        "budgets": sorted({c[2] for c in cells}),
+        "variants": {},
+        "results": results,
+        "paired": rows,
+        "criterion": context_criterion(rows),
+        "eta_s": sum(float(rep.get("eta_s") or 0) for rep in reports),
+        "elapsed_s": sum(float(rep.get("elapsed_s") or 0) for rep in reports),
+        "records": records,
+    }
+    if baseline:
+        report["against"] = paired_against(records, parse_cell(baseline))
+    print_table(report)
+    print_criterion(report["criterion"])
+    if report.get("against"):
+        print(f"\nagainst {report['against'][0]['baseline']} on the same lines "
+              "(wins: only this cell exact; losses: only the baseline)")  # fmt: skip
+        for r in report["against"]:
+            print(f"  {r['model']:<36}{r['variant']:<16}{r['budget']:>6}{r['category']:>11}"
+                  f"{r['n']:>5}  EM {r['em'] * 100:5.1f} vs {r['baseline_em'] * 100:5.1f}"
+                  f"  {r['wins']:>3}/{r['losses']:<3} p {r['p']:.3f}")  # fmt: skip
+    json_path = (
+        Path(out_json)
+        if out_json
+        else RESULTS_DIR / f"quality-merged-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    )
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    png_path = Path(out_png) if out_png else json_path.with_suffix(".png")
+    report["chart"] = write_chart(report, png_path, note)
+    latencies = load_latency_reports(latency_json)
+    if latencies:
+        report["pareto"] = pareto_points(report, latencies, note)
+        print_pareto(report["pareto"])
+        report["pareto_chart"] = write_pareto_chart(
+            report, report["pareto"], png_path.with_name(png_path.stem + "-pareto.png"), note
+        )
+    json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    note(f"JSON: {json_path}")
+    return report

@@ -729,6 +729,21 @@ async def run_quality(
     print_table(report)
     print_criterion(report.get("criterion") or [])
     json_path = Path(out_json) if out_json else _default_out(dry_run)
+    _write_outputs(report, json_path, out_png, latencies, note)
+    partial = report["partial"]
+    note(f"elapsed {_fmt_s(elapsed)}" + (" (partial: --max-minutes reached)" if partial else ""))
+    return report
+
+
+def _write_outputs(
+    report: dict[str, Any],
+    json_path: Path,
+    out_png: str | None,
+    latencies: Sequence[LatencyReport],
+    note: Callable[[str], None],
+) -> None:
+    """The JSON report (written first, so a failing chart loses nothing), the bar chart and,
+    with latency reports, the EM-against-p95 chart."""
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False))
     png_path = Path(out_png) if out_png else json_path.with_suffix(".png")
@@ -742,9 +757,6 @@ async def run_quality(
     json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False))
     charts = [c for c in (report["chart"], report.get("pareto_chart")) if c]
     note(f"JSON: {json_path}" + (f", chart: {', '.join(charts)}" if charts else ""))
-    partial = report["partial"]
-    note(f"elapsed {_fmt_s(elapsed)}" + (" (partial: --max-minutes reached)" if partial else ""))
-    return report
 
 
 def _default_out(dry_run: bool) -> Path:
@@ -1498,21 +1510,7 @@ def merge_reports(
             print(f"  {r['model']:<36}{r['variant']:<16}{r['budget']:>6}{r['category']:>11}"
                   f"{r['n']:>5}  EM {r['em'] * 100:5.1f} vs {r['baseline_em'] * 100:5.1f}"
                   f"  {r['wins']:>3}/{r['losses']:<3} p {r['p']:.3f}")  # fmt: skip
-    json_path = (
-        Path(out_json)
-        if out_json
-        else RESULTS_DIR / f"quality-merged-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    )
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    png_path = Path(out_png) if out_png else json_path.with_suffix(".png")
-    report["chart"] = write_chart(report, png_path, note)
-    latencies = load_latency_reports(latency_json)
-    if latencies:
-        report["pareto"] = pareto_points(report, latencies, note)
-        print_pareto(report["pareto"])
-        report["pareto_chart"] = write_pareto_chart(
-            report, report["pareto"], png_path.with_name(png_path.stem + "-pareto.png"), note
-        )
-    json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False))
-    note(f"JSON: {json_path}")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    json_path = Path(out_json) if out_json else RESULTS_DIR / f"quality-merged-{stamp}.json"
+    _write_outputs(report, json_path, out_png, load_latency_reports(latency_json), note)
     return report

@@ -247,7 +247,7 @@ def test_failed_npm_pack_is_one_clear_line(tmp_path: Path, monkeypatch: pytest.M
             [], 1, "", "npm error code E404\nnpm error 404 No match found for version 0.0.0\n"
         )
 
-    monkeypatch.setattr(t.subprocess, "run", fake_run)
+    monkeypatch.setattr(qt.subprocess, "run", fake_run)
     with pytest.raises(qt.DatasetError) as exc:
         t.download_tarball("zod", "0.0.0", tmp_path)
     msg = str(exc.value)
@@ -265,7 +265,7 @@ def test_cached_tarball_is_used_without_npm(
     npm.mkdir(parents=True)
     with tarfile.open(npm / "scope-lib-1.0.0.tgz", "w:gz") as tf:
         tf.add(pkg, arcname="package")
-    monkeypatch.setattr(t.subprocess, "run", None)  # would fail if called
+    monkeypatch.setattr(qt.subprocess, "run", None)  # would fail if called
     (proj,) = t.fetch_npm_projects([("@scope/lib", "1.0.0", None)], tmp_path / "cache")
     assert proj.root.name == "src" and t.ts_files(proj.root) == ["util.ts"]
     with pytest.raises(qt.DatasetError, match="no folder 'nope'"):

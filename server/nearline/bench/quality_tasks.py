@@ -151,21 +151,39 @@ def download_sdist(name: str, version: str, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
            "--disable-pip-version-check", "-q", f"{name}=={version}", "-d", str(folder)]  # fmt: skip
+    return run_download(
+        cmd,
+        lambda: _find_sdist(folder, name, version),
+        tool="pip download",
+        spec=f"{name}=={version}",
+        thing="sdist",
+        is_error=lambda ln: ln.strip().startswith("ERROR"),
+    )
+
+
+def run_download(
+    cmd: Sequence[str],
+    fetched: Callable[[], Path | None],
+    *,
+    tool: str,
+    spec: str,
+    thing: str,
+    is_error: Callable[[str], bool],
+    hint: str = "",
+) -> Path:
+    """Run a download command (pip, npm) and return what ``fetched`` then finds; one clear
+    line (``DatasetError``) when the command cannot run or fetches nothing: the last line of
+    its stderr that ``is_error``, else its last line, and how to go on without a download."""
+    local = "use --project-dir PATH to run on a local project"
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise DatasetError(
-            f"could not run pip download for {name}=={version} ({exc}); "
-            "use --project-dir PATH to run on a local project"
-        ) from None
-    found = _find_sdist(folder, name, version)
+        raise DatasetError(f"could not run {tool} for {spec} ({exc}); {hint}{local}") from None
+    found = fetched()
     if proc.returncode != 0 or found is None:
-        errs = [ln for ln in proc.stderr.splitlines() if ln.strip().startswith("ERROR")]
-        why = errs[-1].strip() if errs else (proc.stderr.strip().splitlines() or ["no sdist"])[-1]
-        raise DatasetError(
-            f"could not download the sdist of {name}=={version} ({why}); offline? "
-            "use --project-dir PATH to run on a local project"
-        )
+        errs = [ln for ln in proc.stderr.splitlines() if is_error(ln)]
+        why = (errs or proc.stderr.strip().splitlines() or [f"no {thing}"])[-1].strip()
+        raise DatasetError(f"could not download the {thing} of {spec} ({why}); offline? {local}")
     return found
 
 
@@ -406,24 +424,51 @@ def classify(
     tree = _parse(text)
     if tree is None:
         return []
-    if isinstance(others, dict):
-        cross: set[str] = set()
-        for other_rel, names in others.items():
-            if other_rel != rel:
-                cross |= names
-    else:
-        cross = set(others)
-    here = declared_names(tree)
-    refs = referenced_names(tree, foreign_names(tree, modules))
     text_lines = text.split("\n")
-    skip = skipped_lines(tree, text_lines)
+    return task_lines(
+        text_lines,
+        cross_names(others, rel),
+        declared_names(tree),
+        referenced_names(tree, foreign_names(tree, modules)),
+        skipped_lines(tree, text_lines),
+        countable=_countable,
+        comment=("#",),
+    )
+
+
+def cross_names(others: dict[str, set[str]] | set[str], rel: str) -> set[str]:
+    """The names declared in the project's other files: ``others`` as a set, or the union of
+    rel → names without ``rel``'s own entry."""
+    if not isinstance(others, dict):
+        return set(others)
+    cross: set[str] = set()
+    for other_rel, names in others.items():
+        if other_rel != rel:
+            cross |= names
+    return cross
+
+
+def task_lines(
+    text_lines: Sequence[str],
+    cross: set[str],
+    here: dict[str, int],
+    refs: dict[int, set[str]],
+    skip: set[int],
+    *,
+    countable: Callable[[str], bool],
+    comment: tuple[str, ...],
+) -> list[LineInfo]:
+    """The task lines of one file, whatever its language: ``cross``, names declared in other
+    files; ``here``, the file's declarations (name → 1-based first line); ``refs``, 1-based
+    line → the names it references; ``skip``, 1-based lines that are never tasks. A line whose
+    stripped text is short or starts with a ``comment`` prefix is none either."""
     out: list[LineInfo] = []
     for i, raw in enumerate(text_lines):
         n = i + 1
         s = raw.strip()
-        if n in skip or len(s) < MIN_LINE_CHARS or s.startswith("#"):
+        if n in skip or len(s) < MIN_LINE_CHARS or s.startswith(comment):
             continue
-        names = {x for x in refs.get(n, ()) if _countable(x)}
+        names = {x for x in refs.get(n, ()) if countable(x)}
         inproject = sorted(x for x in names if x in cross and x not in here)
         if inproject:
             out.append(LineInfo(i, "inproject", tuple(inproject)))
@@ -445,25 +490,51 @@ class ProjectFiles:
     candidates: list[SourceFile]  # completion-file candidates, classified
 
 
-def scan_project(project: Project) -> ProjectFiles:
+def read_project(
+    project: Project, rels: Iterable[str], declared_in: Callable[[str, str], set[str] | None]
+) -> tuple[dict[str, str], dict[str, set[str]]]:
+    """(rel → text, rel → declared names) of the files that read and parse: ``declared_in(rel,
+    text)`` gives a file's declared names, or None when it does not parse."""
     texts: dict[str, str] = {}
-    trees: dict[str, ast.Module] = {}
-    for rel in python_files(project.root):
+    declared: dict[str, set[str]] = {}
+    for rel in rels:
         text = _read(project.root / rel)
         if text is None:
             continue
-        tree = _parse(text)
-        if tree is None:
+        names = declared_in(rel, text)
+        if names is None:
             continue
-        texts[rel], trees[rel] = text, tree
-    declared = {rel: set(declared_names(t)) for rel, t in trees.items()}
-    modules = project_modules(texts)
+        texts[rel], declared[rel] = text, names
+    return texts, declared
+
+
+def project_files(
+    project: Project,
+    texts: dict[str, str],
+    declared: dict[str, set[str]],
+    classify_file: Callable[[str, str], list[LineInfo]],
+) -> ProjectFiles:
+    """The project's completion-file candidates (``MIN_LINES``–``MAX_LINES`` lines), each
+    classified by ``classify_file(text, rel)``."""
     candidates = [
-        SourceFile(rel, text, classify(text, declared, rel, modules))
+        SourceFile(rel, text, classify_file(text, rel))
         for rel, text in texts.items()
         if MIN_LINES <= line_count(text) <= MAX_LINES
     ]
     return ProjectFiles(project, declared, candidates)
+
+
+def _declared_py(rel: str, text: str) -> set[str] | None:
+    tree = _parse(text)
+    return None if tree is None else set(declared_names(tree))
+
+
+def scan_project(project: Project) -> ProjectFiles:
+    texts, declared = read_project(project, python_files(project.root), _declared_py)
+    modules = project_modules(texts)
+    return project_files(
+        project, texts, declared, lambda text, rel: classify(text, declared, rel, modules)
+    )
 
 
 # --------------------------------------------------------------------------- tasks

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,19 +37,18 @@ from nearline.completion.composers import (
 )
 
 from .quality_tasks import (
-    MAX_LINES,
-    MIN_LINE_CHARS,
-    MIN_LINES,
     DatasetError,
     LineInfo,
     Project,
     ProjectFiles,
-    SourceFile,
     _countable,
-    _read,
     bench_cache_dir,
+    cross_names,
     extract_sdist,
-    line_count,
+    project_files,
+    read_project,
+    run_download,
+    task_lines,
 )
 
 # The packages and pins of the default TypeScript/JavaScript dataset, with the folder of each
@@ -170,22 +168,15 @@ def download_tarball(name: str, version: str, folder: Path) -> Path:
     if path.is_file():
         return path
     folder.mkdir(parents=True, exist_ok=True)
-    cmd = ["npm", "pack", f"{name}@{version}", "--pack-destination", str(folder), "--silent"]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise DatasetError(
-            f"could not run npm pack for {name}@{version} ({exc}); is npm installed? "
-            "use --project-dir PATH to run on a local project"
-        ) from None
-    if proc.returncode != 0 or not path.is_file():
-        errs = [ln for ln in proc.stderr.splitlines() if "ERR" in ln]
-        why = (errs or proc.stderr.strip().splitlines() or ["no tarball"])[-1].strip()
-        raise DatasetError(
-            f"could not download the npm tarball of {name}@{version} ({why}); offline? "
-            "use --project-dir PATH to run on a local project"
-        )
-    return path
+    return run_download(
+        ["npm", "pack", f"{name}@{version}", "--pack-destination", str(folder), "--silent"],
+        lambda: path if path.is_file() else None,
+        tool="npm pack",
+        spec=f"{name}@{version}",
+        thing="npm tarball",
+        is_error=lambda ln: "ERR" in ln,
+        hint="is npm installed? ",
+    )
 
 
 def source_root(package: Path, folder: str | None) -> Path:
@@ -462,52 +453,28 @@ def classify(
     if tree is None:
         return []
     root = tree.root_node
-    if isinstance(others, dict):
-        cross: set[str] = set()
-        for other_rel, names in others.items():
-            if other_rel != rel:
-                cross |= names
-    else:
-        cross = set(others)
-    here = declared_names(root)
-    refs = referenced_names(root, foreign_names(root))
     text_lines = text.split("\n")
-    skip = skipped_lines(root, text_lines)
-    out: list[LineInfo] = []
-    for i, raw in enumerate(text_lines):
-        n = i + 1
-        s = raw.strip()
-        if n in skip or len(s) < MIN_LINE_CHARS or s.startswith(("//", "/*", "*")):
-            continue
-        names = {x for x in refs.get(n, ()) if countable(x)}
-        inproject = sorted(x for x in names if x in cross and x not in here)
-        if inproject:
-            out.append(LineInfo(i, "inproject", tuple(inproject)))
-            continue
-        infile = sorted(x for x in names if x in here and here[x] < n)
-        if infile:
-            out.append(LineInfo(i, "infile", tuple(infile)))
-    return out
+    return task_lines(
+        text_lines,
+        cross_names(others, rel),
+        declared_names(root),
+        referenced_names(root, foreign_names(root)),
+        skipped_lines(root, text_lines),
+        countable=countable,
+        comment=("//", "/*", "*"),
+    )
+
+
+def _declared_ts(rel: str, text: str) -> set[str] | None:
+    tree = parse_file(text, language_of(rel))
+    if tree is None:
+        return None
+    return {n for n in declared_names(tree.root_node) if countable(n)}
 
 
 def scan_ts_project(project: Project) -> ProjectFiles:
-    texts: dict[str, str] = {}
-    declared: dict[str, set[str]] = {}
-    for rel in ts_files(project.root):
-        text = _read(project.root / rel)
-        if text is None:
-            continue
-        tree = parse_file(text, language_of(rel))
-        if tree is None:
-            continue
-        texts[rel] = text
-        declared[rel] = {n for n in declared_names(tree.root_node) if countable(n)}
-    candidates = [
-        SourceFile(rel, text, classify(text, declared, rel))
-        for rel, text in texts.items()
-        if MIN_LINES <= line_count(text) <= MAX_LINES
-    ]
-    return ProjectFiles(project, declared, candidates)
+    texts, declared = read_project(project, ts_files(project.root), _declared_ts)
+    return project_files(project, texts, declared, lambda text, rel: classify(text, declared, rel))
 
 
 # --------------------------------------------------------------------------- the oracle

@@ -15,15 +15,14 @@ would take the editor's server down) and for files llama.cpp cannot load.
 from __future__ import annotations
 
 import ctypes
-import mmap
 import os
-import struct
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from nearline.engine.gguf_meta import GGUFError, read_metadata
 from nearline.weights.catalog import ModelEntry, PromptFormat, load_catalog
 
 ROLES = ("fim_pre", "fim_suf", "fim_mid", "fim_pad", "fim_rep", "fim_sep")
@@ -175,64 +174,12 @@ def read_with_llama(path: str | os.PathLike[str]) -> ModelInfo:
 
 def read_gguf_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Every metadata value of a GGUF except the large tokenizer arrays we do not need (merges,
-    scores). ``gguf.GGUFReader`` makes a numpy view per array element, seconds for a large
-    vocabulary, so the key/value section is walked directly; tensors are never touched."""
-    from gguf.constants import GGUF_MAGIC, GGUFValueType
-
+    scores); tensors are never touched."""
     skip = {"tokenizer.ggml.merges", "tokenizer.ggml.scores", "tokenizer.chat_template"}
-    scalar = {
-        GGUFValueType.UINT8: "B", GGUFValueType.INT8: "b", GGUFValueType.UINT16: "H",
-        GGUFValueType.INT16: "h", GGUFValueType.UINT32: "I", GGUFValueType.INT32: "i",
-        GGUFValueType.FLOAT32: "f", GGUFValueType.BOOL: "?", GGUFValueType.UINT64: "Q",
-        GGUFValueType.INT64: "q", GGUFValueType.FLOAT64: "d",
-    }  # fmt: skip
     try:
-        with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-            if len(buf) < 24 or struct.unpack_from("<I", buf, 0)[0] != GGUF_MAGIC:
-                raise FormatError(f"{path} is not a GGUF file")
-            order = "<"
-            if struct.unpack_from("<I", buf, 4)[0] & 0xFFFF == 0:  # a big-endian file
-                order = ">"
-            u32 = struct.Struct(order + "I").unpack_from
-            u64 = struct.Struct(order + "Q").unpack_from
-
-            def read_str(off: int) -> tuple[str, int]:
-                n = u64(buf, off)[0]
-                return buf[off + 8 : off + 8 + n].decode("utf-8", "replace"), off + 8 + n
-
-            def read_value(vtype: int, off: int, keep: bool) -> tuple[Any, int]:
-                if vtype == GGUFValueType.STRING:
-                    if keep:
-                        return read_str(off)
-                    return None, off + 8 + u64(buf, off)[0]
-                if vtype == GGUFValueType.ARRAY:
-                    etype, count = u32(buf, off)[0], u64(buf, off + 4)[0]
-                    off += 12
-                    if etype in scalar:
-                        fmt = order + f"{count}{scalar[GGUFValueType(etype)]}"
-                        vals = list(struct.unpack_from(fmt, buf, off)) if keep else None
-                        return vals, off + struct.calcsize(fmt)
-                    items = []
-                    for _ in range(count):
-                        v, off = read_value(etype, off, keep)
-                        items.append(v)
-                    return (items if keep else None), off
-                fmt = order + scalar[GGUFValueType(vtype)]
-                return struct.unpack_from(fmt, buf, off)[0], off + struct.calcsize(fmt)
-
-            meta: dict[str, Any] = {}
-            off = 24
-            for _ in range(u64(buf, 16)[0]):
-                key, off = read_str(off)
-                vtype = u32(buf, off)[0]
-                value, off = read_value(vtype, off + 4, key not in skip)
-                if key not in skip:
-                    meta[key] = value
-            return meta
-    except FormatError:
-        raise
-    except (OSError, ValueError, OverflowError, struct.error, IndexError, KeyError) as exc:
-        raise FormatError(f"cannot read the GGUF metadata of {path}: {exc}") from None
+        return read_metadata(path, lambda key: key not in skip)
+    except GGUFError as exc:
+        raise FormatError(str(exc)) from None
 
 
 def read_with_gguf(path: str | os.PathLike[str]) -> ModelInfo:

@@ -31,10 +31,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import mmap
 import os
 import re
-import struct
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -42,6 +40,8 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
+
+from nearline.engine.gguf_meta import GGUFError, read_metadata
 
 log = logging.getLogger(__name__)
 
@@ -216,12 +216,8 @@ class GGUFVocab:
 
 
 def read_gguf_vocab(path: str | os.PathLike[str]) -> GGUFVocab:
-    """Read the tokenizer metadata of a GGUF file, using the `gguf` package's format constants.
-
-    ``gguf.GGUFReader`` builds a numpy view per array element (about 20 s for a 150k-token
-    vocabulary), so the key/value section is walked directly here; tensors are never touched.
-    """
-    from gguf.constants import GGUF_MAGIC, GGUFValueType, Keys
+    """Read the tokenizer metadata of a GGUF file (``gguf_meta.read_metadata``)."""
+    from gguf.constants import Keys
 
     wanted = {
         Keys.Tokenizer.MODEL,
@@ -230,75 +226,10 @@ def read_gguf_vocab(path: str | os.PathLike[str]) -> GGUFVocab:
         Keys.Tokenizer.TOKEN_TYPE,
         Keys.Tokenizer.MERGES,
     }
-    scalar = {
-        GGUFValueType.UINT8: "B", GGUFValueType.INT8: "b", GGUFValueType.UINT16: "H",
-        GGUFValueType.INT16: "h", GGUFValueType.UINT32: "I", GGUFValueType.INT32: "i",
-        GGUFValueType.FLOAT32: "f", GGUFValueType.BOOL: "?", GGUFValueType.UINT64: "Q",
-        GGUFValueType.INT64: "q", GGUFValueType.FLOAT64: "d",
-    }  # fmt: skip
-
     try:
-        with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-            if len(buf) < 24 or struct.unpack_from("<I", buf, 0)[0] != GGUF_MAGIC:
-                raise TokenizerLoadError(f"{path}: not a GGUF file")
-            order = "<"
-            version = struct.unpack_from("<I", buf, 4)[0]
-            if version & 0xFFFF == 0:  # written on a big-endian host
-                order = ">"
-                version = struct.unpack_from(">I", buf, 4)[0]
-            if version < 2:
-                raise TokenizerLoadError(f"{path}: GGUF version {version} is not supported")
-            u32 = struct.Struct(order + "I").unpack_from
-            u64 = struct.Struct(order + "Q").unpack_from
-            n_kv = u64(buf, 16)[0]
-            off = 24
-
-            def read_str(off: int) -> tuple[str, int]:
-                n = u64(buf, off)[0]
-                off += 8
-                return buf[off : off + n].decode("utf-8", errors="replace"), off + n
-
-            def read_value(vtype: int, off: int, keep: bool) -> tuple[object, int]:
-                if vtype == GGUFValueType.STRING:
-                    if keep:
-                        return read_str(off)
-                    return None, off + 8 + u64(buf, off)[0]
-                if vtype == GGUFValueType.ARRAY:
-                    etype, count = u32(buf, off)[0], u64(buf, off + 4)[0]
-                    off += 12
-                    if etype == GGUFValueType.STRING:
-                        if not keep:
-                            for _ in range(count):
-                                off += 8 + u64(buf, off)[0]
-                            return None, off
-                        items: list[object] = []
-                        for _ in range(count):
-                            s, off = read_str(off)
-                            items.append(s)
-                        return items, off
-                    if etype in scalar:
-                        fmt = order + f"{count}{scalar[etype]}"
-                        size = struct.calcsize(fmt)
-                        vals = list(struct.unpack_from(fmt, buf, off)) if keep else None
-                        return vals, off + size
-                    # Nested arrays: never used for tokenizer keys; walk them to skip.
-                    out = []
-                    for _ in range(count):
-                        v, off = read_value(etype, off, keep)
-                        out.append(v)
-                    return out, off
-                fmt = order + scalar[GGUFValueType(vtype)]
-                return struct.unpack_from(fmt, buf, off)[0], off + struct.calcsize(fmt)
-
-            meta: dict[str, object] = {}
-            for _ in range(n_kv):
-                key, off = read_str(off)
-                vtype = u32(buf, off)[0]
-                value, off = read_value(vtype, off + 4, key in wanted)
-                if key in wanted:
-                    meta[key] = value
-    except (OSError, ValueError, struct.error, IndexError, KeyError) as exc:
-        raise TokenizerLoadError(f"{path}: cannot read GGUF metadata: {exc}") from exc
+        meta = read_metadata(path, wanted.__contains__)
+    except GGUFError as exc:
+        raise TokenizerLoadError(str(exc)) from exc
 
     model = meta.get(Keys.Tokenizer.MODEL)
     tokens = meta.get(Keys.Tokenizer.LIST)

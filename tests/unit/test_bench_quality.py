@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -111,34 +112,37 @@ def write_project(root: Path) -> Path:
     return root
 
 
-def _expected(text: str) -> dict[int, tuple[str, set[str]] | None]:
-    out: dict[int, tuple[str, set[str]] | None] = {}
+def assert_tasks_as_marked(text: str, tasks: Sequence[qt.LineInfo], comment: str) -> None:
+    """The task lines of ``text`` are its marked lines and nothing else: ``{comment} INPROJECT
+    a b`` and ``{comment} INFILE a`` give a line's category and names, ``{comment} SKIP`` (or
+    no mark) says it is no task. Shared by the Python and the TypeScript classifier tests."""
+    expected: dict[int, tuple[str, set[str]] | None] = {}
     for i, line in enumerate(text.split("\n")):
-        if "# INPROJECT" in line:
-            out[i] = ("inproject", set(line.split("# INPROJECT")[1].split("(")[0].split()))
-        elif "# INFILE" in line:
-            out[i] = ("infile", set(line.split("# INFILE")[1].split()))
-        elif "# SKIP" in line:
-            out[i] = None
-    return out
+        if f"{comment} INPROJECT" in line:
+            names = line.split(f"{comment} INPROJECT")[1].split("(")[0]
+            expected[i] = ("inproject", set(names.split()))
+        elif f"{comment} INFILE" in line:
+            expected[i] = ("infile", set(line.split(f"{comment} INFILE")[1].split()))
+        elif f"{comment} SKIP" in line:
+            expected[i] = None
+    assert expected  # the markers are there
+    got = {li.line: li for li in tasks}
+    for i, want in expected.items():
+        li = got.get(i)
+        if want is None:
+            assert li is None, (i, text.split("\n")[i], li)
+        else:
+            assert li is not None, (i, text.split("\n")[i])
+            assert (li.category, set(li.names)) == want, text.split("\n")[i]
+    assert set(got) == {i for i, w in expected.items() if w is not None}
 
 
 def test_classification_of_marked_lines() -> None:
     text = _main_text()
     others = qt.declared_names(__import__("ast").parse(HELPERS))
-    lines = {li.line: li for li in qt.classify(text, set(others))}
-    expected = _expected(text)
-    assert expected  # the markers are there
-    for i, want in expected.items():
-        got = lines.get(i)
-        if want is None:
-            assert got is None, (i, text.split("\n")[i], got)
-        else:
-            assert got is not None, (i, text.split("\n")[i])
-            assert (got.category, set(got.names)) == want, text.split("\n")[i]
-    # Nothing else is a task: docstrings, imports, decorators, defs, comments, short lines,
-    # strings and the filler are all skipped.
-    assert set(lines) == {i for i, w in expected.items() if w is not None}
+    # Docstrings, imports, decorators, defs, comments, short lines, strings and the filler are
+    # no task.
+    assert_tasks_as_marked(text, qt.classify(text, set(others)), "#")
 
 
 def test_skipped_kinds_of_lines() -> None:
@@ -208,17 +212,34 @@ def test_project_specs() -> None:
             qt.parse_specs(bad)
 
 
-def test_failed_download_is_one_clear_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def assert_failed_download_is_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+    download: Callable[[], object],
+    stderr: str,
+    spec: str,
+    why: str,
+) -> None:
+    """A download tool that fails with ``stderr`` gives one line naming ``spec``, the tool's
+    error ``why`` and the way round (``--project-dir``). Shared by the pip and npm tests."""
+
     def fake_run(*args: object, **kwargs: object) -> subprocess.CompletedProcess[str]:
-        return subprocess.CompletedProcess(
-            [], 1, "", "ERROR: Could not find a version that satisfies the requirement x==1\n"
-        )
+        return subprocess.CompletedProcess([], 1, "", stderr)
 
     monkeypatch.setattr(qt.subprocess, "run", fake_run)
     with pytest.raises(qt.DatasetError) as exc:
-        qt.download_sdist("x", "1", tmp_path)
+        download()
     msg = str(exc.value)
-    assert "\n" not in msg and "--project-dir" in msg and "x==1" in msg
+    assert "\n" not in msg and "--project-dir" in msg and spec in msg and why in msg
+
+
+def test_failed_download_is_one_clear_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert_failed_download_is_one_line(
+        monkeypatch,
+        lambda: qt.download_sdist("x", "1", tmp_path),
+        "ERROR: Could not find a version that satisfies the requirement x==1\n",
+        "x==1",
+        "Could not find a version",
+    )
 
 
 def test_existing_sdist_is_found_without_pip(

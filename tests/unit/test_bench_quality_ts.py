@@ -6,7 +6,6 @@ the sign test per model, EM against warm p95)."""
 from __future__ import annotations
 
 import json
-import subprocess
 import tarfile
 from pathlib import Path
 
@@ -15,6 +14,8 @@ import pytest
 from nearline.bench import quality as q
 from nearline.bench import quality_tasks as qt
 from nearline.bench import quality_ts as t
+
+from .test_bench_quality import assert_failed_download_is_one_line, assert_tasks_as_marked
 
 UTIL = """\
 import { EventEmitter } from "events";
@@ -111,18 +112,6 @@ def write_ts_project(root: Path) -> Path:
     return root
 
 
-def _expected(text: str) -> dict[int, tuple[str, set[str]] | None]:
-    out: dict[int, tuple[str, set[str]] | None] = {}
-    for i, line in enumerate(text.split("\n")):
-        if "// INPROJECT" in line:
-            out[i] = ("inproject", set(line.split("// INPROJECT")[1].split("(")[0].split()))
-        elif "// INFILE" in line:
-            out[i] = ("infile", set(line.split("// INFILE")[1].split()))
-        elif "// SKIP" in line:
-            out[i] = None
-    return out
-
-
 def _declared(text: str, lang: str = "typescript") -> set[str]:
     tree = t.parse_file(text, lang)
     assert tree is not None
@@ -131,17 +120,8 @@ def _declared(text: str, lang: str = "typescript") -> set[str]:
 
 def test_classification_of_marked_lines() -> None:
     text = main_text()
-    got = {li.line: li for li in t.classify(text, {"src/util.ts": _declared(UTIL)}, "src/main.ts")}
-    expected = _expected(text)
-    assert expected
-    for line, want in expected.items():
-        if want is None:
-            assert line not in got, (line, text.split("\n")[line], got.get(line))
-        else:
-            assert line in got, (line, text.split("\n")[line])
-            assert (got[line].category, set(got[line].names)) == want, text.split("\n")[line]
-    # Nothing else is a task but the filler constants' lines (infile? no: no function uses them).
-    assert set(got) == {n for n, w in expected.items() if w is not None}
+    got = t.classify(text, {"src/util.ts": _declared(UTIL)}, "src/main.ts")
+    assert_tasks_as_marked(text, got, "//")
 
 
 def test_declared_names_in_typescript() -> None:
@@ -242,16 +222,13 @@ def test_npm_specs_and_tarball_names() -> None:
 
 
 def test_failed_npm_pack_is_one_clear_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def fake_run(*args: object, **kwargs: object) -> subprocess.CompletedProcess[str]:
-        return subprocess.CompletedProcess(
-            [], 1, "", "npm error code E404\nnpm error 404 No match found for version 0.0.0\n"
-        )
-
-    monkeypatch.setattr(qt.subprocess, "run", fake_run)
-    with pytest.raises(qt.DatasetError) as exc:
-        t.download_tarball("zod", "0.0.0", tmp_path)
-    msg = str(exc.value)
-    assert "\n" not in msg and "--project-dir" in msg and "zod@0.0.0" in msg
+    assert_failed_download_is_one_line(
+        monkeypatch,
+        lambda: t.download_tarball("zod", "0.0.0", tmp_path),
+        "npm error code E404\nnpm error 404 No match found for version 0.0.0\n",
+        "zod@0.0.0",
+        "404 No match found",
+    )
 
 
 def test_cached_tarball_is_used_without_npm(

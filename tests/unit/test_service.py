@@ -27,6 +27,11 @@ def make_service(engine: FakeEngine, **settings: object) -> CompletionService:
     return CompletionService(s, lambda _s: engine, count_tokens=approx_count)
 
 
+async def engine_started(engine: FakeEngine) -> None:
+    """Wait (off the event loop, at most 5 s) until the engine has begun a request."""
+    await asyncio.get_running_loop().run_in_executor(None, engine.started.wait, 5)
+
+
 def q(text: str, line: int, col: int, uri: str = "file:///w/a.py") -> Query:
     return Query(uri=uri, text=text, line=line, col=col, path=Path("/w/a.py"), rel="a.py")
 
@@ -110,7 +115,7 @@ async def test_latest_request_wins() -> None:
     svc = make_service(engine)
     await svc.start()
     first = asyncio.ensure_future(svc.complete(q("a = \n", 0, 4)))
-    await asyncio.get_running_loop().run_in_executor(None, engine.started.wait, 5)
+    await engine_started(engine)
     engine.delay_s = 0.0
     engine.reply = "fast"
     second = await svc.complete(q("a = b\n", 0, 5))
@@ -125,7 +130,7 @@ async def test_asyncio_cancel_reaches_engine() -> None:
     svc = make_service(engine)
     await svc.start()
     task = asyncio.ensure_future(svc.complete(q("a = \n", 0, 4)))
-    await asyncio.get_running_loop().run_in_executor(None, engine.started.wait, 5)
+    await engine_started(engine)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -192,7 +197,7 @@ async def test_warm_up_reads_the_prompt_and_yields_to_requests() -> None:
     engine.warm_s = 5.0
     engine.started.clear()
     warming = asyncio.ensure_future(svc.warm(q("a = 1\nb = ", 1, 4)))
-    await asyncio.get_running_loop().run_in_executor(None, engine.started.wait, 5)
+    await engine_started(engine)
     out = await asyncio.wait_for(svc.complete(q("a = 1\nb = a", 1, 5)), 3.0)
     assert out.suggestions[0].text == "y"
     assert await warming == -1  # it saw the cancel
@@ -207,7 +212,7 @@ async def test_latest_request_wins_across_documents() -> None:
     svc = make_service(engine)
     await svc.start()
     first = asyncio.ensure_future(svc.complete(q("a = \n", 0, 4, uri="file:///w/one.py")))
-    await asyncio.get_running_loop().run_in_executor(None, engine.started.wait, 5)
+    await engine_started(engine)
     queued = asyncio.ensure_future(svc.complete(q("b = \n", 0, 4, uri="file:///w/two.py")))
     await asyncio.sleep(0.05)
     engine.delay_s = 0.0

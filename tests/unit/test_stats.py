@@ -46,20 +46,9 @@ def test_report_and_cli(tmp_path: Path) -> None:
     report = format_report(st.data)
     assert "python" in report and "25.0%" in report
     env = {"NEARLINE_STATS_FILE": str(path), "PATH": "/usr/bin:/bin"}
-    out = subprocess.run(
-        [sys.executable, "-m", "nearline", "stats"],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=True,
-    )
+    stats_cli = [sys.executable, "-m", "nearline", "stats"]
+    out = subprocess.run(stats_cli, capture_output=True, text=True, env=env, check=True)
     assert "25.0%" in out.stdout and "never sent" in out.stdout
     env["NEARLINE_STATS_FILE"] = str(tmp_path / "none.json")
-    out = subprocess.run(
-        [sys.executable, "-m", "nearline", "stats"],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=True,
-    )
+    out = subprocess.run(stats_cli, capture_output=True, text=True, env=env, check=True)
     assert "no statistics yet" in out.stdout

@@ -77,13 +77,12 @@ def context_window(entry: ModelEntry, settings: Settings) -> int:
     if ms.context_length:
         return ms.context_length
     budget = settings.context.budget_tokens or entry.budget_tokens
+    # ``auto`` takes no room of its own: the window (and so the key of states on disk) does not
+    # depend on what the calibration decides, and drafts are cut to the room that is left.
     if isinstance(ms.draft_tokens, int) and ms.draft_tokens:
         draft = ms.draft_tokens
-    elif ms.draft_model:
-        draft = DRAFT_MODEL_TOKENS
     else:
-        # ``auto`` decides at the load, after the window is known: leave room for the most.
-        draft = 0 if isinstance(ms.draft_tokens, int) else _tune_max_draft()
+        draft = DRAFT_MODEL_TOKENS if ms.draft_model else 0
     need = budget + settings.completion.max_tokens + WINDOW_MARGIN + draft
     need = -(-need // WINDOW_STEP) * WINDOW_STEP
     # The catalog's window belongs to the catalog's file; another file may have been trained
@@ -181,12 +180,6 @@ def draft_options(opts: LoadOptions, path: Path) -> LoadOptions:
         rope_scaling_factor=factor, yarn_orig_ctx=trained, draft_tokens=0, disk_cache_mb=0,
         model_sha256=None, draft_path=None, tuning=None,
     )  # fmt: skip
-
-
-def _tune_max_draft() -> int:
-    from nearline.engine.calibrate import TUNE_MAX_DRAFT
-
-    return TUNE_MAX_DRAFT
 
 
 def apply_tuning(opts: LoadOptions, ms: ModelSettings, *, gpu: str = "", build: str = "",

@@ -21,12 +21,12 @@ pytestmark = pytest.mark.model
 def test_the_calibration_child_measures_every_choice(small_model: Path) -> None:
     m = measure_tuning(small_model, threads=2)
     assert set(m.step_ms) == set(m.prompt_tps) == {1, 2}
-    assert set(m.batch_tps) == set(TUNE_BATCHES)
+    assert TUNE_BATCHES[0] in m.batch_tps and set(m.batch_tps) <= set(TUNE_BATCHES)
     assert set(m.verify_ms) == set(range(1, TUNE_MAX_DRAFT + 2))
     values = [*m.step_ms.values(), *m.prompt_tps.values(), *m.batch_tps.values(),
               *m.verify_ms.values()]  # fmt: skip
     assert all(v > 0 for v in values)
-    assert m.threads == 2 and m.measured_at > 0 and 0 < m.seconds < 120
+    assert m.threads == 2 and m.measured_at > 0 and 0 < m.seconds < 120 and m.load >= 0
 
 
 def test_the_engine_runs_with_what_the_calibration_decided(

@@ -287,18 +287,19 @@ more text per unit of time than decode steps would: drafts exist only at the min
 where the prompt repeats itself, so the whole line gains a fraction of it, and verifying in a
 batch rounds differently, which may swap the model's choice between two near-tied tokens."""
 BUSY_LOAD = 0.5
-"""Load average per core above which the machine was busy while measuring: thread counts are
-then not changed (another program's threads make fewer look faster), and the measurement is
-repeated at a later start."""
+"""Share of the CPUs that other programs used while measuring above which the machine was
+busy: thread counts are then not changed (another program's threads make fewer look faster),
+and the measurement is repeated at a later start."""
 BUSY_RETRY_S = 24 * 3600.0
 
 _TUNE_CHILD = r"""
 import json, statistics, sys, time
 import llama_cpp
 from llama_cpp import Llama
-path, gpu, n_prompt, threads, batches, max_k, reps, corpus = (sys.argv[1], int(sys.argv[2]),
-    int(sys.argv[3]), [int(x) for x in sys.argv[4].split(",")],
-    [int(x) for x in sys.argv[5].split(",")], int(sys.argv[6]), int(sys.argv[7]), sys.argv[8])
+path, gpu, n_prompt, threads, batches, max_k, reps, corpus, max_batch_s = (sys.argv[1],
+    int(sys.argv[2]), int(sys.argv[3]), [int(x) for x in sys.argv[4].split(",")],
+    [int(x) for x in sys.argv[5].split(",")], int(sys.argv[6]), int(sys.argv[7]), sys.argv[8],
+    float(sys.argv[9]))
 top = threads[-1]
 llm = Llama(path, n_ctx=n_prompt + max_k + 64, n_threads=top, n_threads_batch=top,
             n_gpu_layers=gpu, n_batch=max(batches), n_ubatch=max(batches), verbose=False)
@@ -337,7 +338,10 @@ for r in range(2):
         prompt_tps[t].append(read(n_prompt // 2, batches[0]))
         step_ms[t].extend(batch_ms(1) for _ in range(reps))
 llama_cpp.llama_set_n_threads(llm.ctx, top, top)
-batch_tps = {b: read(0, b) for b in batches}
+# A larger batch is only worth reading where it could still be short: at least twice the
+# speed of the smallest would be needed for it to pass decide()'s limit otherwise.
+limit = 2 * max_batch_s * max(prompt_tps[top])
+batch_tps = {b: read(0, b) for b in batches if b == batches[0] or b <= limit}
 verify = {n: [] for n in range(1, max_k + 2)}
 for _ in range(reps):
     for n in verify:
@@ -362,11 +366,12 @@ class TuneMeasurement:
     prompt_tps: dict[int, float]
     """Prompt tokens/s in batches of TUNE_BATCHES[0], per thread count."""
     batch_tps: dict[int, float]
-    """Prompt tokens/s per batch size."""
+    """Prompt tokens/s per batch size (the smallest, and the larger ones that could still take
+    at most MAX_BATCH_S a batch here)."""
     verify_ms: dict[int, float]
     """A batch of n tokens with every position's logits (n = 1: one decode step)."""
     load: float = 0.0
-    """Load average per core just before measuring."""
+    """Share of the CPUs other programs used while this was measured (0: none)."""
     measured_at: float = 0.0
     seconds: float = 0.0
 
@@ -440,7 +445,7 @@ def decide(
     threads = threads_batch = default
     if m.load > BUSY_LOAD:
         reasons["threads"] = reasons["threads_batch"] = (
-            f"kept at {default}: the machine was busy while measuring (load {m.load:.1f} per core)"
+            f"kept at {default}: other programs used {m.load:.0%} of the CPUs while measuring"
         )
     else:
         step = m.step_ms.get(default)
@@ -503,8 +508,8 @@ def measure_tuning(
     cmd = [sys.executable, "-c", _TUNE_CHILD, str(model_path), str(gpu_layers),
            str(TUNE_PROMPT_TOKENS), ",".join(map(str, cands)),
            ",".join(map(str, TUNE_BATCHES)), str(TUNE_MAX_DRAFT), str(TUNE_REPS),
-           str(corpus)]  # fmt: skip
-    load = _load_per_core()
+           str(corpus), str(MAX_BATCH_S)]  # fmt: skip
+    cpu0, child0 = _cpu_busy_s(), _children_cpu_s()
     t0 = time.perf_counter()
     try:
         out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout_s)
@@ -516,8 +521,13 @@ def measure_tuning(
             f"calibrating {model_path.name} failed (exit {out.returncode}): {tail[0]}"
         )
     row = json.loads(out.stdout.strip().splitlines()[-1])
-    row.update(threads=threads, load=max(load, _load_per_core()), measured_at=time.time(),
-               seconds=time.perf_counter() - t0)  # fmt: skip
+    wall = time.perf_counter() - t0
+    cpu1 = _cpu_busy_s()
+    others = 0.0
+    if cpu0 is not None and cpu1 is not None:
+        others = max(0.0, (cpu1 - cpu0) - (_children_cpu_s() - child0))
+        others /= wall * (os.cpu_count() or 1)
+    row.update(threads=threads, load=others, measured_at=time.time(), seconds=wall)
     m = TuneMeasurement.from_dict(row)
     return dataclasses.replace(
         m, step_ms=_round(m.step_ms), prompt_tps=_round(m.prompt_tps),
@@ -530,11 +540,25 @@ def _round(d: dict[int, float]) -> dict[int, float]:
     return {k: round(v, 1) for k, v in d.items()}
 
 
-def _load_per_core() -> float:
+def _cpu_busy_s() -> float | None:
+    """CPU seconds the whole machine has been busy (Linux /proc/stat), None elsewhere. The load
+    average would not do: it trails by a minute, so it still counts a program that just
+    stopped, and misses one that just started."""
     try:
-        return os.getloadavg()[0] / (os.cpu_count() or 1)
-    except OSError:  # pragma: no cover - no load average on this platform
-        return 0.0
+        with open("/proc/stat", encoding="ascii") as f:
+            vals = [int(v) for v in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    if len(vals) < 5:
+        return None
+    return (sum(vals) - vals[3] - vals[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def _children_cpu_s() -> float:
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 MeasureTuning = Callable[[], TuneMeasurement]

@@ -51,25 +51,29 @@ class ModelSettings:
     past the model's trained context."""
     gpu_layers: int | None = None
     """Layers to offload; ``None`` = all when the build supports GPU offload, else 0."""
-    threads: int | None = None
-    """Generation threads; ``None`` = physical cores (at most 8)."""
+    threads: int | str | None = "auto"
+    """llama.cpp threads. ``auto`` (or ``None``): physical cores (at most 8), unless the load's
+    calibration (engine/calibrate.py, once per machine) measured fewer clearly faster, for
+    generation and for prompt reading each."""
     rope_freq_base: float | None = None
     rope_scaling: str | None = None
     rope_scaling_factor: float | None = None
     yarn_orig_context: int | None = None
-    batch_size: int = 64
+    batch_size: int | str = "auto"
     """Prompt tokens per llama_decode call: also the granularity at which a cold prompt can be
-    cancelled, so it stays small (64 tokens ≈ 0.3 s on 2 CPU cores)."""
+    cancelled, so it stays small (64 tokens ≈ 0.3 s on 2 CPU cores). ``auto``: 64, or a larger
+    batch where the calibration measured it clearly faster and one batch still short."""
     state_cache_mb: int = 256
     """Memory for saved KV states of recently used documents (0 = off): switching to another
     file and back restores its state instead of reading its whole prompt again."""
     disk_cache_mb: int = 1024
     """Disk space for saved KV states (0 = off): after an editor restart, a file's prompt is
     restored from disk instead of read again. In the user cache directory, LRU within the cap."""
-    draft_tokens: int = 0
+    draft_tokens: int | str = "auto"
     """Speculative decoding: draft up to this many tokens and verify them in one batch. Without
-    ``draft_model`` the drafts are copied from the prompt (prompt lookup; 0 = off); with it,
-    the draft model writes them (0 = its default, 6)."""
+    ``draft_model`` the drafts are copied from the prompt (prompt lookup; 0 = off; ``auto``: as
+    many as the calibration found to pay on this machine, often 0); with it, the draft model
+    writes them (0 or ``auto`` = its default, 6)."""
     draft_model: str | None = None
     """A small model sharing the main model's vocabulary (a catalog id or a GGUF path) that
     drafts tokens for the main model to verify in one batch; the text is the main model's own
@@ -210,6 +214,18 @@ def _int_range(lo: int, hi: int) -> Callable[[Any], str | None]:
     return check
 
 
+AUTO = "auto"
+
+
+def _auto_or(check: Callable[[Any], str | None]) -> Callable[[Any], str | None]:
+    def auto_or(v: Any) -> str | None:
+        if isinstance(v, str):
+            return None if v == AUTO else f'must be a number or "auto", got {v!r}'
+        return check(v)
+
+    return auto_or
+
+
 def _one_of(options: tuple[str, ...]) -> Callable[[Any], str | None]:
     def check(v: Any) -> str | None:
         return None if v in options else f"must be one of {', '.join(options)}; got {v!r}"
@@ -267,15 +283,15 @@ def _existing_file(v: Any) -> str | None:
 _CHECKS: dict[tuple[str, str], Callable[[Any], str | None]] = {
     ("model", "context_length"): _int_range(256, 1 << 20),
     ("model", "gpu_layers"): _int_range(-1, 10_000),
-    ("model", "threads"): _int_range(1, 512),
+    ("model", "threads"): _auto_or(_int_range(1, 512)),
     ("model", "rope_freq_base"): _positive,
     ("model", "rope_scaling"): _one_of(ROPE_SCALING_TYPES),
     ("model", "rope_scaling_factor"): _positive,
     ("model", "yarn_orig_context"): _int_range(1, 1 << 24),
-    ("model", "batch_size"): _int_range(8, 4096),
+    ("model", "batch_size"): _auto_or(_int_range(8, 4096)),
     ("model", "state_cache_mb"): _int_range(0, 1 << 16),
     ("model", "disk_cache_mb"): _int_range(0, 1 << 20),
-    ("model", "draft_tokens"): _int_range(0, 16),
+    ("model", "draft_tokens"): _auto_or(_int_range(0, 16)),
     ("model", "draft_model"): _non_empty,
     ("model", "path"): _existing_file,
     ("model", "format"): _one_of(PROMPT_FORMATS),
@@ -313,6 +329,12 @@ def _coerce(value: Any, annotation: str) -> Any:
         if isinstance(value, bool):
             return value
         raise TypeError(f"must be true or false, got {value!r}")
+    if base == "int | str":
+        # A number, or a word such as "auto" (the field's check says which words); a number
+        # typed into a string field ("4") is the number.
+        if isinstance(value, str):
+            return int(value) if value.strip().isdigit() else value
+        return _coerce(value, "int")
     if base == "int":
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise TypeError(f"must be an integer, got {value!r}")

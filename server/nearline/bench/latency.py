@@ -288,7 +288,7 @@ async def run_latency(
         },
         "engine": {
             k: (status.get("engine") or {}).get(k)
-            for k in ("state_cache", "speculative", "draft_tokens")
+            for k in ("state_cache", "speculative", "draft_tokens", "tuning")
         },
     }
     seq = [p for p in prompts if p]

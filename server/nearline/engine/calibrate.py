@@ -11,6 +11,7 @@ second start costs nothing; a change of any of them measures again.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -253,3 +254,345 @@ def choose(
 def _save(cache: dict[str, Any], changed: bool) -> None:
     if changed:
         _save_cache(cache)
+
+
+# -- tuning the chosen model's load: threads, prompt batch, prompt-lookup drafting ------------
+#
+# Whether a setting pays depends on the machine: where generation is memory-bound a batch of a
+# few tokens costs about one decode step, so drafted tokens come almost free; where it is
+# compute-bound they cost nearly their own steps and drafting loses. Threads and the prompt
+# batch are the same kind of question. So the load measures, once per machine (a child
+# process, seconds), what each choice costs, and ``decide`` turns the numbers into settings.
+
+TUNE_VERSION = 1
+"""Part of the cache key: a change of what is measured measures again."""
+TUNE_PROMPT_TOKENS = 256
+TUNE_BATCHES = (64, 128, 256)
+TUNE_MAX_DRAFT = 8
+TUNE_REPS = 5
+MIN_GAIN = 0.10
+"""A measured choice replaces the default only when it is at least this much faster: smaller
+differences are within what a busy machine's noise makes of them."""
+MAX_BATCH_S = 0.35
+"""A prompt batch is also the granularity at which a cancel stops a cold prompt: a larger
+batch is taken only while one batch still takes at most this long here."""
+ACCEPT_P = 0.65
+"""Assumed chance that the model keeps a prompt-lookup drafted token, given that it kept the
+ones before it: what is accepted depends on the text, not the machine. On the sample project
+the drafts kept per verify batch were a little above what this predicts (README, calibration),
+so it errs towards leaving drafting off."""
+MIN_DRAFT_GAIN = 0.25
+"""Drafting is switched on only where a verify batch is expected to give at least this much
+more text per unit of time than decode steps would: drafts exist only at the minority of steps
+where the prompt repeats itself, so the whole line gains a fraction of it, and verifying in a
+batch rounds differently, which may swap the model's choice between two near-tied tokens."""
+BUSY_LOAD = 0.5
+"""Share of the CPUs that other programs used while measuring above which the machine was
+busy: thread counts are then not changed (another program's threads make fewer look faster),
+and the measurement is repeated at a later start."""
+BUSY_RETRY_S = 24 * 3600.0
+
+_TUNE_CHILD = r"""
+import json, statistics, sys, time
+import llama_cpp
+from llama_cpp import Llama
+path, gpu, n_prompt, threads, batches, max_k, reps, corpus, max_batch_s = (sys.argv[1],
+    int(sys.argv[2]), int(sys.argv[3]), [int(x) for x in sys.argv[4].split(",")],
+    [int(x) for x in sys.argv[5].split(",")], int(sys.argv[6]), int(sys.argv[7]), sys.argv[8],
+    float(sys.argv[9]))
+top = threads[-1]
+llm = Llama(path, n_ctx=n_prompt + max_k + 64, n_threads=top, n_threads_batch=top,
+            n_gpu_layers=gpu, n_batch=max(batches), n_ubatch=max(batches), verbose=False)
+text = open(corpus, encoding="utf-8").read()
+toks = llm.tokenize(text.encode("utf-8"), add_bos=False)
+while len(toks) < n_prompt + max_k + 1:
+    toks = toks + toks
+
+def decode(chunk, pos, all_logits=False):
+    llm._batch.set_batch(batch=list(chunk), n_past=pos, logits_all=all_logits)
+    llm._ctx.decode(llm._batch)
+
+def read(start, step):
+    # Prompt tokens/s: the prompt's tail read again in batches of ``step``.
+    llm._ctx.kv_cache_seq_rm(-1, start, -1)
+    t = time.perf_counter()
+    for i in range(start, n_prompt, step):
+        decode(toks[i:min(n_prompt, i + step)], i)
+    return (n_prompt - start) / (time.perf_counter() - t)
+
+def batch_ms(n):
+    # n tokens after the warm prompt with every position's logits, as a draft is verified
+    # (n = 1: one decode step); then dropped again.
+    t = time.perf_counter()
+    decode(toks[n_prompt:n_prompt + n], n_prompt, all_logits=True)
+    dt = (time.perf_counter() - t) * 1000
+    llm._ctx.kv_cache_seq_rm(-1, n_prompt, -1)
+    return dt
+
+read(0, batches[0])
+prompt_tps = {t: [] for t in threads}
+step_ms = {t: [] for t in threads}
+for r in range(2):
+    for t in (threads if r % 2 == 0 else threads[::-1]):
+        llama_cpp.llama_set_n_threads(llm.ctx, t, t)
+        prompt_tps[t].append(read(n_prompt // 2, batches[0]))
+        step_ms[t].extend(batch_ms(1) for _ in range(reps))
+llama_cpp.llama_set_n_threads(llm.ctx, top, top)
+# A larger batch is only worth reading where it could still be short: at least twice the
+# speed of the smallest would be needed for it to pass decide()'s limit otherwise.
+limit = 2 * max_batch_s * max(prompt_tps[top])
+batch_tps = {b: read(0, b) for b in batches if b == batches[0] or b <= limit}
+verify = {n: [] for n in range(1, max_k + 2)}
+for _ in range(reps):
+    for n in verify:
+        verify[n].append(batch_ms(n))
+print(json.dumps({
+    "step_ms": {t: statistics.median(v) for t, v in step_ms.items()},
+    "prompt_tps": {t: max(v) for t, v in prompt_tps.items()},
+    "batch_tps": batch_tps,
+    "verify_ms": {n: statistics.median(v) for n, v in verify.items()},
+}))
+"""
+
+
+@dataclass(frozen=True)
+class TuneMeasurement:
+    """What the settings cost on this machine, for one model (see ``_TUNE_CHILD``)."""
+
+    threads: int
+    """The default thread count, at which batches and drafts were measured."""
+    step_ms: dict[int, float]
+    """One decode step, per thread count."""
+    prompt_tps: dict[int, float]
+    """Prompt tokens/s in batches of TUNE_BATCHES[0], per thread count."""
+    batch_tps: dict[int, float]
+    """Prompt tokens/s per batch size (the smallest, and the larger ones that could still take
+    at most MAX_BATCH_S a batch here)."""
+    verify_ms: dict[int, float]
+    """A batch of n tokens with every position's logits (n = 1: one decode step)."""
+    load: float = 0.0
+    """Share of the CPUs other programs used while this was measured (0: none)."""
+    measured_at: float = 0.0
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TuneMeasurement:
+        """Back from JSON (whose keys are strings); TypeError/ValueError when malformed."""
+
+        def ints(m: Any) -> dict[int, float]:
+            if not isinstance(m, dict) or not m:
+                raise ValueError("empty")
+            return {int(k): float(v) for k, v in m.items()}
+
+        return cls(
+            threads=int(d["threads"]), step_ms=ints(d["step_ms"]),
+            prompt_tps=ints(d["prompt_tps"]), batch_tps=ints(d["batch_tps"]),
+            verify_ms=ints(d["verify_ms"]), load=float(d.get("load", 0.0)),
+            measured_at=float(d.get("measured_at", 0.0)), seconds=float(d.get("seconds", 0.0)),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """What the calibration decided, why, and the numbers behind it."""
+
+    threads: int
+    threads_batch: int
+    batch_size: int
+    draft_tokens: int
+    reasons: dict[str, str]
+    measurement: TuneMeasurement | None = None
+    cached: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "threads": self.threads, "threads_batch": self.threads_batch,
+            "batch_size": self.batch_size, "draft_tokens": self.draft_tokens,
+            "reasons": dict(self.reasons), "cached": self.cached,
+            "measured": self.measurement.as_dict() if self.measurement else None,
+        }  # fmt: skip
+
+
+def expected_accepted(k: int, accept_p: float = ACCEPT_P) -> float:
+    """Drafted tokens the model keeps, on average, out of ``k`` (each kept only after all
+    before it were)."""
+    return sum(accept_p**j for j in range(1, k + 1))
+
+
+def draft_gain(m: TuneMeasurement, k: int, accept_p: float = ACCEPT_P) -> float:
+    """Tokens per unit of time with ``k`` drafted tokens per verify batch, relative to
+    one token per decode step (>1: drafting pays)."""
+    step = m.verify_ms[1]
+    batch = m.verify_ms.get(k + 1)
+    if not step or not batch:
+        return 0.0
+    return (1 + expected_accepted(k, accept_p)) / (batch / step)
+
+
+def decide(
+    m: TuneMeasurement, *, default_batch: int, accept_p: float = ACCEPT_P,
+    min_gain: float = MIN_GAIN, min_draft_gain: float = MIN_DRAFT_GAIN,
+) -> Tuning:  # fmt: skip
+    """Settings from measured costs: each keeps its default unless another choice measured at
+    least ``min_gain`` faster; drafting is on with the number of tokens whose expected gain is
+    best, when that is at least ``min_draft_gain`` (a pure function; the numbers come from
+    ``tune``)."""
+    reasons: dict[str, str] = {}
+    default = m.threads
+    threads = threads_batch = default
+    if m.load > BUSY_LOAD:
+        reasons["threads"] = reasons["threads_batch"] = (
+            f"kept at {default}: other programs used {m.load:.0%} of the CPUs while measuring"
+        )
+    else:
+        step = m.step_ms.get(default)
+        best = min(m.step_ms, key=lambda t: m.step_ms[t])
+        if step and m.step_ms[best] <= step * (1 - min_gain):
+            threads = best
+        reasons["threads"] = ", ".join(
+            f"{t}: {v:.0f} ms per token" for t, v in sorted(m.step_ms.items())
+        )
+        tps = m.prompt_tps.get(default)
+        best = max(m.prompt_tps, key=lambda t: m.prompt_tps[t])
+        if tps and m.prompt_tps[best] >= tps * (1 + min_gain):
+            threads_batch = best
+        reasons["threads_batch"] = ", ".join(
+            f"{t}: {v:.0f} prompt tokens/s" for t, v in sorted(m.prompt_tps.items())
+        )
+    batch = default_batch
+    base = m.batch_tps.get(default_batch)
+    fits = [b for b, v in m.batch_tps.items() if v > 0 and b / v <= MAX_BATCH_S]
+    if base and fits:
+        best = max(fits, key=lambda b: m.batch_tps[b])
+        if m.batch_tps[best] >= base * (1 + min_gain):
+            batch = best
+    reasons["batch_size"] = ", ".join(
+        f"{b}: {v:.0f} tokens/s" for b, v in sorted(m.batch_tps.items())
+    )
+    gains = {k: draft_gain(m, k, accept_p) for k in range(1, max(m.verify_ms))}
+    k_best = max(gains, key=lambda k: (gains[k], -k), default=0)
+    step = m.verify_ms[1]
+    costs = ", ".join(f"{n}: {v / step:.2f}" for n, v in sorted(m.verify_ms.items()) if n > 1)
+    if k_best and gains[k_best] >= 1 + min_draft_gain:
+        draft = k_best
+        reasons["draft_tokens"] = (
+            f"{k_best} drafted tokens: expected {gains[k_best]:.2f}x tokens per step "
+            f"(a batch of n tokens costs this many decode steps of {step:.0f} ms: {costs})"
+        )
+    else:
+        draft = 0
+        best_txt = f"{gains[k_best]:.2f}x at {k_best}" if k_best else "nothing measured"
+        reasons["draft_tokens"] = (
+            f"off: drafting would gain under {1 + min_draft_gain:.2f}x here (best {best_txt}; a "
+            f"batch of n tokens costs this many decode steps of {step:.0f} ms: {costs})"
+        )
+    return Tuning(threads, threads_batch, batch, draft, reasons, m)
+
+
+def thread_candidates(default: int) -> list[int]:
+    """Thread counts compared against the default, ascending with the default last."""
+    return sorted({max(1, default // 2), default})
+
+
+def measure_tuning(
+    model_path: Path, *, threads: int, gpu_layers: int = 0, timeout_s: float = 300.0
+) -> TuneMeasurement:
+    """Run ``_TUNE_CHILD`` on one model; RuntimeError with a one-line reason on failure."""
+    corpus = Path(__file__).resolve().parents[1] / "completion" / "service.py"
+    env = dict(os.environ)
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the model process runs (engine/__init__.py)
+    cands = thread_candidates(threads)
+    cmd = [sys.executable, "-c", _TUNE_CHILD, str(model_path), str(gpu_layers),
+           str(TUNE_PROMPT_TOKENS), ",".join(map(str, cands)),
+           ",".join(map(str, TUNE_BATCHES)), str(TUNE_MAX_DRAFT), str(TUNE_REPS),
+           str(corpus), str(MAX_BATCH_S)]  # fmt: skip
+    cpu0, child0 = _cpu_busy_s(), _children_cpu_s()
+    t0 = time.perf_counter()
+    try:
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"calibrating {model_path.name} took over {timeout_s:.0f} s") from None
+    if out.returncode != 0:
+        tail = (out.stderr or out.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise RuntimeError(
+            f"calibrating {model_path.name} failed (exit {out.returncode}): {tail[0]}"
+        )
+    row = json.loads(out.stdout.strip().splitlines()[-1])
+    wall = time.perf_counter() - t0
+    cpu1 = _cpu_busy_s()
+    others = 0.0
+    if cpu0 is not None and cpu1 is not None:
+        others = max(0.0, (cpu1 - cpu0) - (_children_cpu_s() - child0))
+        others /= wall * (os.cpu_count() or 1)
+    row.update(threads=threads, load=others, measured_at=time.time(), seconds=wall)
+    m = TuneMeasurement.from_dict(row)
+    return dataclasses.replace(
+        m, step_ms=_round(m.step_ms), prompt_tps=_round(m.prompt_tps),
+        batch_tps=_round(m.batch_tps), verify_ms=_round(m.verify_ms), load=round(m.load, 2),
+        seconds=round(m.seconds, 1),
+    )  # fmt: skip
+
+
+def _round(d: dict[int, float]) -> dict[int, float]:
+    return {k: round(v, 1) for k, v in d.items()}
+
+
+def _cpu_busy_s() -> float | None:
+    """CPU seconds the whole machine has been busy (Linux /proc/stat), None elsewhere. The load
+    average would not do: it trails by a minute, so it still counts a program that just
+    stopped, and misses one that just started."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            vals = [int(v) for v in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    if len(vals) < 5:
+        return None
+    return (sum(vals) - vals[3] - vals[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def _children_cpu_s() -> float:
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+MeasureTuning = Callable[[], TuneMeasurement]
+
+
+def tune(
+    model_path: Path, sha256: str | None, *, threads: int, default_batch: int,
+    gpu_layers: int = 0, gpu: str = "", build: str = "",
+    measure_fn: MeasureTuning | None = None,
+) -> Tuning:  # fmt: skip
+    """The tuning of one model on this machine: measured once (``measure_tuning``) and cached
+    beside ``auto``'s measurements, keyed by the model file, thread count, GPU offload, the
+    machine and the llama.cpp build; a change of any of them measures again. A measurement
+    taken on a busy machine is repeated at a start a day later."""
+    machine = machine_description(gpu)
+    key = "tune:" + _key(model_path, sha256, threads, gpu_layers, machine,
+                         f"{build};v{TUNE_VERSION}")  # fmt: skip
+    cache = _load_cache()
+    m: TuneMeasurement | None = None
+    entry = cache.get(key)
+    if isinstance(entry, dict):
+        try:
+            m = TuneMeasurement.from_dict(entry)
+        except (KeyError, TypeError, ValueError):
+            m = None
+    if m is not None and m.load > BUSY_LOAD and time.time() - m.measured_at > BUSY_RETRY_S:
+        m = None
+    cached = m is not None
+    if m is None:
+        log.info("calibrating %s on this machine (once)", model_path.name)
+        run = measure_fn or (
+            lambda: measure_tuning(model_path, threads=threads, gpu_layers=gpu_layers)
+        )
+        m = run()
+        cache[key] = m.as_dict()
+        _save_cache(cache)
+    return dataclasses.replace(decide(m, default_batch=default_batch), cached=cached)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -20,6 +21,8 @@ from nearline.engine.calibrate import AutoChoice, Candidate, choose
 from nearline.engine.formats import choose_format
 from nearline.weights.catalog import ModelEntry, PromptFormat, load_catalog
 from nearline.weights.download import ModelError
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "AUTO",
@@ -68,10 +71,10 @@ def auto_choice(settings: Settings, *, measure: bool = False) -> AutoChoice:
     machine and whose warm p95 per keystroke meets 500 ms here. ``measure=True`` measures the
     candidates not measured yet (tens of seconds, once per machine: call it off the event loop,
     as the model load does); without it the answer comes from earlier measurements only."""
-    from nearline.engine.options import default_threads
+    from nearline.engine.options import threads_setting
 
     ms = settings.model
-    threads = ms.threads or default_threads()
+    threads = threads_setting(ms)
     gpu_layers = -1 if ms.gpu_layers is None else ms.gpu_layers
     key = (threads, gpu_layers)
     known = _auto_choices.get(key)
@@ -229,9 +232,10 @@ def build_llama_engine(
     it (the server, or the model process); llama.cpp's refusal to load becomes a
     ``ModelError``."""
     from nearline.engine.llama import LlamaEngine
-    from nearline.engine.options import load_options
+    from nearline.engine.options import apply_tuning, load_options
 
     opts = dataclasses.replace(load_options(entry, path, ms), draft_path=draft_path)
+    opts = apply_tuning(opts, ms, gpu=_gpu_name() if opts.n_gpu_layers else "", build=_build_id())
     try:
         return LlamaEngine(opts, fmt, label)
     except ValueError as exc:
@@ -263,6 +267,12 @@ def engine_builder(settings: Settings) -> tuple[Callable[[], Engine], PromptForm
 def create_process_engine(settings: Settings) -> Engine:
     """Verify the configured model here, load it in a child process (``worker.py``): this
     process never imports llama.cpp."""
+    from nearline.engine.options import tuning_summary
     from nearline.engine.worker import ProcessEngine
 
-    return ProcessEngine(*engine_builder(settings))
+    engine = ProcessEngine(*engine_builder(settings))
+    # The model process decided the auto settings; its own log lines stay in there.
+    tuning = engine.info().get("tuning")
+    if tuning:
+        log.info("%s", tuning_summary(tuning))
+    return engine

@@ -219,7 +219,7 @@ class LlamaEngine:
             n_batch=opts.n_batch,
             n_ubatch=opts.n_batch,
             n_threads=opts.n_threads,
-            n_threads_batch=opts.n_threads,
+            n_threads_batch=opts.n_threads_batch or opts.n_threads,
             n_gpu_layers=opts.n_gpu_layers,
             rope_scaling_type=scaling_types[opts.rope_scaling],
             rope_freq_base=opts.rope_freq_base,
@@ -923,6 +923,8 @@ class LlamaEngine:
             "path": str(self.opts.path),
             "n_ctx": self.opts.n_ctx,
             "threads": self.opts.n_threads,
+            "threads_batch": self.opts.n_threads_batch or self.opts.n_threads,
+            "batch_size": self.opts.n_batch,
             "gpu_layers": self.opts.n_gpu_layers,
             "gpu_offload_supported": bool(self._lib.llama_supports_gpu_offload()),
             # Which CPU kernels this build runs (scripts/install.sh picks the faster build).
@@ -938,6 +940,8 @@ class LlamaEngine:
                 **self.state_stats,
             },
             "draft_tokens": self.opts.draft_tokens,
+            # The ``auto`` settings: what the calibration decided and what it measured.
+            "tuning": self.opts.tuning,
             "speculative": dict(self.spec_stats),
             "draft_model": self._draft_info(),
             "disk_cache": (

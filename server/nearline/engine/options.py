@@ -4,12 +4,19 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from nearline.config import ROPE_SCALING_TYPES, ModelSettings, Settings
 from nearline.weights.catalog import ModelEntry
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BATCH = 64
+"""``model.batchSize`` until the calibration says otherwise (see config.py)."""
 
 
 def default_threads() -> int:
@@ -18,6 +25,12 @@ def default_threads() -> int:
     except AttributeError:  # pragma: no cover - not Linux
         n = os.cpu_count() or 2
     return max(1, min(8, n))
+
+
+def threads_setting(ms: ModelSettings) -> int:
+    """``model.threads`` as a number: an explicit count, else the default (``auto`` may still
+    change it at the load, see ``apply_tuning``)."""
+    return ms.threads if isinstance(ms.threads, int) else default_threads()
 
 
 @dataclass(frozen=True)
@@ -40,6 +53,11 @@ class LoadOptions:
     draft_path: Path | None = None
     """A draft model (``model.draftModel``) sharing this model's vocabulary: it writes the
     drafts this model verifies, instead of prompt lookup."""
+    n_threads_batch: int = 0
+    """Threads for prompt batches (and verify batches); 0: ``n_threads``."""
+    tuning: dict[str, Any] | None = None
+    """What the calibration decided for the ``auto`` settings and the numbers behind it
+    (``apply_tuning``); None when nothing was ``auto``."""
 
 
 WINDOW_MARGIN = 64
@@ -59,7 +77,12 @@ def context_window(entry: ModelEntry, settings: Settings) -> int:
     if ms.context_length:
         return ms.context_length
     budget = settings.context.budget_tokens or entry.budget_tokens
-    draft = ms.draft_tokens or (DRAFT_MODEL_TOKENS if ms.draft_model else 0)
+    # ``auto`` takes no room of its own: the window (and so the key of states on disk) does not
+    # depend on what the calibration decides, and drafts are cut to the room that is left.
+    if isinstance(ms.draft_tokens, int) and ms.draft_tokens:
+        draft = ms.draft_tokens
+    else:
+        draft = DRAFT_MODEL_TOKENS if ms.draft_model else 0
     need = budget + settings.completion.max_tokens + WINDOW_MARGIN + draft
     need = -(-need // WINDOW_STEP) * WINDOW_STEP
     # The catalog's window belongs to the catalog's file; another file may have been trained
@@ -122,15 +145,15 @@ def load_options(entry: ModelEntry, path: Path, ms: ModelSettings) -> LoadOption
     return LoadOptions(
         path=path,
         n_ctx=n_ctx,
-        n_threads=ms.threads or default_threads(),
+        n_threads=threads_setting(ms),
         n_gpu_layers=gpu,
-        n_batch=ms.batch_size,
+        n_batch=ms.batch_size if isinstance(ms.batch_size, int) else DEFAULT_BATCH,
         rope_freq_base=ms.rope_freq_base or rope.freq_base,
         rope_scaling=scaling,
         rope_scaling_factor=factor,
         yarn_orig_ctx=ms.yarn_orig_context or rope.orig_context,
         state_cache_mb=ms.state_cache_mb,
-        draft_tokens=ms.draft_tokens,
+        draft_tokens=ms.draft_tokens if isinstance(ms.draft_tokens, int) else 0,
         disk_cache_mb=ms.disk_cache_mb,
         # The catalog's hash is only the file's when the file is the catalog's (verified).
         model_sha256=None if ms.path else entry.sha256,
@@ -155,5 +178,58 @@ def draft_options(opts: LoadOptions, path: Path) -> LoadOptions:
     return dataclasses.replace(
         opts, path=path, rope_freq_base=base or opts.rope_freq_base, rope_scaling=scaling,
         rope_scaling_factor=factor, yarn_orig_ctx=trained, draft_tokens=0, disk_cache_mb=0,
-        model_sha256=None, draft_path=None,
+        model_sha256=None, draft_path=None, tuning=None,
     )  # fmt: skip
+
+
+def apply_tuning(opts: LoadOptions, ms: ModelSettings, *, gpu: str = "", build: str = "",
+                 tune: Any = None) -> LoadOptions:  # fmt: skip
+    """``opts`` with the settings left ``auto`` (threads, batch size, prompt-lookup drafting)
+    decided by this machine's calibration of the model (engine/calibrate.py: measured once, a
+    few seconds, then cached). A failed calibration keeps the defaults, with a log line.
+    ``tune`` replaces ``calibrate.tune`` (tests)."""
+    from nearline.engine import calibrate
+
+    settings = {"threads": ms.threads, "batchSize": ms.batch_size, "draftTokens": ms.draft_tokens}
+    auto = [name for name, value in settings.items() if not isinstance(value, int)]
+    # With a draft model, its own default applies; prompt lookup is not what would be tuned.
+    if opts.draft_path is not None and "draftTokens" in auto:
+        auto.remove("draftTokens")
+    if not auto:
+        return opts
+    run = tune or calibrate.tune
+    try:
+        t = run(opts.path, opts.model_sha256, threads=opts.n_threads, default_batch=opts.n_batch,
+                gpu_layers=opts.n_gpu_layers, gpu=gpu, build=build)  # fmt: skip
+    except (RuntimeError, OSError, ValueError) as exc:
+        log.warning("calibration failed, %s stay at their defaults: %s", ", ".join(auto), exc)
+        return dataclasses.replace(opts, tuning={"auto": auto, "error": str(exc)})
+    changes: dict[str, Any] = {}
+    if "threads" in auto:
+        changes.update(n_threads=t.threads, n_threads_batch=t.threads_batch)
+    if "batchSize" in auto:
+        changes["n_batch"] = t.batch_size
+    if "draftTokens" in auto:
+        changes["draft_tokens"] = t.draft_tokens
+    out = dataclasses.replace(opts, **changes, tuning={"auto": auto, **t.as_dict()})
+    log.info("%s", tuning_summary(out.tuning))
+    return out
+
+
+def tuning_summary(tuning: dict[str, Any] | None) -> str:
+    """One log line: what the calibration decided for the ``auto`` settings, and why."""
+    if not tuning:
+        return "calibration: no setting is auto"
+    auto = tuning.get("auto") or []
+    if "error" in tuning:
+        return f"calibration failed, {', '.join(auto)} at their defaults: {tuning['error']}"
+    names = {"threads": "threads", "threads_batch": "threads", "batch_size": "batchSize",
+             "draft_tokens": "draftTokens"}  # fmt: skip
+    reasons = tuning.get("reasons") or {}
+    parts = [
+        f"{key}={tuning.get(key)} ({reasons.get(key, '')})"
+        for key, setting in names.items()
+        if setting in auto
+    ]
+    cached = " (measured earlier)" if tuning.get("cached") else ""
+    return f"calibration{cached}: " + "; ".join(parts)

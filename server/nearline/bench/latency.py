@@ -361,8 +361,12 @@ async def _accept_and_go_on(session: EditorSession, a: _Typist) -> list[tuple[fl
         ans = await session.inline(a.uri, *a.pos)
         entries = ((await session.status()).get("recent") or [])[n_before:]
         source = next(
-            (str(e.get("source")) for e in entries if e.get("source") != "speculation"), "?"
-        )
+            (
+                str(e.get("source")) for e in entries
+                if e.get("source") not in ("speculation", "warm-up")
+            ),
+            "?",
+        )  # fmt: skip
         out.append((ans.latency_s, source))
     return out
 

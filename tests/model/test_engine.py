@@ -564,3 +564,69 @@ def test_alternatives_respect_cancel(engine: LlamaEngine) -> None:
     cancel.set()
     res = engine.generate(GenerationRequest([(ALT_PROMPT, False)], 24, candidates=3), cancel)
     assert res.stop_reason == "cancelled" and res.alternatives == []
+
+
+# -- preemption within a batch ----------------------------------------------------------------------
+def test_a_cancel_stops_a_background_read_within_its_batch(small_model: Path) -> None:
+    """A request preempts a warm-up at once, not after the batch in flight: llama.cpp's abort
+    callback stops the decode between graph nodes, and the aborted batch leaves the KV cache
+    as it was, so reading on afterwards gives the same answer as an uninterrupted read."""
+    eng = create_local_engine(settings(batchSize=512, diskCacheMb=0, stateCacheMb=0))
+    assert isinstance(eng, LlamaEngine)
+    try:
+        text = long_prompt("abort", lines=70)  # ~1000 tokens: two 512-token batches
+        segs = [(text, False)]
+        t0 = time.perf_counter()
+        whole = eng.warm(segs, threading.Event())
+        full_s = time.perf_counter() - t0
+        expected = gen(eng, text + "total = ")
+        eng.reset()
+        cancel = threading.Event()
+        timer = threading.Timer(full_s / 8, cancel.set)
+        timer.start()
+        t0 = time.perf_counter()
+        eng.warm(segs, cancel)
+        stopped_s = time.perf_counter() - t0 - full_s / 8
+        timer.join()
+        assert eng.state_stats["aborted"] == 1
+        assert eng.cached_tokens == 0  # the first batch was aborted: nothing of it kept
+        assert stopped_s < full_s / 4  # not the rest of a 512-token batch
+        # Aborted in the second batch: the first one's 512 tokens stay.
+        eng.reset()
+        cancel = threading.Event()
+        timer = threading.Timer(full_s * 0.75, cancel.set)
+        timer.start()
+        eng.warm(segs, cancel)
+        timer.join()
+        assert eng.cached_tokens in (0, 512, whole)
+        eng.warm(segs, threading.Event())
+        assert eng.cached_tokens == whole
+        again = gen(eng, text + "total = ")
+        assert again.text == expected.text
+        # An unarmed decode (nothing to cancel) is never aborted by a flag left set.
+        assert gen(eng, text + "total = ").stop_reason != "cancelled"
+    finally:
+        eng.close()
+
+
+def test_leaving_a_document_unchanged_saves_nothing(engine: LlamaEngine) -> None:
+    """Switching between two documents' states (a keystroke answered from the short prompt, a
+    background read of the full prompt aborted before it read anything) copies a state out of
+    llama.cpp only when the cache changed since it was restored."""
+    engine.reset()
+    a = long_prompt("keep_a", lines=10) + "total = "
+    b = long_prompt("keep_b", lines=10) + "total = "
+    doc_gen(engine, a, "file:///ka.py")
+    doc_gen(engine, b, "file:///kb.py")  # saves A
+    saved, unchanged = engine.state_stats["saved"], engine.state_stats["unchanged"]
+    cancel = threading.Event()
+    cancel.set()
+    engine.warm([(a, False)], cancel, "file:///ka.py")  # restores A (saves B), reads nothing
+    assert engine.state_stats["saved"] == saved + 1
+    back = doc_gen(engine, b, "file:///kb.py")  # leaves A as it was restored
+    assert engine.state_stats["saved"] == saved + 1
+    assert engine.state_stats["unchanged"] == unchanged + 1
+    assert "restored_ms" in back.extra and back.evaluated_tokens <= 2
+    # A's kept state is still the one to come back to.
+    again = doc_gen(engine, a, "file:///ka.py")
+    assert "restored_ms" in again.extra and again.evaluated_tokens <= 2

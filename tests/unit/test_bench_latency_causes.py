@@ -37,6 +37,22 @@ def test_the_tail_is_the_slowest_tenth_and_names_its_largest_part() -> None:
     assert tb["evaluated_tokens_mean"] == pytest.approx((180 + 20 + 5) / 3)
 
 
+def test_the_tail_says_what_it_waited_on_and_where_it_was_answered_from() -> None:
+    lat = [900.0, 800.0, 700.0, 5.0]
+    entries: list[dict[str, object] | None] = [
+        {"source": "model", "read_ms": 100.0, "engine_ms": 300.0, "wait_ms": 600.0,
+         "waited_on": "warm-up", "short": True, "switch_ms": 30.0},
+        {"source": "model", "read_ms": 100.0, "engine_ms": 300.0, "wait_ms": 500.0,
+         "waited_on": "speculation", "short": False, "switch_ms": 0.0},
+        {"source": "model", "read_ms": 100.0, "engine_ms": 700.0, "short": True},
+        None,
+    ]  # fmt: skip
+    tb = tail_breakdown(lat, entries)
+    assert tb["short_prompt"] == 2
+    assert tb["waited_on"] == {"warm-up": 1, "speculation": 1}
+    assert tb["switch_ms_mean"] == pytest.approx(10.0)
+
+
 def test_the_other_file_is_a_sibling_of_the_same_kind(tmp_path: Path) -> None:
     (tmp_path / "pkg" / "sub").mkdir(parents=True)
     (tmp_path / "pkg" / "a.py").write_text("x = 1\n")

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from nearline.completion.service import (
+    BACKGROUND_IDLE_S,
     COLD_GAIN,
     SHORT_DOC,
     CompletionService,
@@ -185,3 +186,42 @@ async def test_an_engine_that_cannot_tell_gets_the_full_prompt() -> None:
         await settle(svc)
         assert not engine.warms
         svc.close()
+
+
+async def test_typing_on_defers_the_full_prompts_read_to_a_pause() -> None:
+    """While the user types on (a request every few tens of milliseconds), reading the full
+    prompt in the background would take the model thread between keystrokes and switch the KV
+    cache between the short prompt's state and the full prompt's at each one: it waits for a
+    pause (BACKGROUND_IDLE_S), then runs once."""
+    engine = HoldingEngine()
+    svc = make_service(engine)
+    await svc.start()
+    line = "result = "
+    for ch in "compute(":
+        line += ch
+        q = query(TEXT.replace("result = ", line))
+        await svc.complete(Query(**{**q.__dict__, "col": len(line)}))
+        await asyncio.sleep(BACKGROUND_IDLE_S / 10)  # the editor's round trips between keys
+    assert not engine.warms
+    assert all(c.doc.endswith(SHORT_DOC) for c in engine.calls)
+    await asyncio.sleep(BACKGROUND_IDLE_S * 2)
+    await settle(svc)
+    assert len(engine.warms) == 1  # the newest only
+    assert line in "".join(t for t, _ in engine.warms[0])
+    svc.close()
+
+
+async def test_a_waiting_request_says_what_it_waited_for() -> None:
+    """bench latency's breakdown of the slow keystrokes names what held the model thread."""
+    engine = HoldingEngine()
+    engine.warm_s = 0.3
+    svc = make_service(engine)
+    await svc.start()
+    warming = asyncio.ensure_future(svc.warm(query(TEXT.replace("result = ", "answer = "))))
+    while not engine.warms:
+        await asyncio.sleep(0.01)
+    await svc.complete(query())
+    await warming
+    rec = [r for r in svc.recent if r.get("source") == "model"][-1]
+    assert rec["waited_on"] == "warm-up"
+    svc.close()

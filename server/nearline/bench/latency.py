@@ -121,6 +121,14 @@ def tail_breakdown(
         dominant[top] = dominant.get(top, 0) + 1
     ev = [float((entries[i] or {}).get("evaluated", 0)) for i in slow]
     gen = [float((entries[i] or {}).get("generated", 0)) for i in slow]
+    # What the slow ones waited for (a warm-up, a speculation, an older request), how many
+    # were answered from the cold-start short prompt, and the time spent switching the KV
+    # cache between documents' states (saving one, restoring another; part of "reading").
+    waited: dict[str, int] = {}
+    for i in slow:
+        if on := (entries[i] or {}).get("waited_on"):
+            waited[on] = waited.get(on, 0) + 1
+    switch = [float((entries[i] or {}).get("switch_ms") or 0.0) for i in slow]
     return {
         "n": len(slow),
         "from_ms": min((lat_ms[i] for i in slow), default=float("nan")),
@@ -128,6 +136,9 @@ def tail_breakdown(
         "largest_part": dominant,
         "evaluated_tokens_mean": statistics.fmean(ev) if ev else 0.0,
         "generated_tokens_mean": statistics.fmean(gen) if gen else 0.0,
+        "short_prompt": sum(bool((entries[i] or {}).get("short")) for i in slow),
+        "waited_on": waited,
+        "switch_ms_mean": statistics.fmean(switch) if switch else 0.0,
     }
 
 
@@ -241,7 +252,13 @@ async def run_latency(
         back = await session.inline(a_uri, *a.pos)
         back_prompt = await a.prompt()
         status = await session.status()
-        back_entry = ((status.get("recent") or [])[n_before:] or [{}])[0]
+        back_entry: dict[str, Any] = next(
+            (
+                e for e in (status.get("recent") or [])[n_before:]
+                if e.get("source") not in ("speculation", "warm-up")
+            ),
+            {},
+        )  # fmt: skip
         back_source = back_entry.get("source")
         if back_entry.get("evaluated") is not None:
             back_source = f"{back_source}, {back_entry['evaluated']} tokens evaluated"
@@ -273,6 +290,9 @@ async def run_latency(
         },
         "nearline": summarize("nearline", lat),
         "slowest_keystrokes": tail_breakdown([x * 1000 for x in lat], records),
+        "per_keystroke": [
+            {"ms": round(x * 1000, 1), **(rec or {})} for x, rec in zip(lat, records, strict=True)
+        ],
         "sources": sources,
         "typing_through_share": sources.get("typing_through", 0) / answered if answered else 0.0,
         # The keystrokes' model runs, measured inside the server (the first three requests —
@@ -341,8 +361,12 @@ async def _accept_and_go_on(session: EditorSession, a: _Typist) -> list[tuple[fl
         ans = await session.inline(a.uri, *a.pos)
         entries = ((await session.status()).get("recent") or [])[n_before:]
         source = next(
-            (str(e.get("source")) for e in entries if e.get("source") != "speculation"), "?"
-        )
+            (
+                str(e.get("source")) for e in entries
+                if e.get("source") not in ("speculation", "warm-up")
+            ),
+            "?",
+        )  # fmt: skip
         out.append((ans.latency_s, source))
     return out
 
@@ -590,7 +614,10 @@ def _print(r: dict[str, Any]) -> None:
         print(
             f"slowest {tb['n']} keystrokes (from {tb['from_ms']:.0f} ms), mean ms: {parts}; "
             f"largest part: {tb['largest_part']}; tokens read {tb['evaluated_tokens_mean']:.0f}, "
-            f"generated {tb['generated_tokens_mean']:.0f} (mean)"
+            f"generated {tb['generated_tokens_mean']:.0f} (mean); "
+            f"from the short prompt {tb.get('short_prompt', 0)}, "
+            f"waited on {tb.get('waited_on') or 'nothing'}, "
+            f"switching states {tb.get('switch_ms_mean', 0.0):.0f} ms (mean)"
         )
     e = r["evaluated_tokens_per_model_run"]
     print(

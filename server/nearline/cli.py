@@ -652,7 +652,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--variants", default=None,
         help="comma-separated, of file-level, path-distance, prefix-suffix, ring-buffer, bm25, "
         "path-distance+suffix (default: these six), oracle (the definitions of the names the "
-        "line uses: a ceiling for repository context)",
+        "line uses: a ceiling for repository context), path-distance-shared (context.layout "
+        "shared)",
     )  # fmt: skip
     bq.add_argument(
         "--budgets", default=None,

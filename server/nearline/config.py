@@ -24,6 +24,8 @@ COMPOSERS: tuple[ComposerName, ...] = get_args(ComposerName)
 BACKENDS = ("local", "openai")
 ISOLATIONS = ("process", "thread")
 TRIGGERS = ("automatic", "manual")
+# How path-distance lays out the repository block (see composers/path_distance_composer.py).
+LAYOUTS = ("per-file", "shared")
 # Prose, where a code model's guess is noise and the text is often private (commit messages):
 # no completions unless the user names the language in ``completion.languages``.
 PROSE_LANGUAGES = (
@@ -136,6 +138,11 @@ class ContextSettings:
     1.0 = the prefix first, repository files only in what it leaves: on the quality benchmark
     the model used its own file's lines better than other files' stubs, so a smaller share lost
     Exact Match (figures in the README's quality section)."""
+    layout: str = "per-file"
+    """How ``path-distance`` lays out the repository block: ``per-file`` (every file chosen
+    for the current file, nearest last) or ``shared`` (first a part every file of the same
+    directory gets the same, so opening a sibling reuses its KV state; then the current
+    file's own)."""
 
 
 @dataclass(kw_only=True)
@@ -305,6 +312,7 @@ _CHECKS: dict[tuple[str, str], Callable[[Any], str | None]] = {
     ("context", "composer"): _one_of(COMPOSERS),
     ("context", "budget_tokens"): _int_range(64, 1 << 20),
     ("context", "prefix_share"): _float_range(0.1, 1.0),
+    ("context", "layout"): _one_of(LAYOUTS),
     ("index", "max_file_bytes"): _int_range(1, 1 << 30),
     ("engine", "backend"): _one_of(BACKENDS),
     ("engine", "isolation"): _one_of(ISOLATIONS),

@@ -33,6 +33,9 @@ CASES = [
     ("inventory/cli.py", 15, 5, "ring-buffer", None),
     ("inventory/storage.py", 28, 9, "path-distance", {"completion": {"suffixLines": 5}}),
     ("inventory/report.py", 20, 5, "path-distance", {"context": {"prefixShare": 0.5}}),
+    # Added with context.layout (issue #15, point 2); the nine above are unchanged.
+    ("inventory/report.py", 20, 5, "path-distance", {"context": {"layout": "shared"}}),
+    ("inventory/storage.py", 25, 5, "path-distance", {"context": {"layout": "shared"}}),
 ]
 
 

@@ -340,6 +340,23 @@ def test_paired_comparison_counts_discordant_lines() -> None:
     assert ("file-level", "all") not in rows
 
 
+def test_without_file_level_the_first_variant_is_the_baseline() -> None:
+    """``--variants path-distance,path-distance-shared``: the layouts against each other."""
+
+    def rec(v: str, line: int, em: float) -> dict[str, object]:
+        return {"variant": v, "budget": 1024, "project": "p", "file": "f.py", "line": line,
+                "category": "inproject", "em": em, "es": em, "ran": True}  # fmt: skip
+
+    rs = [
+        rec("path-distance", 1, 1), rec("path-distance-shared", 1, 0),
+        rec("path-distance", 2, 0), rec("path-distance-shared", 2, 0),
+    ]  # fmt: skip
+    rows = {(r["variant"], r["category"]): r for r in q.paired(rs)}
+    row = rows[("path-distance-shared", "all")]
+    assert row["baseline"] == "path-distance"
+    assert (row["n"], row["wins"], row["losses"]) == (2, 0, 1)
+
+
 def test_categories_option() -> None:
     assert q.parse_categories(None) == ("inproject", "infile")
     assert q.parse_categories(" inproject ,inproject") == ("inproject",)
@@ -353,11 +370,11 @@ def test_categories_option() -> None:
 def test_variant_table() -> None:
     assert list(q.VARIANTS) == [
         "file-level", "path-distance", "prefix-suffix", "ring-buffer", "bm25",
-        "path-distance+suffix", "oracle", "short-256", "short-512",
+        "path-distance+suffix", "oracle", "short-256", "short-512", "path-distance-shared",
     ]  # fmt: skip
-    # The oracle is a ceiling, not a composer, and the short prompts measure a cold start:
-    # they run only when asked for.
-    assert [v.name for v in q.parse_variants(None)] == list(q.VARIANTS)[:-3]
+    # The oracle is a ceiling, not a composer, the short prompts measure a cold start, and
+    # the shared layout is measured against path-distance: they run only when asked for.
+    assert [v.name for v in q.parse_variants(None)] == list(q.VARIANTS)[:-4]
     assert q.parse_variants("oracle")[0].oracle
     short = q.parse_variants("short-256")[0]
     assert short.short == 256 and short.composer == "file-level" and not short.suffix
@@ -386,6 +403,9 @@ def test_variant_settings() -> None:
     assert s.completion.debounce_ms == 0 and not s.completion.speculate
     assert s.completion.candidates == 1 and not s.completion.syntax_check
     assert q.settings_for(base, q.VARIANTS["file-level"], 1024).completion.suffix_lines == 0
+    shared = q.settings_for(base, q.VARIANTS["path-distance-shared"], 1024)
+    assert shared.context.composer == "path-distance" and shared.context.layout == "shared"
+    assert q.settings_for(base, q.VARIANTS["path-distance"], 1024).context.layout == "per-file"
 
 
 def test_workspace_leaves_the_completion_file_out(tmp_path: Path) -> None:

@@ -92,10 +92,11 @@ def req(
     query: str = "",
     recent: tuple[str, ...] = (),
     language: str = "python",
+    layout: str = "per-file",
 ) -> ComposeRequest:
     return ComposeRequest(
         current_rel=current, current_path=Path("/w") / current, language=language, budget=budget,
-        same_language=same_language, query=query, recent=recent,
+        same_language=same_language, query=query, recent=recent, layout=layout,
     )  # fmt: skip
 
 

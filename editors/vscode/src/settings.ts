@@ -45,7 +45,7 @@ export const SERVER_KEYS: Readonly<Record<string, readonly string[]>> = {
     'disabledLanguages',
     'trigger',
   ],
-  context: ['composer', 'budgetTokens', 'prefixShare'],
+  context: ['composer', 'budgetTokens', 'prefixShare', 'layout'],
   index: ['exclude', 'maxFileBytes', 'watch'],
   stats: ['enabled'],
   engine: ['backend', 'url', 'model', 'apiKeyEnv', 'timeoutMs', 'connectTimeoutMs', 'isolation'],

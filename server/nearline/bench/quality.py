@@ -120,6 +120,8 @@ class Variant:
     the benchmark): what any composer could give at best, under the same budget."""
     short: int = 0
     """Above 0: every request answered from the cold-start short prompt of this many tokens."""
+    layout: str = ""
+    """``context.layout`` for this variant (empty: the setting's, as ``--set`` gives it)."""
 
 
 VARIANTS: dict[str, Variant] = {
@@ -138,9 +140,14 @@ VARIANTS: dict[str, Variant] = {
                 short=256),
         Variant("short-512", "file-level", False, "the cold-start short prompt, 512 tokens",
                 short=512),
+        Variant("path-distance-shared", "path-distance", False,
+                "path-distance, laid out for sharing between siblings (context.layout shared)",
+                layout="shared"),
     )
 }  # fmt: skip
-DEFAULT_VARIANTS = tuple(n for n, v in VARIANTS.items() if not v.oracle and not v.short)
+DEFAULT_VARIANTS = tuple(
+    n for n, v in VARIANTS.items() if not v.oracle and not v.short and not v.layout
+)
 
 
 def variant_problem(v: Variant, has_fim: bool = True) -> str | None:
@@ -223,6 +230,8 @@ def settings_for(base: dict[str, Any], v: Variant, budget: int) -> Any:
 
     raw = json.loads(json.dumps(base))
     raw.setdefault("context", {}).update({"composer": v.composer, "budgetTokens": budget})
+    if v.layout:
+        raw["context"]["layout"] = v.layout
     raw["completion"]["suffixLines"] = SUFFIX_LINES if v.suffix else 0
     # Every other variant is measured on its full prompt, as a warm editor sends it.
     raw["completion"]["coldPromptTokens"] = v.short
@@ -928,7 +937,11 @@ def sign_test_p(wins: int, losses: int) -> float:
 def paired(records: list[dict[str, Any]], baseline: str = "file-level") -> list[dict[str, Any]]:
     """Each variant against ``baseline`` on the same lines, per model, budget and category:
     lines only it gets right (wins), lines only the baseline gets right (losses), and the sign
-    test's p."""
+    test's p. Without ``baseline`` in the run, the first variant run is the baseline
+    (``--variants path-distance,path-distance-shared``: the layouts against each other)."""
+    ran = list(dict.fromkeys(r["variant"] for r in records))
+    if baseline not in ran and ran:
+        baseline = ran[0]
     out: list[dict[str, Any]] = []
     for model in dict.fromkeys(r.get("model", "") for r in records):
         rows = _paired_one([r for r in records if r.get("model", "") == model], baseline)
@@ -1044,7 +1057,8 @@ def _report(
             "name the line uses is in the prompt",
             "api_mentioned": "share of inproject lines whose cross-file name appears anywhere "
             "in the prompt",
-            "paired": "each variant against file-level on the same lines, per model and "
+            "paired": "each variant against file-level (else the first variant) on the same "
+            "lines, per model and "
             "budget: wins (only the variant exact), losses (only file-level exact), em_delta / "
             "es_delta (mean differences), p (exact two-sided sign test on wins vs losses)",
         },

@@ -216,10 +216,11 @@ class PromptBuilding:
             language=q.language or language_for(rel),
             budget=0,
             same_language=c.same_language,
+            layout=c.layout,
             query=query,
             recent=tuple(r for r in self.recent_docs if r != rel),
         )
-        key = (composer, version, rel, c.same_language, c.prefix_share, self.budget(),
+        key = (composer, version, rel, c.same_language, c.prefix_share, c.layout, self.budget(),
                self._compose_key(composer, req), self.compose_override)  # fmt: skip
         framing = 2 + self.count_tokens(self._repo_name(q) + "\n")
         if cached is not None and cached.key == key and cached.tokens <= left:

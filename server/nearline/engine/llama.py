@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 SAVE_MIN_TOKENS = 256
 """A state goes to disk once this many prompt tokens were read that no stored state holds
 (a warm-up, a cold prompt, a long stretch of typing); below that, a restart re-reads little."""
+STATE_MIN_GAIN = 16
+"""A saved state in memory is restored when it holds this many more leading prompt tokens than
+the KV cache does (a copy costs milliseconds, reading the tokens more)."""
 RESTORE_MIN_GAIN = 64
 """A state on disk is restored when it holds at least this many (one default batch) more
 leading prompt tokens than the KV cache does."""
@@ -513,11 +516,11 @@ class LlamaEngine:
             self.state_stats["evicted"] += 1
 
     def _restore_state(self, doc: str) -> bool:
-        # Kept: leaving the document again without having changed its cache (a background read
-        # aborted before its first batch, a keystroke answered from the short prompt and back)
-        # then saves nothing (see _switch_to).
+        """Bring the saved state ``doc`` into the KV cache. It stays saved: its own document
+        left again unchanged then saves nothing (see _switch_to), and another document that
+        started from it (a sibling) leaves it for its owner and for a third sibling."""
         st = self._states[doc]
-        self._states.move_to_end(doc)
+        self._states.move_to_end(doc)  # just used: the last to be evicted
         self.llm._ctx.kv_cache_seq_rm(-1, 0, -1)
         if int(self._lib.llama_state_seq_set_data(self.llm.ctx, st.data, st.size, 0)) == 0:
             self._states.pop(doc, None)
@@ -532,27 +535,33 @@ class LlamaEngine:
 
     def _switch_to(self, doc: str, tokens: Sequence[int]) -> bool:
         """Before serving ``doc``: keep the state of the document we leave, and bring back the
-        saved state that shares the longest prefix with ``tokens`` when it beats what the cache
-        holds now. Copying a state costs milliseconds; re-reading a 2K-token prompt costs
-        tens of seconds on a laptop CPU. Returns whether a state was restored."""
-        if not doc or doc == self._doc or self._state_budget() == 0:
+        saved state (any document's) that shares the longest prefix with ``tokens`` when it
+        beats what the cache holds now: a file's own, or a sibling's whose prompt starts the
+        same way (``context.layout`` ``shared``). Copying a state costs milliseconds;
+        re-reading a 2K-token prompt costs tens of seconds on a laptop CPU. Returns whether a
+        state was restored."""
+        if self._state_budget() == 0:
             self._doc = doc or self._doc
             return False
-        if self._doc and len(self._cached) >= 64:
-            kept = self._states.get(self._doc)
-            if kept is not None and kept.tokens[: len(self._cached)] == self._cached:
-                # Nothing read since it was restored (at most cut back to a shorter common
-                # prefix): the kept state holds all of it, and copying 2K tokens of KV out of
-                # llama.cpp is what makes alternating between two documents slow.
-                self.state_stats["unchanged"] += 1
-            else:
-                self._save_state(self._doc)
-        self._doc = doc
+        if doc and doc != self._doc:
+            if self._doc and len(self._cached) >= 64:
+                kept = self._states.get(self._doc)
+                if kept is not None and kept.tokens[: len(self._cached)] == self._cached:
+                    # Nothing read since it was restored (at most cut back to a shorter common
+                    # prefix): the kept state holds all of it, and copying 2K tokens of KV out
+                    # of llama.cpp is what makes alternating between two documents slow.
+                    self.state_stats["unchanged"] += 1
+                else:
+                    self._save_state(self._doc)
+            self._doc = doc
         best, best_common = "", common_prefix(self._cached, tokens)
-        for key, st in self._states.items():
-            c = common_prefix(st.tokens, tokens)
-            if c > best_common + 16:
-                best, best_common = key, c
+        # Also within one document: after a short cold prompt the cache holds that, and the
+        # full prompt's read should start from a sibling's state, not from nothing.
+        if best_common + STATE_MIN_GAIN < len(tokens):
+            for key, st in self._states.items():
+                c = common_prefix(st.tokens, tokens)
+                if c > best_common + STATE_MIN_GAIN:
+                    best, best_common = key, c
         return bool(best) and self._restore_state(best)
 
     # -- KV states on disk -----------------------------------------------------------------

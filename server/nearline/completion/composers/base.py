@@ -76,6 +76,27 @@ def tail_lines_within(
     return tail, exact
 
 
+def head_lines_within(text: str, budget: int, count: CountTokens) -> tuple[str, int]:
+    """The longest start of ``text`` ending at a line boundary whose token count fits."""
+    if budget <= 0 or not text:
+        return "", 0
+    lines = text.splitlines(keepends=True)
+    acc, end = 0, 0
+    while end < len(lines):
+        c = count(lines[end])
+        if acc + c > budget:
+            break
+        acc += c
+        end += 1
+    head = "".join(lines[:end])
+    exact = count(head) if head else 0
+    while exact > budget and end > 0:
+        end -= 1
+        head = "".join(lines[:end])
+        exact = count(head) if head else 0
+    return head, exact
+
+
 def cut_prefix(
     prefix: str, budget: int, count: CountTokens, total: int | None = None
 ) -> tuple[str, int, int]:
@@ -124,6 +145,8 @@ class ComposeRequest:
     the start of the cursor's line, so it changes once per line, not per keystroke)."""
     recent: tuple[str, ...] = ()
     """Workspace-relative paths of recently opened/used documents, most recent last."""
+    layout: str = "per-file"
+    """``context.layout`` (path-distance only)."""
 
 
 def frame_cost(path: str, count: CountTokens) -> int:

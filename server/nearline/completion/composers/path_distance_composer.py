@@ -1,5 +1,13 @@
 """The ``path-distance`` composer (the default): the files the current file imports nearest to
-it, as stubs of the names taken from them or whole, then the other files by path distance."""
+it, as stubs of the names taken from them or whole, then the other files by path distance.
+
+Two layouts (``context.layout``). ``per-file``: the other files farthest first, the file cut
+to fit first of all (its end kept), so the block starts with whatever the budget reached last
+and two files of one directory share almost no prompt. ``shared``: the same files nearest the
+directory first, the last one cut keeping its start, then the imported stubs: every file of
+a directory lays its block out in the same order, so a sibling's prompt starts with the tokens
+a file opened before it already read (the engine starts from the longest saved prefix) up to
+the first place where one of the two files would stand in the other's block."""
 
 from __future__ import annotations
 
@@ -14,6 +22,7 @@ from nearline.completion.composers.base import (
     _candidates,
     _fill,
     frame_cost,
+    head_lines_within,
     path_distance,
     tail_lines_within,
 )
@@ -104,7 +113,41 @@ def compose_path_distance(
         left -= tokens + framing
     seen = {f.rel for f, _ in imported}
     rest = [f for f in candidates if f.rel not in seen]
-    # Nearest first for filling; ties broken by path so the result is deterministic.
+    # Nearest first for filling; ties broken by path so the result is deterministic. The
+    # distance from a file depends only on its directory: every sibling sorts the same way.
     rest.sort(key=lambda f: (path_distance(req.current_rel, f.rel), f.rel))
+    if req.layout == "shared":
+        return _fill_stable(rest, source, count, left) + chosen[::-1]
     # Farthest first: the imported files (filled first) sit nearest the current file.
     return _fill(rest, source, count, left) + chosen[::-1]
+
+
+def _fill_stable(
+    ordered: list[FileLike], source: RepoSource, count: CountTokens, budget: int
+) -> list[RepoFile]:
+    """Whole files in the given order while they fit, the first that does not cut keeping its
+    start, returned in that order: a smaller budget gives a start of what a larger one gives,
+    so siblings whose budgets differ still share the block up to the smaller one's end."""
+    chosen: list[RepoFile] = []
+    left = budget
+    for f in ordered:
+        framing = frame_cost(f.rel, count)
+        if left <= framing:
+            break
+        text = source.text(f.path)
+        if not text:
+            continue
+        tokens = source.tokens_for(f.path)
+        if tokens + framing <= left:
+            chosen.append(RepoFile(f.rel, text, tokens))
+            left -= tokens + framing
+            continue
+        head, n = head_lines_within(text, left - framing, count)
+        if not head.strip():
+            # A first line longer than the room (a long docstring): its end then, as
+            # per-file keeps; it is the block's last shared file either way.
+            head, n = tail_lines_within(text, left - framing, count, tokens)
+        if head.strip():
+            chosen.append(RepoFile(f.rel, head, n, truncated=True))
+        break
+    return chosen

@@ -25,6 +25,7 @@ from nearline.completion.prompt import Prompt
 from nearline.completion.service import CompletionService, Query
 from nearline.config import parse_settings
 from nearline.engine.factory import resolve_model
+from nearline.engine.llama import common_prefix
 from nearline.engine.tokens import load_tokenizer
 from nearline.workspace.index import WorkspaceIndex
 
@@ -34,15 +35,6 @@ def prompt_tokens(tok: Any, prompt: Prompt) -> list[int]:
     for text, special in prompt.segments():
         out.extend([tok.token_id(text)] if special else tok.encode(text))
     return out
-
-
-def common(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def main() -> None:
@@ -90,7 +82,7 @@ def main() -> None:
                 q = Query(uri=f.path.as_uri(), text=buf, line=ln, col=col, offset=off,
                           path=f.path, rel=f.rel, language="python", root=root)  # fmt: skip
                 toks.append(prompt_tokens(tok, svc.build_prompt(q)))
-            rows.append((common(*toks), len(toks[1])))
+            rows.append((common_prefix(*toks), len(toks[1])))
         if not rows:
             continue
         everything += rows

@@ -22,17 +22,9 @@ from nearline.completion.service import (
 )
 from nearline.config import parse_settings
 from nearline.engine.base import GenerationRequest, GenerationResult
+from nearline.engine.llama import common_prefix
 
 from .fakes import FakeEngine, approx_count
-
-
-def common_chars(a: str, b: str) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 class HoldingEngine(FakeEngine):
@@ -47,7 +39,7 @@ class HoldingEngine(FakeEngine):
     def cached_prefix(self, segments: Sequence[tuple[str, bool]], doc: str = "") -> tuple[int, int]:
         text = "".join(t for t, _ in segments)
         total = approx_count(text)
-        common = max((common_chars(text, r) for r in self.read), default=0)
+        common = max((common_prefix(text, r) for r in self.read), default=0)
         held = (approx_count(text[:common]), total)
         self.queries.append(held)
         return held

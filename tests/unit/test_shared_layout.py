@@ -12,6 +12,7 @@ from nearline.completion.composers import compose_path_distance, frame_cost
 from nearline.completion.prompt import Prompt
 from nearline.completion.service import CompletionService, Query
 from nearline.config import IndexSettings, parse_settings
+from nearline.engine.llama import common_prefix
 from nearline.workspace.index import WorkspaceIndex
 
 from .fakes import FakeEngine, approx_count
@@ -51,15 +52,6 @@ def _prompt(svc: CompletionService, tmp_path: Path, rel: str, lines: int = 3) ->
     return svc.build_prompt(q)
 
 
-def _common(a: str, b: str) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
 def _repo_chars(p: Prompt) -> int:
     return sum(len(x.text) for x in p.parts if x.kind in ("repo-file", "header") and x.path)
 
@@ -74,10 +66,10 @@ def test_siblings_share_most_of_the_repository_block(tmp_path: Path, pair: tuple
     # Their cursors stand at different depths, so their blocks get different room.
     shared = _service(tmp_path, "shared")
     pa, pb = _prompt(shared, tmp_path, a, 3), _prompt(shared, tmp_path, b, 20)
-    assert _common(pa.text, pb.text) >= 0.5 * min(_repo_chars(pa), _repo_chars(pb))
+    assert common_prefix(pa.text, pb.text) >= 0.5 * min(_repo_chars(pa), _repo_chars(pb))
     old = _service(tmp_path, "per-file")
     oa, ob = _prompt(old, tmp_path, a, 3), _prompt(old, tmp_path, b, 20)
-    assert _common(oa.text, ob.text) < 0.1 * min(_repo_chars(oa), _repo_chars(ob))
+    assert common_prefix(oa.text, ob.text) < 0.1 * min(_repo_chars(oa), _repo_chars(ob))
 
 
 def test_the_shared_block_is_exact_within_the_budget(tmp_path: Path) -> None:

@@ -164,10 +164,17 @@ def _candidates(req: ComposeRequest, source: RepoSource) -> list[FileLike]:
 
 
 def _fill(
-    ordered: Sequence[FileLike], source: RepoSource, count: CountTokens, budget: int
+    ordered: Sequence[FileLike],
+    source: RepoSource,
+    count: CountTokens,
+    budget: int,
+    keep_start: bool = False,
 ) -> list[RepoFile]:
-    """Whole files in the given order (the first is nearest the current file) while they fit;
-    the first that does not is cut at a line boundary keeping its end. Returned farthest first."""
+    """Whole files in the given order while they fit; the first that does not is cut at a line
+    boundary, keeping its end (the part nearest what follows it in the prompt), or with
+    ``keep_start`` its start, so that a smaller budget gives a start of what a larger one gives
+    (the shared layout: siblings whose budgets differ still share the block up to the smaller
+    one's end). Returned in the given order."""
     chosen: list[RepoFile] = []
     left = budget
     for f in ordered:
@@ -182,11 +189,16 @@ def _fill(
             chosen.append(RepoFile(f.rel, text, tokens))
             left -= tokens + framing
             continue
-        tail, n = tail_lines_within(text, left - framing, count)
-        if tail.strip():
-            chosen.append(RepoFile(f.rel, tail, n, truncated=True))
+        part, n = "", 0
+        if keep_start:
+            part, n = head_lines_within(text, left - framing, count)
+        if not part.strip():
+            # Without keep_start, or a first line longer than the room (a long docstring):
+            # the end then; it is the block's last file either way.
+            part, n = tail_lines_within(text, left - framing, count, tokens)
+        if part.strip():
+            chosen.append(RepoFile(f.rel, part, n, truncated=True))
         break
-    chosen.reverse()
     return chosen
 
 

@@ -22,7 +22,6 @@ from nearline.completion.composers.base import (
     _candidates,
     _fill,
     frame_cost,
-    head_lines_within,
     path_distance,
     tail_lines_within,
 )
@@ -117,37 +116,7 @@ def compose_path_distance(
     # distance from a file depends only on its directory: every sibling sorts the same way.
     rest.sort(key=lambda f: (path_distance(req.current_rel, f.rel), f.rel))
     if req.layout == "shared":
-        return _fill_stable(rest, source, count, left) + chosen[::-1]
+        return _fill(rest, source, count, left, keep_start=True) + chosen[::-1]
     # Farthest first: the imported files (filled first) sit nearest the current file.
-    return _fill(rest, source, count, left) + chosen[::-1]
-
-
-def _fill_stable(
-    ordered: list[FileLike], source: RepoSource, count: CountTokens, budget: int
-) -> list[RepoFile]:
-    """Whole files in the given order while they fit, the first that does not cut keeping its
-    start, returned in that order: a smaller budget gives a start of what a larger one gives,
-    so siblings whose budgets differ still share the block up to the smaller one's end."""
-    chosen: list[RepoFile] = []
-    left = budget
-    for f in ordered:
-        framing = frame_cost(f.rel, count)
-        if left <= framing:
-            break
-        text = source.text(f.path)
-        if not text:
-            continue
-        tokens = source.tokens_for(f.path)
-        if tokens + framing <= left:
-            chosen.append(RepoFile(f.rel, text, tokens))
-            left -= tokens + framing
-            continue
-        head, n = head_lines_within(text, left - framing, count)
-        if not head.strip():
-            # A first line longer than the room (a long docstring): its end then, as
-            # per-file keeps; it is the block's last shared file either way.
-            head, n = tail_lines_within(text, left - framing, count, tokens)
-        if head.strip():
-            chosen.append(RepoFile(f.rel, head, n, truncated=True))
-        break
-    return chosen
+    # Nearest first in ``rest``: the prompt wants them farthest first.
+    return _fill(rest, source, count, left)[::-1] + chosen[::-1]

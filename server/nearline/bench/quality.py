@@ -968,20 +968,24 @@ def _paired_one(records: list[dict[str, Any]], baseline: str) -> list[dict[str, 
                     and (cat == "all" or r["category"] == cat)
                     and (b := base.get((budget, r["project"], r["file"], r["line"]))) is not None
                 ]  # fmt: skip
-                if not pairs:
-                    continue
-                wins = sum(1 for r, b in pairs if r["em"] and not b["em"])
-                losses = sum(1 for r, b in pairs if b["em"] and not r["em"])
-                out.append({
-                    "variant": v, "baseline": baseline, "budget": budget, "category": cat,
-                    "n": len(pairs), "wins": wins, "losses": losses,
-                    "em_delta": (sum(r["em"] for r, _ in pairs) - sum(b["em"] for _, b in pairs))
-                    / len(pairs),
-                    "es_delta": (sum(r["es"] for r, _ in pairs) - sum(b["es"] for _, b in pairs))
-                    / len(pairs),
-                    "p": sign_test_p(wins, losses),
-                })  # fmt: skip
+                if pairs:
+                    out.append({"variant": v, "baseline": baseline, "budget": budget,
+                                "category": cat, **_pair_stats(pairs)})  # fmt: skip
     return out
+
+
+def _pair_stats(pairs: Sequence[tuple[dict[str, Any], dict[str, Any]]]) -> dict[str, Any]:
+    """(record, baseline record) pairs on the same lines: the lines only the record gets
+    exact (wins), only the baseline (losses), the mean differences and the sign test's p."""
+    n = len(pairs)
+    wins = sum(1 for r, b in pairs if r["em"] and not b["em"])
+    losses = sum(1 for r, b in pairs if b["em"] and not r["em"])
+    return {
+        "n": n, "wins": wins, "losses": losses,
+        "em_delta": (sum(r["em"] for r, _ in pairs) - sum(b["em"] for _, b in pairs)) / n,
+        "es_delta": (sum(r["es"] for r, _ in pairs) - sum(b["es"] for _, b in pairs)) / n,
+        "p": sign_test_p(wins, losses),
+    }  # fmt: skip
 
 
 def _report(
@@ -1393,17 +1397,13 @@ def paired_against(
                 and (cat == "all" or r["category"] == cat)
                 and (b := base.get(key(r))) is not None
             ]  # fmt: skip
-            if not pairs:
-                continue
-            wins = sum(1 for r, b in pairs if r["em"] and not b["em"])
-            losses = sum(1 for r, b in pairs if b["em"] and not r["em"])
-            out.append({
-                "model": c[0], "variant": c[1], "budget": c[2], "category": cat,
-                "baseline": ":".join(map(str, cell)), "n": len(pairs), "wins": wins,
-                "losses": losses, "em": sum(r["em"] for r, _ in pairs) / len(pairs),
-                "baseline_em": sum(b["em"] for _, b in pairs) / len(pairs),
-                "p": sign_test_p(wins, losses),
-            })  # fmt: skip
+            if pairs:
+                out.append({
+                    "model": c[0], "variant": c[1], "budget": c[2], "category": cat,
+                    "baseline": ":".join(map(str, cell)), **_pair_stats(pairs),
+                    "em": sum(r["em"] for r, _ in pairs) / len(pairs),
+                    "baseline_em": sum(b["em"] for _, b in pairs) / len(pairs),
+                })  # fmt: skip
     return out
 
 

@@ -139,25 +139,38 @@ def _save_cache(data: dict[str, Any]) -> None:
         log.warning("could not save the calibration (%s): it will be measured again", exc)
 
 
+_CORPUS = Path(__file__).resolve().parents[1] / "completion" / "service.py"
+"""The text both children read as a prompt: Nearline's own code, present wherever it runs."""
+
+
+def _run_child(script: str, args: list[str], what: str, timeout_s: float) -> dict[str, Any]:
+    """Run a measuring child (``python -c script args``) and return the JSON object on its
+    last line; RuntimeError with a one-line reason when it times out or fails."""
+    env = dict(os.environ)
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the model process runs (engine/__init__.py)
+    cmd = [sys.executable, "-c", script, *args]
+    try:
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"{what} took over {timeout_s:.0f} s") from None
+    if out.returncode != 0:
+        tail = (out.stderr or out.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise RuntimeError(f"{what} failed (exit {out.returncode}): {tail[0]}")
+    row: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return row
+
+
 def measure(
     model_id: str, model_path: Path, *, threads: int, gpu_layers: int = 0, machine: str = "",
     timeout_s: float = 600.0,
 ) -> Calibration:  # fmt: skip
     """Warm keystrokes of one model on this machine, in a child process. Raises RuntimeError
     with a one-line reason when the child fails (out of memory, a crash, a timeout)."""
-    corpus = Path(__file__).resolve().parents[1] / "completion" / "service.py"
-    env = dict(os.environ)
-    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the model process runs (engine/__init__.py)
-    cmd = [sys.executable, "-c", _CHILD, str(model_path), str(threads), str(gpu_layers),
-           str(PROMPT_TOKENS), str(KEYSTROKES), str(LINE_TOKENS), str(corpus)]  # fmt: skip
-    try:
-        out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        raise RuntimeError(f"measuring {model_id} took over {timeout_s:.0f} s") from None
-    if out.returncode != 0:
-        tail = (out.stderr or out.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise RuntimeError(f"measuring {model_id} failed (exit {out.returncode}): {tail[0]}")
-    row = json.loads(out.stdout.strip().splitlines()[-1])
+    row = _run_child(
+        _CHILD, [str(model_path), str(threads), str(gpu_layers), str(PROMPT_TOKENS),
+                 str(KEYSTROKES), str(LINE_TOKENS), str(_CORPUS)],
+        f"measuring {model_id}", timeout_s,
+    )  # fmt: skip
     warm_ms = [1000 * s for s in row["warm_s"]]
     return Calibration(
         model_id=model_id, prompt_tps=round(row["prompt_tps"], 1), gen_tps=round(row["gen_tps"], 1),
@@ -501,26 +514,15 @@ def measure_tuning(
     model_path: Path, *, threads: int, gpu_layers: int = 0, timeout_s: float = 300.0
 ) -> TuneMeasurement:
     """Run ``_TUNE_CHILD`` on one model; RuntimeError with a one-line reason on failure."""
-    corpus = Path(__file__).resolve().parents[1] / "completion" / "service.py"
-    env = dict(os.environ)
-    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the model process runs (engine/__init__.py)
     cands = thread_candidates(threads)
-    cmd = [sys.executable, "-c", _TUNE_CHILD, str(model_path), str(gpu_layers),
-           str(TUNE_PROMPT_TOKENS), ",".join(map(str, cands)),
-           ",".join(map(str, TUNE_BATCHES)), str(TUNE_MAX_DRAFT), str(TUNE_REPS),
-           str(corpus), str(MAX_BATCH_S)]  # fmt: skip
     cpu0, child0 = _cpu_busy_s(), _children_cpu_s()
     t0 = time.perf_counter()
-    try:
-        out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        raise RuntimeError(f"calibrating {model_path.name} took over {timeout_s:.0f} s") from None
-    if out.returncode != 0:
-        tail = (out.stderr or out.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise RuntimeError(
-            f"calibrating {model_path.name} failed (exit {out.returncode}): {tail[0]}"
-        )
-    row = json.loads(out.stdout.strip().splitlines()[-1])
+    row = _run_child(
+        _TUNE_CHILD, [str(model_path), str(gpu_layers), str(TUNE_PROMPT_TOKENS),
+                      ",".join(map(str, cands)), ",".join(map(str, TUNE_BATCHES)),
+                      str(TUNE_MAX_DRAFT), str(TUNE_REPS), str(_CORPUS), str(MAX_BATCH_S)],
+        f"calibrating {model_path.name}", timeout_s,
+    )  # fmt: skip
     wall = time.perf_counter() - t0
     cpu1 = _cpu_busy_s()
     others = 0.0

@@ -322,6 +322,7 @@ async def _drive(
         "asyncio_tasks_start": before["asyncio_tasks"],
         "asyncio_tasks_end": end["asyncio_tasks"],
         "leaked_tasks": end["asyncio_tasks"] - before["asyncio_tasks"],
+        "task_names_end": end.get("asyncio_task_names", []),
         "pending_requests_end": end["pending_requests"],
         "leaked_requests": end["pending_requests"] - before["pending_requests"],
         "background_tasks_end": end["background_tasks"],

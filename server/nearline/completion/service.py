@@ -753,6 +753,11 @@ class CompletionService(PromptBuilding):
         self.stats.shown_parsed += sum(s.parses is True for s in out)
         return out
 
+    @property
+    def background(self) -> int:
+        """Warm-ups and speculations queued or running (their tasks end on their own)."""
+        return len(self._tasks)
+
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)

@@ -131,14 +131,18 @@ def _uri_position(flat: list[Any]) -> tuple[str | None, types.Position | None]:
 def process_info(ls: NearlineServer) -> dict[str, Any]:
     """What a soak test watches for leaks: resident memory, asyncio tasks, threads."""
     try:
-        tasks = len(asyncio.all_tasks())
+        names = sorted(t.get_name() for t in asyncio.all_tasks())
     except RuntimeError:
-        tasks = 0
+        names = []
     return {
         "pid": os.getpid(),
         "rss_bytes": _rss_bytes(),
-        "asyncio_tasks": tasks,
-        "background_tasks": len(ls.tasks),
+        "asyncio_tasks": len(names),
+        # Which ones, so that a leak report says what leaked.
+        "asyncio_task_names": names,
+        # The server's own and the completion service's (warm-ups, speculations): a soak test
+        # waits for both before counting leaks.
+        "background_tasks": len(ls.tasks) + (ls.service.background if ls.service else 0),
         "pending_requests": len(ls.protocol._request_futures),
         "threads": threading.active_count(),
     }

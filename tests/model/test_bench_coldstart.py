@@ -43,3 +43,10 @@ async def test_bench_coldstart_small(small_model: Path, tmp_path: Path) -> None:
     a = sc["a"]["new"]
     assert not a["short"] and a["evaluated"] < 16 < a["prompt"]
     assert r["runs"]["new"]["disk_cache"]["restored_tokens"] > 0
+    # Memory: both behaviours measured; today keeps nothing on disk, the new one keeps its
+    # states within the cap, and the model is in the measured processes.
+    mem = r["memory"]
+    assert mem["today"]["disk_mb"] == 0 and mem["today"]["cap_mb"] == 0
+    assert 0 < mem["new"]["disk_mb"] <= mem["new"]["cap_mb"]
+    for mode in ("today", "new"):
+        assert mem[mode]["peak_rss_mb"] >= mem[mode]["rss_mb"] > 50, mem

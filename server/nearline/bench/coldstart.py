@@ -117,6 +117,40 @@ async def _await_background_read(session: EditorSession, since: int, timeout_s: 
     raise SystemExit("bench coldstart: the background read of the full prompt did not finish")
 
 
+def _proc_mb(pid: Any) -> tuple[float, float] | None:
+    """(resident, peak resident) MB of a process, from /proc; None where unreadable."""
+    if not isinstance(pid, int):
+        return None
+    vals: dict[str, float] = {}
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for ln in f:
+                key, _, rest = ln.partition(":")
+                if key in ("VmRSS", "VmHWM"):
+                    vals[key] = int(rest.split()[0]) / 1024  # kB
+    except (OSError, ValueError, IndexError):
+        return None
+    return (vals["VmRSS"], vals["VmHWM"]) if len(vals) == 2 else None
+
+
+async def _memory(session: EditorSession, kv_dir: Path) -> dict[str, Any]:
+    """The server's memory (and the model process's, with engine.isolation process) and the
+    state directory's size on disk against the cap."""
+    st = await session.status()
+    rss = peak = 0.0
+    for pid in (st.get("pid"), st.get("worker_pid")):
+        if (mb := _proc_mb(pid)) is not None:
+            rss, peak = rss + mb[0], peak + mb[1]
+    disk = sum(p.stat().st_size for p in kv_dir.rglob("*") if p.is_file()) if kv_dir.is_dir() else 0
+    cache = (st.get("engine") or {}).get("disk_cache") or {}
+    return {
+        "rss_mb": round(rss, 1),
+        "peak_rss_mb": round(peak, 1),
+        "disk_mb": round(disk / 2**20, 1),
+        "cap_mb": cache.get("cap_mb", 0),
+    }
+
+
 async def _run_mode(
     mode: str,
     proj: Path,
@@ -153,6 +187,7 @@ async def _run_mode(
             }  # fmt: skip
         out["b"] = await _ask(session, *sibling)
         _note(f"{mode}: (b) sibling {out['b']['ms']:.0f} ms")
+        out["memory"] = await _memory(session, kv_dir)
     finally:
         await session.stop()
     # The editor restarts: same state directory, same file, same place.
@@ -234,6 +269,8 @@ async def run_coldstart(
             key: {mode: _public(results[mode][key]) for mode in MODES} for key, _ in SCENARIOS
         },
         "after_background_read": results["new"].get("after_background_read"),
+        # After (b), before the restart: two files' states held, the first session's peak.
+        "memory": {mode: results[mode].get("memory") for mode in MODES},
         "runs": {mode: {k: v for k, v in results[mode].items() if len(k) > 1} for mode in MODES},
     }
     _print(report)
@@ -262,4 +299,14 @@ def _print(report: dict[str, Any]) -> None:
         print(
             f"new, after the background read ({after['waited_s']:.1f} s): {after['ms']:.0f} ms, "
             f"{after.get('evaluated')}/{after.get('prompt')} prompt tokens read"
+        )
+    mem = report.get("memory") or {}
+    if all(mem.get(m) for m in MODES):
+        t, n = mem["today"], mem["new"]
+        print(
+            f"memory after (b): RSS today {t['rss_mb']:.0f} MB, new {n['rss_mb']:.0f} MB "
+            f"({n['rss_mb'] - t['rss_mb']:+.0f}); peak today {t['peak_rss_mb']:.0f} MB, new "
+            f"{n['peak_rss_mb']:.0f} MB ({n['peak_rss_mb'] - t['peak_rss_mb']:+.0f}); state "
+            f"directory today {t['disk_mb']:.1f} MB, new {n['disk_mb']:.1f} MB (cap "
+            f"{n['cap_mb']} MB)"
         )

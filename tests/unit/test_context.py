@@ -767,3 +767,36 @@ def test_the_server_reports_opened_and_focused_documents_by_workspace_path(
     assert list(svc.recent_docs) == ["pkg/a.py", "elsewhere.py", "b.py"]
     assert server.rel_of(tmp_path / "pkg" / "a.py") == ("pkg/a.py", tmp_path)
     assert server.rel_of(None) == (None, None)
+
+
+def test_a_place_in_a_long_file_gets_the_same_prompt_whatever_came_before(
+    tmp_path: Path,
+) -> None:
+    """When the file's prefix alone overflows the budget, the repository block no longer
+    depends on where the cursor was first: the same place gives the same prompt in a server
+    that has just started as in one that composed elsewhere in the file before (a KV state
+    saved on disk before a restart must match the new prompt beyond its first tokens)."""
+    (tmp_path / "lib.py").write_text(
+        "".join(f"def helper_{k}(value):\n    return value + {k}\n\n" for k in range(60))
+    )
+    body = "".join(
+        f"row_{j} = helper_{j % 60}({j}) + {'word ' * (j % 7)!r}.count('w')\n" for j in range(400)
+    )
+    text = "from lib import helper_1, helper_2, helper_3\n" + body
+    lines = text.split("\n")
+    (tmp_path / "cur.py").write_text(text)
+
+    def at(line: int) -> Query:
+        t = "\n".join(lines[:line]) + "\nresult = "
+        return _q(tmp_path, "cur.py", t)
+
+    settings = {"context": {"budgetTokens": 1024}, "completion": {"maxTokens": 32}}
+    fresh = {}
+    for line in (120, 260, 390):
+        svc, _ = _service(tmp_path, **settings)
+        fresh[line] = svc.build_prompt(at(line)).text
+        assert "<|file_sep|>lib.py" in fresh[line]  # the block keeps a room
+    for order in itertools.permutations((120, 260, 390)):
+        svc, _ = _service(tmp_path, **settings)
+        for line in order:
+            assert svc.build_prompt(at(line)).text == fresh[line], (order, line)

@@ -39,6 +39,10 @@ from nearline.weights.catalog import ModelEntry, PromptFormat
 from nearline.workspace.secrets import is_secret_path, redact_slice, secret_spans
 from nearline.workspace.snapshot import replace_surrogates
 
+# The repository block's room when the file's prefix alone overflows the budget: enough for
+# the stubs of a few imported names.
+CUT_REPO_TOKENS = 64
+
 
 class RepoBlock(NamedTuple):
     """A document's repository block as last composed, and what it was composed for."""
@@ -134,12 +138,19 @@ class PromptBuilding:
             # while typing: the share is fixed and the repository block is cached.
             cap = min(avail, max(16, int(budget * self.settings.context.prefix_share)))
             total = count(prefix)
-            prefix_text, prefix_tokens, _ = cut_prefix(prefix, cap, count, total)
-            repo, used = self._repo_context(
-                q, rel, avail - prefix_tokens, avail - cap, prefix[: prefix.rfind("\n") + 1]
-            )
-            if prefix_tokens < total and avail - used > cap:
+            query = prefix[: prefix.rfind("\n") + 1]
+            if total > cap:
+                # The prefix must be cut: the block gets a fixed room (the share's, at least
+                # CUT_REPO_TOKENS), whatever the history. What the prefix's cut would leave
+                # varies with the cursor, and a block composed for one place and kept made
+                # the same place's prompt differ between sessions: a state saved before a
+                # restart then matched the new prompt in its first few tokens only.
+                room = min(avail - 16, max(avail - cap, CUT_REPO_TOKENS))
+                repo, used = self._repo_context(q, rel, room, room, query, exact=True)
                 prefix_text, prefix_tokens, _ = cut_prefix(prefix, avail - used, count, total)
+            else:
+                prefix_text, prefix_tokens = prefix, total
+                repo, used = self._repo_context(q, rel, avail - total, avail - cap, query)
         else:
             prefix_text, prefix_tokens, _ = cut_prefix(prefix, avail, count)
         fparts, fim = file_parts(
@@ -198,12 +209,13 @@ class PromptBuilding:
         return None
 
     def _repo_context(
-        self, q: Query, rel: str, left: int, guaranteed: int, query: str
+        self, q: Query, rel: str, left: int, guaranteed: int, query: str, exact: bool = False
     ) -> tuple[list[RepoFile], int]:
         """Repository context and the tokens it takes (framing included), recomposed only when
         its inputs change (``_compose_key``) or the cached block no longer fits ``left``: never
         per keystroke, so the KV cache stays valid. ``guaranteed``: room the prefix share
-        leaves however long the prefix grows."""
+        leaves however long the prefix grows. ``exact``: composed for exactly ``left`` (a
+        block kept from another room is not reused), so it depends on nothing else."""
         composer = self.settings.context.composer
         if not self._wants_repo(q) or self.index is None or q.path is None:
             return [], 0
@@ -220,20 +232,28 @@ class PromptBuilding:
             query=query,
             recent=tuple(r for r in self.recent_docs if r != rel),
         )
-        key = (composer, version, rel, c.same_language, c.prefix_share, c.layout, self.budget(),
-               self._compose_key(composer, req), self.compose_override)  # fmt: skip
+        key: tuple[Any, ...] = (
+            composer, version, rel, c.same_language, c.prefix_share, c.layout, self.budget(),
+            self._compose_key(composer, req), self.compose_override,
+        )  # fmt: skip
         framing = 2 + self.count_tokens(self._repo_name(q) + "\n")
+        if exact:
+            key = (*key, "exact", left)
         if cached is not None and cached.key == key and cached.tokens <= left:
             return cached.files, cached.tokens
-        # Leave the prefix room to grow (a few lines) before the block must be recomposed;
-        # never less than the share guarantees (the block then fits however the prefix grows).
-        headroom = 256
-        room = (
-            max(0, left - headroom - framing)
-            if left > headroom + framing
-            else max(0, left - framing)
-        )
-        room = max(room, min(left, guaranteed) - framing)
+        if exact:
+            room = max(0, left - framing)
+        else:
+            # Leave the prefix room to grow (a few lines) before the block must be recomposed;
+            # never less than the share guarantees (the block then fits however the prefix
+            # grows).
+            headroom = 256
+            room = (
+                max(0, left - headroom - framing)
+                if left > headroom + framing
+                else max(0, left - framing)
+            )
+            room = max(room, min(left, guaranteed) - framing)
         compose = self.compose_override or COMPOSERS[composer]
         files = compose(replace(req, budget=room), self.index, self.count_tokens)
         used = sum(f.tokens + frame_cost(f.path, self.count_tokens) for f in files)

@@ -612,12 +612,16 @@ def test_keystrokes_extend_the_prompt_with_a_prefix_share(tmp_path: Path) -> Non
     )
     prompts = []
     text = LONG_PREFIX
+    repo_objects = set()
     for ch in "compute(1)":
         text += ch
         prompts.append(svc.build_prompt(_q(tmp_path, "cur.py", text)).text)
-    repo_objects = {id(svc._repo_blocks[(tmp_path / "cur.py").as_uri()])}
-    for a, b in itertools.pairwise(prompts):
-        assert b.startswith(a.split("<|fim_suffix|>")[0])
+        repo_objects.add(id(svc._repo_blocks[(tmp_path / "cur.py").as_uri()]))
+    # The prefix overflows: its cut moves by PREFIX_CUT_STEP lines once the typing has filled
+    # the room the last move left, at most once in ten keystrokes; every other keystroke
+    # extends the prompt, and the repository block is never recomposed.
+    moves = [not b.startswith(a.split("<|fim_suffix|>")[0]) for a, b in itertools.pairwise(prompts)]
+    assert sum(moves) <= 1
     assert len(repo_objects) == 1
 
 
@@ -675,7 +679,7 @@ def test_path_distance_recomposes_when_an_import_is_added(tmp_path: Path) -> Non
     (tmp_path / "far").mkdir()
     (tmp_path / "far" / "away.py").write_text("def api(x):\n    return x\n")
     (tmp_path / "pkg" / "cur.py").write_text("")
-    svc, _ = _service(tmp_path)
+    svc, _ = _service(tmp_path, context={"layout": "per-file"})
     p = svc.build_prompt(_q(tmp_path, "pkg/cur.py", "x = "))
     assert [x.path for x in p.parts if x.kind == "repo-file"][-1] == "pkg/near.py"
     p = svc.build_prompt(_q(tmp_path, "pkg/cur.py", "from far.away import api\nx = "))

@@ -128,11 +128,13 @@ VARIANTS: dict[str, Variant] = {
     v.name: v
     for v in (
         Variant("file-level", "file-level", False, "file prefix only"),
-        Variant("path-distance", "path-distance", False, "repository files by path distance"),
+        Variant("path-distance", "path-distance", False, "repository files by path distance",
+                layout="per-file"),
         Variant("prefix-suffix", "file-level", True, "file prefix + suffix (FIM), as llm-ls"),
         Variant("ring-buffer", "ring-buffer", False, "chunks of recently opened files, as llama.vim"),
         Variant("bm25", "bm25", False, "BM25 top-5 snippets (CrossCodeEval retrieval)"),
-        Variant("path-distance+suffix", "path-distance", True, "path-distance + suffix (FIM)"),
+        Variant("path-distance+suffix", "path-distance", True, "path-distance + suffix (FIM)",
+                layout="per-file"),
         Variant("oracle", "path-distance", False,
                 "the definitions of the names the line uses (a ceiling, not a composer)",
                 oracle=True),
@@ -146,7 +148,7 @@ VARIANTS: dict[str, Variant] = {
     )
 }  # fmt: skip
 DEFAULT_VARIANTS = tuple(
-    n for n, v in VARIANTS.items() if not v.oracle and not v.short and not v.layout
+    n for n, v in VARIANTS.items() if not v.oracle and not v.short and v.layout != "shared"
 )
 
 

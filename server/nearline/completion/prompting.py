@@ -214,8 +214,8 @@ class PromptBuilding:
         """Repository context and the tokens it takes (framing included), recomposed only when
         its inputs change (``_compose_key``) or the cached block no longer fits ``left``: never
         per keystroke, so the KV cache stays valid. ``guaranteed``: room the prefix share
-        leaves however long the prefix grows. ``exact``: composed for exactly ``left`` (a
-        block kept from another room is not reused), so it depends on nothing else."""
+        leaves however long the prefix grows. ``exact``: a block kept from another ``left`` is
+        not reused, so the block depends on ``left`` alone (pass ``guaranteed`` = ``left``)."""
         composer = self.settings.context.composer
         if not self._wants_repo(q) or self.index is None or q.path is None:
             return [], 0
@@ -241,19 +241,16 @@ class PromptBuilding:
             key = (*key, "exact", left)
         if cached is not None and cached.key == key and cached.tokens <= left:
             return cached.files, cached.tokens
-        if exact:
-            room = max(0, left - framing)
-        else:
-            # Leave the prefix room to grow (a few lines) before the block must be recomposed;
-            # never less than the share guarantees (the block then fits however the prefix
-            # grows).
-            headroom = 256
-            room = (
-                max(0, left - headroom - framing)
-                if left > headroom + framing
-                else max(0, left - framing)
-            )
-            room = max(room, min(left, guaranteed) - framing)
+        # Leave the prefix room to grow (a few lines) before the block must be recomposed;
+        # never less than the share guarantees (the block then fits however the prefix grows;
+        # an exact block's whole room is guaranteed).
+        headroom = 256
+        room = (
+            max(0, left - headroom - framing)
+            if left > headroom + framing
+            else max(0, left - framing)
+        )
+        room = max(room, min(left, guaranteed) - framing)
         compose = self.compose_override or COMPOSERS[composer]
         files = compose(replace(req, budget=room), self.index, self.count_tokens)
         used = sum(f.tokens + frame_cost(f.path, self.count_tokens) for f in files)
